@@ -1,0 +1,391 @@
+"""`cxbot.yaml`: teams, touchpoints, routing, thresholds, SLA policies and digests (design.md §4).
+
+The file is validated once at start. Every problem is reported at once, each with its path
+(`teams[2].timezone: 'Europe/Lodnon' is not a time zone`), so an operator fixes the file in one pass.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_DURATION_PART = re.compile(r"(\d+)\s*([wdhms])")
+_DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `errors` lists every problem as `path: reason`."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        self.source = source
+        self.errors = errors
+        super().__init__(f"{source}: {len(errors)} error(s)\n" + "\n".join(f"  {e}" for e in errors))
+
+
+def parse_duration(value: str | int | float) -> timedelta:
+    """Parse `90m`, `2h`, `1h30m`, `3d` (or a number of seconds) into a timedelta."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"{value!r} is negative")
+        return timedelta(seconds=value)
+    text = str(value).strip().lower().replace(" ", "")
+    if not text or _DURATION_PART.sub("", text):
+        raise ValueError(f"{value!r} is not a duration (use e.g. 15m, 2h, 1h30m, 3d)")
+    seconds = sum(int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+    return timedelta(seconds=seconds)
+
+
+def slugify(text: str) -> str:
+    """Turn a free-form touchpoint name (`Refund Related`) into a key (`refund-related`)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.strip().lower()).strip("-")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_key(value: str) -> str:
+    if not KEY_PATTERN.match(value):
+        raise ValueError(f"{value!r} is not a key (lower-case letters, digits, '-' or '_')")
+    return value
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not a time zone") from None
+    return value
+
+
+def _check_clock(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads an unquoted 09:00 as the sexagesimal number 540.
+        value = f"{value // 60:02d}:{value % 60:02d}"
+    try:
+        time.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a time of day (HH:MM)") from None
+    return str(value)
+
+
+Duration = str | int
+
+
+class Thresholds(_Model):
+    """Scores at or below these are negative (design.md §3)."""
+
+    nps: int | None = Field(default=None, ge=0, le=10)
+    csat: int | None = Field(default=None, ge=1, le=5)
+    ces: int | None = Field(default=None, ge=1, le=7)
+
+
+class BusinessHours(_Model):
+    days: list[str] = Field(default_factory=lambda: list(WEEKDAYS[:5]))
+    start: str = "09:00"
+    end: str = "17:00"
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: list[str]) -> list[str]:
+        bad = [d for d in value if d not in WEEKDAYS]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))}: days are {', '.join(WEEKDAYS)}")
+        return value
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _clock(cls, value: Any) -> str:
+        return _check_clock(value)
+
+
+class SlaPolicy(_Model):
+    """The two SLA clocks of a case and how escalation repeats (design.md §6)."""
+
+    acknowledge: Duration = "2h"
+    resolve: Duration = "3d"
+    warn_before: Duration = "15m"
+    repeat: int = Field(default=3, ge=0, le=20)
+    repeat_every: Duration = "1h"
+    business_hours: BusinessHours | None = None
+
+    @field_validator("acknowledge", "resolve", "warn_before", "repeat_every")
+    @classmethod
+    def _duration(cls, value: Duration) -> Duration:
+        parse_duration(value)
+        return value
+
+    def clock(self, name: str) -> timedelta:
+        return parse_duration(getattr(self, name))
+
+
+class Digest(_Model):
+    time: str = "09:00"
+    quiet_days: Literal["post", "skip"] = "post"
+    cutoff: Duration = "3h"
+    enabled: bool = True
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _clock(cls, value: Any) -> str:
+        return _check_clock(value)
+
+    @field_validator("cutoff")
+    @classmethod
+    def _duration(cls, value: Duration) -> Duration:
+        parse_duration(value)
+        return value
+
+
+class SlackDestination(_Model):
+    channel: str | None = None
+
+
+class Escalation(_Model):
+    channel: str | None = None
+    contacts: list[str] = Field(default_factory=list)
+
+
+class Team(_Model):
+    key: str
+    name: str
+    timezone: str = "UTC"
+    digest: Digest = Field(default_factory=Digest)
+    min_n: int = Field(default=30, ge=1)
+    sla_policy: str = "standard"
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    slack: SlackDestination = Field(default_factory=SlackDestination)
+    managers: list[str] = Field(default_factory=list)
+    members: list[str] = Field(default_factory=list)
+    escalation: Escalation = Field(default_factory=Escalation)
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        return _check_key(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return _check_timezone(value)
+
+
+class Touchpoint(_Model):
+    key: str
+    name: str | None = None
+    team: str
+    aliases: list[str] = Field(default_factory=list)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        return _check_key(value)
+
+
+class RoutingRule(_Model):
+    """A named keyword rule: the first rule whose keyword appears in the comment wins."""
+
+    name: str
+    keywords: list[str] = Field(min_length=1)
+    team: str
+
+
+class Routing(_Model):
+    rules: list[RoutingRule] = Field(default_factory=list)
+    fallback_team: str
+
+
+class Sentiment(_Model):
+    """Text sentiment only *adds* cases: a passive score or comment-only item with negative text."""
+
+    enabled: bool = True
+    negative_below: float = Field(default=-0.5, ge=-1, le=1)
+
+
+class Config(_Model):
+    """The whole of `cxbot.yaml`."""
+
+    teams: list[Team] = Field(min_length=1)
+    touchpoints: list[Touchpoint] = Field(default_factory=list)
+    routing: Routing
+    thresholds: Thresholds = Field(default_factory=lambda: Thresholds(nps=6, csat=2, ces=3))
+    sentiment: Sentiment = Field(default_factory=Sentiment)
+    sla_policies: dict[str, SlaPolicy] = Field(default_factory=lambda: {"standard": SlaPolicy()})
+    admins: list[str] = Field(default_factory=list)
+    root_causes: list[str] = Field(default_factory=lambda: ["product", "process", "people", "other"])
+    slash_command: str = "/cx"
+    webhooks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def team(self, key: str) -> Team:
+        return next(t for t in self.teams if t.key == key)
+
+    @property
+    def team_keys(self) -> list[str]:
+        return [t.key for t in self.teams]
+
+    def touchpoint_index(self) -> dict[str, Touchpoint]:
+        """Map every key, alias and slugified alias to its touchpoint."""
+        index: dict[str, Touchpoint] = {}
+        for tp in self.touchpoints:
+            for name in (tp.key, *tp.aliases):
+                index[name.lower()] = tp
+                index[slugify(name)] = tp
+        return index
+
+    def threshold(self, metric: str, *, team: str | None, touchpoint: str | None) -> float | None:
+        """The most specific threshold: touchpoint, then team, then the global default."""
+        layers: list[Thresholds] = []
+        if touchpoint is not None:
+            tp = next((t for t in self.touchpoints if t.key == touchpoint), None)
+            if tp is not None:
+                layers.append(tp.thresholds)
+        if team is not None and team in self.team_keys:
+            layers.append(self.team(team).thresholds)
+        layers.append(self.thresholds)
+        defaults = Thresholds(nps=6, csat=2, ces=3)
+        layers.append(defaults)
+        for layer in layers:
+            value = getattr(layer, metric, None)
+            if value is not None:
+                return float(value)
+        return None
+
+
+def _format_location(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(top level)"
+
+
+def _format_pydantic(error: dict[str, Any]) -> str:
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    elif error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "missing":
+        message = "required"
+    return f"{_format_location(loc)}: {message}"
+
+
+def _cross_references(raw: dict[str, Any]) -> list[str]:
+    """Checks that span sections; run on the raw mapping so they report even when a section is broken."""
+    errors: list[str] = []
+    teams = raw.get("teams") if isinstance(raw.get("teams"), list) else []
+    team_keys: list[str] = [
+        t.get("key") for t in teams if isinstance(t, dict) and isinstance(t.get("key"), str)
+    ]
+    policies = raw.get("sla_policies")
+    policy_keys = set(policies) if isinstance(policies, dict) else {"standard"}
+    seen: set[str] = set()
+    for i, key in enumerate(team_keys):
+        if key in seen:
+            errors.append(f"teams[{i}].key: {key!r} is used by another team")
+        seen.add(key)
+    for i, team in enumerate(teams):
+        if isinstance(team, dict):
+            policy = team.get("sla_policy", "standard")
+            if isinstance(policy, str) and policy not in policy_keys:
+                errors.append(f"teams[{i}].sla_policy: {policy!r} is not defined in sla_policies")
+
+    def team_ref(path: str, value: Any) -> None:
+        if isinstance(value, str) and value not in team_keys:
+            errors.append(f"{path}: {value!r} is not a team (teams are: {', '.join(team_keys) or 'none'})")
+
+    touchpoints = raw.get("touchpoints") if isinstance(raw.get("touchpoints"), list) else []
+    names: dict[str, str] = {}
+    for i, tp in enumerate(touchpoints):
+        if not isinstance(tp, dict):
+            continue
+        team_ref(f"touchpoints[{i}].team", tp.get("team"))
+        aliases = tp.get("aliases") if isinstance(tp.get("aliases"), list) else []
+        for name in [tp.get("key"), *aliases]:
+            if not isinstance(name, str):
+                continue
+            slug = slugify(name)
+            if slug in names and names[slug] != tp.get("key"):
+                errors.append(f"touchpoints[{i}]: {name!r} is also a name of touchpoint {names[slug]!r}")
+            names[slug] = str(tp.get("key"))
+    routing = raw.get("routing")
+    if isinstance(routing, dict):
+        team_ref("routing.fallback_team", routing.get("fallback_team"))
+        rules = routing.get("rules") if isinstance(routing.get("rules"), list) else []
+        rule_names: set[str] = set()
+        for i, rule in enumerate(rules):
+            if isinstance(rule, dict):
+                team_ref(f"routing.rules[{i}].team", rule.get("team"))
+                if rule.get("name") in rule_names:
+                    errors.append(f"routing.rules[{i}].name: {rule.get('name')!r} is used by another rule")
+                rule_names.add(rule.get("name"))
+    return errors
+
+
+def _webhook_options(raw: dict[str, Any]) -> list[str]:
+    """Validate `webhooks.<provider>` against each provider's own options model."""
+    from cxbot.ingest.providers import PROVIDERS
+
+    errors: list[str] = []
+    hooks = raw.get("webhooks")
+    if not isinstance(hooks, dict):
+        return errors
+    for name, options in hooks.items():
+        provider = PROVIDERS.get(name)
+        if provider is None:
+            errors.append(f"webhooks.{name}: unknown provider (known: {', '.join(sorted(PROVIDERS))})")
+            continue
+        try:
+            provider.options_model.model_validate(options or {})
+        except ValidationError as exc:
+            errors.extend(_format_pydantic({**e, "loc": ("webhooks", name, *e["loc"])}) for e in exc.errors())
+    return errors
+
+
+def parse_config(raw: Any, *, source: str = "cxbot.yaml") -> Config:
+    """Validate a mapping as a Config, raising ConfigError with every problem found."""
+    if not isinstance(raw, dict):
+        raise ConfigError(source, ["(top level): expected a mapping of sections (teams, touchpoints, ...)"])
+    errors: list[str] = []
+    config: Config | None = None
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        errors.extend(_format_pydantic(e) for e in exc.errors())
+    errors.extend(_cross_references(raw))
+    errors.extend(_webhook_options(raw))
+    if errors or config is None:
+        raise ConfigError(source, errors)
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file; raises ConfigError (with the file as its source)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found (copy cxbot.example.yaml to start)"]) from None
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(str(path), [f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
+    return parse_config(raw, source=str(path))

@@ -1,0 +1,387 @@
+"""Storing feedback: idempotent on (source, external_id), in bulk, in the caller's transaction.
+
+HTTP ingest, webhooks and the CSV importer all come through :func:`ingest_items`. Each batch is a few
+set-based statements (customers, feedback, cases, case events) rather than one round trip per item,
+which is what lets a single SQLite file take thousands of items a second. Concurrent writers of the
+same item meet on unique keys (`ON CONFLICT DO NOTHING`) and the loser treats the row as existing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cxbot.db import insert_for
+from cxbot.ingest.schema import CustomerIn, FeedbackIn, ItemError, validate_item
+from cxbot.models import Case, CaseEvent, Customer, Feedback
+from cxbot.routing import METRIC_LABELS, Route, Router
+from cxbot.sla import deadlines
+
+CHUNK = 500
+SYSTEM_ACTOR = "cxbot"
+
+
+@dataclass(slots=True)
+class ItemResult:
+    """What happened to one item, in the order the items came in."""
+
+    index: int
+    status: str  # created | updated | duplicate | error
+    reason: str | None = None
+    feedback_id: int | None = None
+    case: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": self.index, "status": self.status}
+        if self.reason is not None:
+            out["reason"] = self.reason
+        if self.feedback_id is not None:
+            out["id"] = self.feedback_id
+        if self.case is not None:
+            out["case"] = self.case
+        if self.warnings:
+            out["warnings"] = self.warnings
+        return out
+
+
+@dataclass(slots=True)
+class _Pending:
+    index: int
+    item: FeedbackIn
+    route: Route
+    result: ItemResult
+
+
+def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _route_warnings(item: FeedbackIn, route: Route) -> list[str]:
+    if route.known_touchpoint:
+        return []
+    if item.touchpoint:
+        return [f"touchpoint {item.touchpoint!r} is not configured; {route.reason}"]
+    return [f"no touchpoint; {route.reason}"]
+
+
+async def _customer_ids(session: AsyncSession, customers: list[CustomerIn]) -> dict[str, int]:
+    """Find or create customers by their external id, refreshing PII that the source sent."""
+    latest: dict[str, CustomerIn] = {c.id: c for c in customers}
+    ids: dict[str, int] = {}
+    stored: dict[str, Customer] = {}
+    keys = list(latest)
+    for chunk in _chunks(keys):
+        rows = await session.execute(select(Customer).where(Customer.external_id.in_(chunk)))
+        for row in rows.scalars():
+            stored[row.external_id] = row
+            ids[row.external_id] = row.id
+    missing = [latest[k] for k in keys if k not in ids]
+    if missing:
+        values = [{"external_id": c.id, "name": c.name, "email": c.email, "phone": c.phone} for c in missing]
+        stmt = insert_for(session, Customer).on_conflict_do_nothing(index_elements=[Customer.external_id])
+        for chunk in _chunks(values):
+            returned = await session.execute(stmt.returning(Customer.id, Customer.external_id), list(chunk))
+            ids.update({external_id: ident for ident, external_id in returned.all()})
+        raced = [c.id for c in missing if c.id not in ids]
+        if raced:
+            rows = await session.execute(
+                select(Customer.id, Customer.external_id).where(Customer.external_id.in_(raced))
+            )
+            ids.update({external_id: ident for ident, external_id in rows.all()})
+    for key, row in stored.items():
+        sent = latest[key]
+        changes = {
+            name: getattr(sent, name)
+            for name in ("name", "email", "phone")
+            if getattr(sent, name) is not None and getattr(sent, name) != getattr(row, name)
+        }
+        if changes:
+            await session.execute(update(Customer).where(Customer.id == row.id).values(**changes))
+    return ids
+
+
+def _case_title(item: FeedbackIn, route: Route) -> str:
+    where = route.touchpoint_key or item.touchpoint or "no touchpoint"
+    if item.score is not None:
+        return f"{METRIC_LABELS[item.metric]} {item.score:g} at {where}"
+    return f"Negative comment at {where}"
+
+
+class Ingestor:
+    """Stores validated feedback and opens cases for the negative items, for one configuration."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.config = router.config
+
+    async def store(
+        self,
+        session: AsyncSession,
+        items: Sequence[tuple[int, FeedbackIn]],
+        *,
+        now: datetime,
+        open_cases: bool = True,
+    ) -> list[ItemResult]:
+        """Store (index, item) pairs; a key repeated inside the batch is applied in order, as an update."""
+        results: list[ItemResult] = []
+        rounds: list[list[tuple[int, FeedbackIn]]] = []
+        seen: dict[tuple[str, str], int] = {}
+        for index, item in items:
+            key = (item.source, item.external_id)
+            depth = seen.get(key, 0)
+            seen[key] = depth + 1
+            if depth == len(rounds):
+                rounds.append([])
+            rounds[depth].append((index, item))
+        for batch in rounds:
+            results.extend(await self._store_round(session, batch, now=now, open_cases=open_cases))
+        results.sort(key=lambda r: r.index)
+        return results
+
+    async def _store_round(
+        self, session: AsyncSession, batch: list[tuple[int, FeedbackIn]], *, now: datetime, open_cases: bool
+    ) -> list[ItemResult]:
+        customers = [item.customer for _, item in batch if item.customer is not None]
+        customer_ids = await _customer_ids(session, customers) if customers else {}
+        pending = []
+        for index, item in batch:
+            route = self.router.route(touchpoint=item.touchpoint, comment=item.comment)
+            result = ItemResult(index=index, status="created", warnings=_route_warnings(item, route))
+            pending.append(_Pending(index, item, route, result))
+
+        existing = await self._existing(session, [p.item for p in pending])
+        fresh = [p for p in pending if (p.item.source, p.item.external_id) not in existing]
+        negatives: list[tuple[_Pending, int, str]] = []
+        if fresh:
+            raced = await self._insert(session, fresh, customer_ids, now=now, negatives=negatives)
+            if raced:
+                existing.update(await self._existing(session, [p.item for p in raced]))
+        for p in pending:
+            row = existing.get((p.item.source, p.item.external_id))
+            if row is not None and p.result.feedback_id is None:
+                await self._update(session, p, row, customer_ids, now=now, negatives=negatives)
+        if open_cases and negatives:
+            await self._open_cases(session, negatives, customer_ids, now=now)
+        return [p.result for p in pending]
+
+    async def _existing(self, session: AsyncSession, items: list[FeedbackIn]) -> dict[tuple[str, str], Any]:
+        by_source: dict[str, list[str]] = {}
+        for item in items:
+            by_source.setdefault(item.source, []).append(item.external_id)
+        found: dict[tuple[str, str], Any] = {}
+        columns = (
+            Feedback.id,
+            Feedback.source,
+            Feedback.external_id,
+            Feedback.metric,
+            Feedback.score,
+            Feedback.comment,
+            Feedback.touchpoint,
+            Feedback.customer_id,
+            Feedback.tags,
+            Feedback.is_negative,
+        )
+        for source, external_ids in by_source.items():
+            for chunk in _chunks(external_ids):
+                rows = await session.execute(
+                    select(*columns).where(Feedback.source == source, Feedback.external_id.in_(chunk))
+                )
+                found.update({(row.source, row.external_id): row for row in rows})
+        return found
+
+    async def _insert(
+        self,
+        session: AsyncSession,
+        fresh: list[_Pending],
+        customer_ids: dict[str, int],
+        *,
+        now: datetime,
+        negatives: list[tuple[_Pending, int, str]],
+    ) -> list[_Pending]:
+        """Insert new feedback; return the items another writer inserted first."""
+        rows = []
+        verdicts = {}
+        for p in fresh:
+            verdict = self.router.judge(p.item, p.route)
+            verdicts[id(p)] = verdict
+            rows.append(
+                {
+                    "source": p.item.source,
+                    "external_id": p.item.external_id,
+                    "metric": p.item.metric,
+                    "score": p.item.score,
+                    "raw_score": p.item.raw_score if p.item.raw_score != p.item.score else None,
+                    "comment": p.item.comment,
+                    "touchpoint": p.item.touchpoint,
+                    "touchpoint_key": p.route.touchpoint_key,
+                    "team_key": p.route.team,
+                    "customer_id": customer_ids.get(p.item.customer.id) if p.item.customer else None,
+                    "sentiment": verdict.sentiment,
+                    "is_negative": verdict.negative,
+                    "tags": list(p.item.tags),
+                    "received_at": p.item.received_at,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        stmt = (
+            insert_for(session, Feedback)
+            .on_conflict_do_nothing(index_elements=[Feedback.source, Feedback.external_id])
+            .returning(Feedback.id, Feedback.source, Feedback.external_id)
+        )
+        inserted: dict[tuple[str, str], int] = {}
+        for chunk in _chunks(rows):
+            returned = await session.execute(stmt, list(chunk))
+            inserted.update({(source, ext): ident for ident, source, ext in returned.all()})
+        raced = []
+        for p in fresh:
+            ident = inserted.get((p.item.source, p.item.external_id))
+            if ident is None:
+                raced.append(p)
+                continue
+            p.result.feedback_id = ident
+            verdict = verdicts[id(p)]
+            if verdict.negative and verdict.reason:
+                negatives.append((p, ident, verdict.reason))
+        return raced
+
+    async def _update(
+        self,
+        session: AsyncSession,
+        p: _Pending,
+        row: Any,
+        customer_ids: dict[str, int],
+        *,
+        now: datetime,
+        negatives: list[tuple[_Pending, int, str]],
+    ) -> None:
+        """Apply a later delivery of the same response; fields it leaves out keep their value."""
+        item = p.item
+        p.result.feedback_id = row.id
+        wanted: dict[str, Any] = {"metric": item.metric, "score": item.score}
+        if item.comment is not None:
+            wanted["comment"] = item.comment
+        if item.touchpoint is not None:
+            wanted["touchpoint"] = item.touchpoint
+        if item.customer is not None:
+            wanted["customer_id"] = customer_ids.get(item.customer.id)
+        if item.tags:
+            wanted["tags"] = list(item.tags)
+        changes = {name: value for name, value in wanted.items() if getattr(row, name) != value}
+        if not changes:
+            p.result.status = "duplicate"
+            p.result.warnings = []
+            return
+        p.result.status = "updated"
+        merged = FeedbackIn(
+            source=item.source,
+            external_id=item.external_id,
+            metric=item.metric,
+            score=item.score,
+            comment=changes.get("comment", row.comment),
+            touchpoint=changes.get("touchpoint", row.touchpoint),
+            customer=item.customer,
+            received_at=item.received_at,
+            tags=item.tags,
+        )
+        route = self.router.route(touchpoint=merged.touchpoint, comment=merged.comment)
+        verdict = self.router.judge(merged, route)
+        changes.update(
+            touchpoint_key=route.touchpoint_key,
+            team_key=route.team,
+            is_negative=verdict.negative or row.is_negative,
+            sentiment=verdict.sentiment,
+            raw_score=item.raw_score if item.raw_score != item.score else None,
+            updated_at=now,
+        )
+        await session.execute(update(Feedback).where(Feedback.id == row.id).values(**changes))
+        p.route = route
+        p.result.warnings = _route_warnings(merged, route)
+        if verdict.negative and verdict.reason:
+            negatives.append((p, row.id, verdict.reason))
+
+    async def _open_cases(
+        self,
+        session: AsyncSession,
+        negatives: list[tuple[_Pending, int, str]],
+        customer_ids: dict[str, int],
+        *,
+        now: datetime,
+    ) -> None:
+        """Open one case per negative feedback; the unique feedback_id makes this safe to repeat."""
+        rows = []
+        for p, feedback_id, why in negatives:
+            ack_due, resolve_due = deadlines(self.config, team=p.route.team, start=now)
+            rows.append(
+                {
+                    "feedback_id": feedback_id,
+                    "customer_id": customer_ids.get(p.item.customer.id) if p.item.customer else None,
+                    "team_key": p.route.team,
+                    "touchpoint_key": p.route.touchpoint_key,
+                    "title": _case_title(p.item, p.route),
+                    "state": "new",
+                    "priority": "normal",
+                    "routing_rule": p.route.rule,
+                    "routing_reason": f"{why}; {p.route.reason}",
+                    "created_by": SYSTEM_ACTOR,
+                    "escalation_level": 0,
+                    "reopened_count": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                    "ack_due_at": ack_due,
+                    "resolve_due_at": resolve_due,
+                }
+            )
+        stmt = (
+            insert_for(session, Case)
+            .on_conflict_do_nothing(index_elements=[Case.feedback_id])
+            .returning(Case.id, Case.feedback_id, Case.routing_reason)
+        )
+        opened: dict[int, int] = {}
+        events = []
+        for chunk in _chunks(rows):
+            returned = await session.execute(stmt, list(chunk))
+            for case_id, feedback_id, reason in returned.all():
+                opened[feedback_id] = case_id
+                events.append(
+                    {
+                        "case_id": case_id,
+                        "at": now,
+                        "actor": SYSTEM_ACTOR,
+                        "kind": "created",
+                        "detail": reason,
+                    }
+                )
+        if events:
+            await session.execute(insert_for(session, CaseEvent), events)
+        for p, feedback_id, _ in negatives:
+            if feedback_id in opened:
+                p.result.case = f"CX-{opened[feedback_id]}"
+
+
+async def ingest_items(
+    session: AsyncSession,
+    ingestor: Ingestor,
+    raw_items: Sequence[Any],
+    *,
+    now: datetime,
+    default_source: str | None = None,
+    open_cases: bool = True,
+) -> list[ItemResult]:
+    """Validate raw items and store the valid ones; invalid ones get an `error` result with the reason."""
+    valid: list[tuple[int, FeedbackIn]] = []
+    errors: list[ItemResult] = []
+    for index, raw in enumerate(raw_items):
+        try:
+            valid.append((index, validate_item(raw, now=now, default_source=default_source)))
+        except ItemError as error:
+            errors.append(ItemResult(index=index, status="error", reason=str(error)))
+    stored = await ingestor.store(session, valid, now=now, open_cases=open_cases) if valid else []
+    return sorted([*stored, *errors], key=lambda r: r.index)

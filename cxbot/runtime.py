@@ -1,0 +1,61 @@
+"""Everything a running cxbot shares: settings, configuration, database and clock.
+
+Built once by the command line (or a test) and passed explicitly to what needs it, so nothing is
+created at import time and a test can run several independent bots in one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from cxbot.config import Config
+from cxbot.db import create_engine, session_factory, transaction
+from cxbot.directory import sync_directory
+from cxbot.ingest.service import Ingestor
+from cxbot.observability import Counters
+from cxbot.routing import Router
+from cxbot.settings import Settings
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    config: Config
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    router: Router
+    ingestor: Ingestor
+    clock: Callable[[], datetime] = system_clock
+    counters: Counters = field(default_factory=Counters)
+
+    @classmethod
+    def build(
+        cls, *, settings: Settings, config: Config, clock: Callable[[], datetime] = system_clock
+    ) -> Runtime:
+        engine = create_engine(settings.database_url)
+        router = Router(config)
+        return cls(
+            settings=settings,
+            config=config,
+            engine=engine,
+            sessions=session_factory(engine),
+            router=router,
+            ingestor=Ingestor(router),
+            clock=clock,
+        )
+
+    async def sync_directory(self) -> None:
+        """Write the configured teams and touchpoints to the database (idempotent)."""
+        async with transaction(self.sessions) as session:
+            await sync_directory(session, config=self.config)
+
+    async def close(self) -> None:
+        await self.engine.dispose()

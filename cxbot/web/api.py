@@ -1,0 +1,186 @@
+"""`GET /api/scores`, `GET /api/cases`, `/healthz` and `/metrics` for dashboards and operators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, text
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+
+from cxbot.models import CASE_STATES, OPEN_CASE_STATES, Case
+from cxbot.reports import WINDOWS, list_cases, parse_window, window_scores
+from cxbot.scores import METRICS, Change, Score, compare
+from cxbot.web.common import HttpError, require_api_key, runtime_of
+
+
+def _score_json(score: Score) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "label": score.label,
+        "score": None if score.score is None else round(score.score, 2),
+        "n": score.n,
+        "ci_low": None if score.ci_low is None else round(score.ci_low, 2),
+        "ci_high": None if score.ci_high is None else round(score.ci_high, 2),
+        "low_sample": score.low_sample,
+    }
+    if score.share_easy is not None:
+        out["share_easy"] = round(score.share_easy, 2)
+    return out
+
+
+def _change_json(change: Change) -> dict[str, Any]:
+    return {
+        "delta": None if change.delta is None else round(change.delta, 2),
+        "verdict": change.verdict,
+        "direction": change.direction,
+    }
+
+
+async def get_scores(request: Request) -> JSONResponse:
+    """Scores for a window and the equal window before it, with the verdict on the change."""
+    runtime = runtime_of(request)
+    require_api_key(request)
+    params = request.query_params
+    team = params.get("team") or None
+    touchpoint = params.get("touchpoint") or None
+    metric = params.get("metric") or None
+    if team is not None and team not in runtime.config.team_keys:
+        raise HttpError(
+            400, f"team: {team!r} is not a team (teams are: {', '.join(runtime.config.team_keys)})"
+        )
+    if touchpoint is not None:
+        found = runtime.router.touchpoint(touchpoint)
+        if found is None:
+            raise HttpError(400, f"touchpoint: {touchpoint!r} is not a configured touchpoint")
+        touchpoint = found.key
+    if metric is not None and metric not in METRICS:
+        raise HttpError(400, f"metric: {metric!r} is not one of {', '.join(METRICS)}")
+    window_name = params.get("window") or "28d"
+    try:
+        window = parse_window(window_name)
+    except ValueError as error:
+        raise HttpError(400, str(error)) from None
+    min_n = runtime.config.team(team).min_n if team else 30
+    metrics = (metric,) if metric else METRICS
+    until = runtime.clock()
+    async with runtime.sessions() as session:
+        current = await window_scores(
+            session,
+            since=until - window,
+            until=until,
+            team=team,
+            touchpoint=touchpoint,
+            metrics=metrics,
+            min_n=min_n,
+        )
+        previous = await window_scores(
+            session,
+            since=until - 2 * window,
+            until=until - window,
+            team=team,
+            touchpoint=touchpoint,
+            metrics=metrics,
+            min_n=min_n,
+        )
+    return JSONResponse(
+        {
+            "team": team,
+            "touchpoint": touchpoint,
+            "window": window_name,
+            "from": (until - window).isoformat(),
+            "to": until.isoformat(),
+            "min_n": min_n,
+            "scores": {
+                m: {
+                    **_score_json(current[m]),
+                    "previous": _score_json(previous[m]),
+                    "change": _change_json(compare(previous[m], current[m], min_n=min_n)),
+                }
+                for m in metrics
+            },
+        }
+    )
+
+
+def _case_json(case: Case) -> dict[str, Any]:
+    def stamp(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "id": case.ref,
+        "state": case.state,
+        "team": case.team_key,
+        "touchpoint": case.touchpoint_key,
+        "title": case.title,
+        "priority": case.priority,
+        "assignee": case.assignee,
+        "escalation_level": case.escalation_level,
+        "routing_rule": case.routing_rule,
+        "routing_reason": case.routing_reason,
+        "feedback_id": case.feedback_id,
+        "created_at": stamp(case.created_at),
+        "acknowledged_at": stamp(case.acknowledged_at),
+        "contacted_at": stamp(case.contacted_at),
+        "resolved_at": stamp(case.resolved_at),
+        "closed_at": stamp(case.closed_at),
+        "ack_due_at": stamp(case.ack_due_at),
+        "resolve_due_at": stamp(case.resolve_due_at),
+        "snoozed_until": stamp(case.snoozed_until),
+    }
+
+
+async def get_cases(request: Request) -> JSONResponse:
+    """Cases newest first, paginated with `before` (the last id seen); no PII."""
+    runtime = runtime_of(request)
+    require_api_key(request)
+    params = request.query_params
+    team = params.get("team") or None
+    state = params.get("state") or None
+    if team is not None and team not in runtime.config.team_keys:
+        raise HttpError(
+            400, f"team: {team!r} is not a team (teams are: {', '.join(runtime.config.team_keys)})"
+        )
+    if state is not None and state not in (*CASE_STATES, "open"):
+        raise HttpError(400, f"state: {state!r} is not one of open, {', '.join(CASE_STATES)}")
+    try:
+        limit = int(params.get("limit", "100"))
+        before = params.get("before")
+        before_id = int(before.removeprefix("CX-")) if before else None
+    except ValueError:
+        raise HttpError(
+            400, "limit and before must be whole numbers (before may be a case id like CX-42)"
+        ) from None
+    if not 1 <= limit <= 1000:
+        raise HttpError(400, "limit: must be between 1 and 1000")
+    async with runtime.sessions() as session:
+        cases = await list_cases(session, team=team, state=state, limit=limit, before_id=before_id)
+    body: dict[str, Any] = {"cases": [_case_json(c) for c in cases]}
+    if len(cases) == limit:
+        body["next_before"] = cases[-1].ref
+    return JSONResponse(body)
+
+
+async def healthz(request: Request) -> JSONResponse:
+    runtime = runtime_of(request)
+    try:
+        async with runtime.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception as error:  # the health check reports any database failure rather than raising
+        return JSONResponse({"status": "error", "database": str(error)[:200]}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+async def metrics(request: Request) -> PlainTextResponse:
+    runtime = runtime_of(request)
+    async with runtime.sessions() as session:
+        rows = await session.execute(
+            select(Case.team_key, func.count())
+            .where(Case.state.in_(OPEN_CASE_STATES))
+            .group_by(Case.team_key)
+        )
+        open_cases = [({"team": team}, float(count)) for team, count in rows.all()]
+    gauges = {"cxbot_open_cases": ("Cases not yet resolved, by team.", open_cases)}
+    return PlainTextResponse(runtime.counters.render(gauges), media_type="text/plain; version=0.0.4")
+
+
+__all__ = ["WINDOWS", "get_cases", "get_scores", "healthz", "metrics"]

@@ -1,0 +1,71 @@
+"""Small pieces every HTTP endpoint shares: bounded body reading, bearer auth, error answers."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from cxbot.runtime import Runtime
+
+
+class HttpError(Exception):
+    """An answer with a status and a reason a caller can act on."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"error": self.reason}, status_code=self.status)
+
+
+def runtime_of(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+async def read_body(request: Request, *, limit: int) -> bytes:
+    """The raw body, refusing (413) anything over `limit` bytes before reading all of it."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise HttpError(413, f"body is larger than the limit of {limit} bytes")
+        except ValueError:
+            raise HttpError(400, "Content-Length is not a number") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HttpError(413, f"body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise HttpError(422, "body is not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise HttpError(
+            422, f"body is not JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+
+
+def require_api_key(request: Request) -> None:
+    """Check `Authorization: Bearer $CXBOT_API_KEY`; 503 when the server has no key configured."""
+    expected = runtime_of(request).settings.cxbot_api_key
+    if not expected:
+        raise HttpError(503, "CXBOT_API_KEY is not set on the server, so the API is disabled")
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HttpError(401, "missing bearer token (Authorization: Bearer <CXBOT_API_KEY>)")
+    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise HttpError(401, "bearer token is not valid")

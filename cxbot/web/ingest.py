@@ -1,0 +1,76 @@
+"""`POST /feedback` and `POST /webhooks/<provider>` (design.md §5 "HTTP API", §11)."""
+
+from __future__ import annotations
+
+import os
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from cxbot.db import transaction
+from cxbot.ingest.providers import PROVIDERS, PayloadError, SignatureError
+from cxbot.ingest.service import ItemResult, ingest_items
+from cxbot.runtime import Runtime
+from cxbot.web.common import HttpError, parse_json, read_body, require_api_key, runtime_of
+
+MAX_ITEMS_PER_REQUEST = 5_000
+
+
+async def _store(runtime: Runtime, items: list, *, default_source: str | None = None) -> list[ItemResult]:
+    now = runtime.clock()
+    async with transaction(runtime.sessions) as session:
+        results = await ingest_items(session, runtime.ingestor, items, now=now, default_source=default_source)
+    for result in results:
+        runtime.counters.inc("cxbot_feedback_items_total", status=result.status)
+    return results
+
+
+async def post_feedback(request: Request) -> JSONResponse:
+    """Generic JSON ingest: one object or a list of objects, one result per item."""
+    runtime = runtime_of(request)
+    require_api_key(request)
+    payload = parse_json(await read_body(request, limit=runtime.settings.max_body_bytes))
+    items = payload if isinstance(payload, list) else [payload]
+    if not isinstance(payload, list | dict):
+        raise HttpError(
+            422, f"body must be a feedback object or a list of them, not {type(payload).__name__}"
+        )
+    if not items:
+        raise HttpError(422, "body is an empty list")
+    if len(items) > MAX_ITEMS_PER_REQUEST:
+        raise HttpError(413, f"{len(items)} items in one request; send at most {MAX_ITEMS_PER_REQUEST}")
+    results = await _store(runtime, items)
+    return JSONResponse({"results": [r.as_dict() for r in results]})
+
+
+async def post_webhook(request: Request) -> JSONResponse:
+    """A survey tool's native webhook, verified with that provider's signature over the raw body."""
+    runtime = runtime_of(request)
+    name = request.path_params["provider"]
+    provider = PROVIDERS.get(name)
+    if provider is None:
+        raise HttpError(404, f"unknown provider {name!r} (known: {', '.join(sorted(PROVIDERS))})")
+    options = provider.options_model.model_validate(runtime.config.webhooks.get(name) or {})
+    secret = os.environ.get(options.secret_env)
+    if not secret:
+        raise HttpError(
+            503, f"{options.secret_env} is not set on the server, so {name} webhooks are disabled"
+        )
+    body = await read_body(request, limit=runtime.settings.max_body_bytes)
+    try:
+        provider.verify(headers=request.headers, body=body, secret=secret, now=runtime.clock())
+    except SignatureError as error:
+        runtime.counters.inc("cxbot_webhook_rejected_total", provider=name, reason="signature")
+        raise HttpError(401, f"{name} signature rejected: {error}") from None
+    try:
+        items = provider.parse(payload=parse_json(body), options=options)
+    except PayloadError as error:
+        runtime.counters.inc("cxbot_webhook_rejected_total", provider=name, reason="payload")
+        raise HttpError(422, f"not a {name} payload: {error}") from None
+    if not items:
+        return JSONResponse({"results": [], "note": "event carries no survey response; ignored"})
+    results = await _store(runtime, items, default_source=name)
+    body_out = {"results": [r.as_dict() for r in results]}
+    # A delivery whose every item is unusable is the sender's error; retrying it will not help.
+    status = 422 if all(r.status == "error" for r in results) else 200
+    return JSONResponse(body_out, status_code=status)

@@ -1,0 +1,69 @@
+"""Real databases for the tests: a migrated SQLite file per test, and PostgreSQL when configured.
+
+SQLite always runs. PostgreSQL runs when `CXBOT_TEST_POSTGRES_URL` is set: the suite creates its own
+database there (so parallel runs never share one), migrates it once and empties it between tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from cxbot.db import upgrade_sync
+from cxbot.models import Base
+
+POSTGRES_ENV = "CXBOT_TEST_POSTGRES_URL"
+
+
+def postgres_admin_url() -> str | None:
+    return os.environ.get(POSTGRES_ENV) or None
+
+
+async def _admin(sql: str) -> None:
+    url = make_url(postgres_admin_url() or "")
+    connection = await asyncpg.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password,
+        database=url.database or "postgres",
+    )
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+def create_postgres_database() -> str:
+    """A new, empty database on the configured server; returns its URL."""
+    name = f"cxbot_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    return make_url(postgres_admin_url() or "").set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(url: str) -> None:
+    name = make_url(url).database
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def migrated_sqlite_template(directory: Path) -> Path:
+    path = directory / "template.db"
+    upgrade_sync(f"sqlite:///{path}")
+    return path
+
+
+def fresh_sqlite(template: Path, directory: Path) -> str:
+    target = directory / f"cxbot-{uuid.uuid4().hex[:8]}.db"
+    shutil.copyfile(template, target)
+    return f"sqlite:///{target}"
+
+
+def truncate_sql() -> str:
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    return f"TRUNCATE {tables} RESTART IDENTITY CASCADE"
