@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///cxbot.db"
@@ -52,5 +52,12 @@ class Settings(BaseSettings):
 
 
 def load_settings(env_file: str | Path | None = ".env") -> Settings:
-    """Read settings; `env_file=None` ignores any `.env` (tests use this)."""
-    return Settings(_env_file=env_file)  # type: ignore[call-arg]
+    """Read settings (`env_file=None` ignores `.env`); bad values raise MissingSetting naming the variable."""
+    try:
+        return Settings(_env_file=env_file)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"])
+            problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
+        raise MissingSetting("invalid environment: " + "; ".join(problems)) from None

@@ -1,0 +1,15 @@
+#!/usr/bin/env python3
+"""cxbot's entry point: wires the platform packages into the core and runs a command-line verb.
+
+`python bot.py serve | console | check-config | db upgrade | import | digest` (see README.md).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from cxbot.cli import main
+from handlers import platform_routes
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:], platforms=platform_routes))

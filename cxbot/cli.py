@@ -1,0 +1,222 @@
+"""The command line (design.md §11): `python bot.py <verb>`.
+
+Exit status 0 on success, 2 on bad usage or configuration, 1 on any other failure; messages go to
+stderr. Platform packages are passed in by `bot.py` so this module never imports a chat library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from cxbot.config import Config, ConfigError, load_config
+from cxbot.settings import MissingSetting, Settings, load_settings
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+PlatformRoutes = Callable[[Any], Sequence[Any]]
+
+
+class UsageError(Exception):
+    """Bad arguments; exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would exit itself; we want our exit codes
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bot.py", description="cxbot: CX scores, case routing and recovery in chat.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    verbs.add_parser("serve", help="run the HTTP app (Slack, Teams, ingest, API), scheduler and outbox")
+
+    check = verbs.add_parser("check-config", help="validate a cxbot.yaml without starting")
+    check.add_argument("file", nargs="?", help="config file (default: $CXBOT_CONFIG or cxbot.yaml)")
+
+    db = verbs.add_parser("db", help="database maintenance")
+    db_verbs = db.add_subparsers(dest="db_verb", required=True, parser_class=_Parser)
+    db_verbs.add_parser("upgrade", help="apply the schema migrations")
+
+    imp = verbs.add_parser("import", help="import feedback from a CSV file")
+    imp.add_argument("file", type=Path, help="the CSV file (UTF-8, header row first)")
+    imp.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="FIELD=COLUMN",
+        help="take a feedback field from a CSV column (fields: external_id, source, metric, score, comment, "
+        "touchpoint, received_at, customer_id, customer_name, customer_email, customer_phone, tags)",
+    )
+    imp.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", help="give every row a fixed value"
+    )
+    imp.add_argument("--source", help="source name for every row (default: csv:<file name>)")
+    imp.add_argument("--date-format", help="strptime format of received_at when it is not ISO 8601")
+    imp.add_argument("--batch-size", type=int, default=1000, help="rows per transaction (default 1000)")
+    imp.add_argument(
+        "--no-cases", action="store_true", help="store history without opening cases for negative rows"
+    )
+    imp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def _config_path(settings: Settings, override: str | None = None) -> Path:
+    return Path(override) if override else settings.cxbot_config
+
+
+def _load(settings: Settings, override: str | None = None) -> Config:
+    return load_config(_config_path(settings, override))
+
+
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        field, sep, column = value.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise UsageError(f"{option} {value!r}: expected FIELD=VALUE")
+        pairs[field.strip()] = column.strip()
+    return pairs
+
+
+def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
+    path = _config_path(settings, args.file)
+    config = load_config(path)
+    print(
+        f"{path}: OK ({len(config.teams)} teams, {len(config.touchpoints)} touchpoints, "
+        f"{len(config.routing.rules)} routing rules)"
+    )
+    return EXIT_OK
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from cxbot.db import upgrade_sync
+
+    upgrade_sync(settings.database_url)
+    print(f"database at {_safe_url(settings.database_url)} is up to date", file=sys.stderr)
+    return EXIT_OK
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    from cxbot.ingest.csv_import import ImportOptions, ImportUsageError, import_csv
+    from cxbot.runtime import Runtime
+
+    config = _load(settings)
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    options = ImportOptions(
+        mapping=_pairs(args.map, "--map"),
+        constants=_pairs(args.set, "--set"),
+        source=args.source,
+        date_format=args.date_format,
+        batch_size=args.batch_size,
+        open_cases=not args.no_cases,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+
+    async def run() -> int:
+        from cxbot.db import upgrade
+
+        await upgrade(settings.database_url)
+        runtime = Runtime.build(settings=settings, config=config)
+        try:
+            await runtime.sync_directory()
+            report = await import_csv(runtime, args.file, options)
+        except ImportUsageError as error:
+            raise UsageError(str(error)) from None
+        finally:
+            await runtime.close()
+        for line, reason in report.errors:
+            print(f"{args.file}:{line}: {reason}", file=sys.stderr)
+        print(report.summary(), file=sys.stderr)
+        return EXIT_OK if report.stored or not report.rows else EXIT_FAILURE
+
+    return asyncio.run(run())
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings, platforms: PlatformRoutes | None) -> int:
+    import uvicorn
+
+    from cxbot.runtime import Runtime
+    from cxbot.web import create_app
+
+    config = _load(settings)
+    runtime = Runtime.build(settings=settings, config=config)
+
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> Any:
+        from cxbot.db import upgrade
+
+        await upgrade(settings.database_url)
+        await runtime.sync_directory()
+        log = logging.getLogger("cxbot")
+        if not settings.cxbot_api_key:
+            log.warning("CXBOT_API_KEY is not set: POST /feedback and /api/* answer 503 until it is")
+        log.info("cxbot serving on http://%s:%s", settings.host, settings.port)
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    routes = list(platforms(runtime)) if platforms else []
+    app = create_app(runtime, routes=routes, lifespan=lifespan)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None, *, platforms: PlatformRoutes | None = None) -> int:
+    """Run one verb and return its exit status; never lets a traceback reach the operator."""
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = load_settings()
+        if args.verb == "check-config":
+            return cmd_check_config(args, settings)
+        if args.verb == "db":
+            return cmd_db_upgrade(args, settings)
+        if args.verb == "import":
+            return cmd_import(args, settings)
+        if args.verb == "serve":
+            return cmd_serve(args, settings, platforms)
+        raise UsageError(f"unknown verb {args.verb!r}")
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as error:
+        print(f"configuration error in {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except MissingSetting as error:
+        print(error, file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+    except Exception as error:  # the last line of defence: one readable line, details with -v
+        logging.getLogger("cxbot").debug("failure", exc_info=True)
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

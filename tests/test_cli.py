@@ -1,0 +1,90 @@
+"""The command line as an operator uses it: real processes, exit codes and messages (design.md §11)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import ROOT
+from tests.support.server import ServerProcess
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CXBOT_", "DATABASE_URL", "SLACK_"))}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bot.py"), *args],
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_check_config_accepts_the_example() -> None:
+    result = run("check-config", "cxbot.example.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "cxbot.example.yaml: OK (5 teams, 16 touchpoints, 3 routing rules)" in result.stdout
+
+
+def test_check_config_lists_every_error_and_exits_2(tmp_path: Path) -> None:
+    text = (ROOT / "cxbot.example.yaml").read_text()
+    text = text.replace("timezone: Europe/Berlin", "timezone: Europe/Lodnon").replace(
+        "fallback_team: support", "fallback_team: nobody"
+    )
+    bad = tmp_path / "cxbot.yaml"
+    bad.write_text(text)
+    result = run("check-config", str(bad))
+    assert result.returncode == 2
+    assert "teams[2].timezone: 'Europe/Lodnon' is not a time zone" in result.stderr
+    assert "routing.fallback_team: 'nobody' is not a team" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_config_path_comes_from_the_environment(tmp_path: Path) -> None:
+    result = run("check-config", env={"CXBOT_CONFIG": str(tmp_path / "missing.yaml")})
+    assert result.returncode == 2
+    assert "missing.yaml" in result.stderr and "file not found" in result.stderr
+
+
+def test_bad_usage_and_bad_environment_exit_2() -> None:
+    unknown = run("frobnicate")
+    assert unknown.returncode == 2 and "invalid choice" in unknown.stderr
+    bad_port = run("check-config", "cxbot.example.yaml", env={"PORT": "eighty"})
+    assert bad_port.returncode == 2
+    assert "PORT='eighty'" in bad_port.stderr and "Traceback" not in bad_port.stderr
+
+
+def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
+    database = tmp_path / "cx.db"
+    result = run("db", "upgrade", env={"DATABASE_URL": f"sqlite:///{database}"})
+    assert result.returncode == 0, result.stderr
+    assert "is up to date" in result.stderr
+    again = run("db", "upgrade", env={"DATABASE_URL": f"sqlite:///{database}"})
+    assert again.returncode == 0
+
+
+def test_unsupported_database_is_one_clear_line(tmp_path: Path) -> None:
+    result = run("db", "upgrade", env={"DATABASE_URL": "mysql://localhost/cx"})
+    assert result.returncode == 1
+    assert "DATABASE_URL: unsupported database 'mysql'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_starts_with_the_example_config_on_sqlite_without_credentials(tmp_path: Path) -> None:
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
+        "CXBOT_CONFIG": str(ROOT / "cxbot.example.yaml"),
+    }
+    with ServerProcess(env) as server:
+        health = httpx.get(f"{server.url}/healthz")
+        assert health.json() == {"status": "ok"}
+        refused = httpx.post(f"{server.url}/feedback", json={})
+        assert refused.status_code == 503
+        assert refused.json() == {"error": "CXBOT_API_KEY is not set on the server, so the API is disabled"}
+    assert any("CXBOT_API_KEY is not set" in line for line in server.log)
+    assert (tmp_path / "serve.db").exists()
