@@ -1,0 +1,69 @@
+"""Who may do what to a case (design.md §6), decided server side on every action.
+
+Roles come from `cxbot.yaml`: a team's `members` and `managers`, its escalation `contacts`, and the
+global `admins`. Every denial says why, so the platform can show it to the user as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cxbot.config import Config
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """A person acting through a platform; `user_id` is the platform's id (Slack `U…`)."""
+
+    user_id: str
+    platform: str = "slack"
+    display: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.display or self.user_id
+
+
+class Denied(PermissionError):
+    """The actor may not do this; the message says why."""
+
+
+def is_admin(config: Config, actor: Actor) -> bool:
+    return actor.user_id in config.admins
+
+
+def is_member(config: Config, actor: Actor, team: str) -> bool:
+    """Members, managers and escalation contacts all act on the team's cases."""
+    if team not in config.team_keys:
+        return False
+    spec = config.team(team)
+    return actor.user_id in (*spec.members, *spec.managers, *spec.escalation.contacts)
+
+
+def is_manager(config: Config, actor: Actor, team: str) -> bool:
+    if team not in config.team_keys:
+        return False
+    spec = config.team(team)
+    return actor.user_id in (*spec.managers, *spec.escalation.contacts)
+
+
+def require_member(config: Config, actor: Actor, team: str, *, doing: str) -> None:
+    if is_admin(config, actor) or is_member(config, actor, team):
+        return
+    raise Denied(f"only members of {team} can {doing}; you are not listed in teams.{team} of the config")
+
+
+def require_manager(config: Config, actor: Actor, team: str, *, doing: str) -> None:
+    if is_admin(config, actor) or is_manager(config, actor, team):
+        return
+    raise Denied(f"only managers of {team} can {doing}")
+
+
+def require_admin(config: Config, actor: Actor, *, doing: str) -> None:
+    if not is_admin(config, actor):
+        raise Denied(f"only admins can {doing}")
+
+
+def teams_of(config: Config, actor: Actor) -> list[str]:
+    """The teams whose cases this person works on."""
+    return [t.key for t in config.teams if is_member(config, actor, t.key)]

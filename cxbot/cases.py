@@ -1,0 +1,420 @@
+"""Case lifecycle flows (design.md §1, §6): every action a person takes on a case.
+
+Each flow runs inside the caller's transaction (one per interaction), checks authorization, changes
+state with a compare-and-set UPDATE (`WHERE state IN (...)`), appends a case event, and writes the
+resulting chat updates to the outbox in the same transaction. A double click, a platform retry or a
+replayed request therefore changes state once and notifies once, on SQLite as on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cxbot.authz import Actor, Denied, require_manager, require_member
+from cxbot.config import Config
+from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, OutboxMessage, TeamDestination
+
+__all__ = [
+    "ActionResult",
+    "CaseNotFound",
+    "Denied",
+    "InvalidTransition",
+    "acknowledge",
+    "assign",
+    "escalate",
+    "get_case",
+    "note",
+    "reopen",
+    "resolve",
+    "route",
+    "snooze",
+    "take",
+    "timeline",
+]
+
+
+class CaseNotFound(LookupError):
+    """No case with that id."""
+
+
+class InvalidTransition(ValueError):
+    """The case is in a state where this action makes no sense; the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """What an action did: the case as it now is, whether anything changed, and a sentence for the user."""
+
+    case: Case
+    changed: bool
+    message: str
+
+
+async def get_case(session: AsyncSession, case_id: int) -> Case:
+    """The case, or CaseNotFound naming it."""
+    case = await session.get(Case, case_id, populate_existing=True)
+    if case is None:
+        raise CaseNotFound(f"CX-{case_id} does not exist")
+    return case
+
+
+async def timeline(session: AsyncSession, case_id: int) -> list[CaseEvent]:
+    """The case's events, oldest first."""
+    rows = await session.execute(select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.id))
+    return list(rows.scalars())
+
+
+async def _transition(
+    session: AsyncSession, case: Case, *, allowed_from: tuple[str, ...], values: dict[str, Any]
+) -> bool:
+    """Compare-and-set: apply `values` only if the case is still in one of `allowed_from`."""
+    result = await session.execute(
+        update(Case)
+        .where(Case.id == case.id, Case.state.in_(allowed_from))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    await session.refresh(case)
+    return result.rowcount == 1
+
+
+async def _record(
+    session: AsyncSession,
+    case: Case,
+    *,
+    actor: Actor,
+    kind: str,
+    detail: str,
+    now: datetime,
+    data: dict[str, Any] | None = None,
+) -> CaseEvent:
+    """Append the event and queue the card refresh and thread line for every destination of the team."""
+    event = CaseEvent(case_id=case.id, at=now, actor=actor.user_id, kind=kind, detail=detail, data=data)
+    session.add(event)
+    await session.flush()
+    destinations = await session.execute(
+        select(TeamDestination).where(TeamDestination.team_key == case.team_key)
+    )
+    for destination in destinations.scalars():
+        for message_kind in ("case.card", "case.thread"):
+            session.add(
+                OutboxMessage(
+                    kind=message_kind,
+                    platform=destination.platform,
+                    destination=destination.address,
+                    payload={"case_id": case.id, "event_id": event.id, "text": detail},
+                    dedupe_key=f"{message_kind}:{destination.platform}:{case.id}:{event.id}",
+                    case_id=case.id,
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+    return event
+
+
+def _mention(user: str | None) -> str:
+    return f"<@{user}>" if user else "nobody"
+
+
+async def acknowledge(
+    session: AsyncSession, *, config: Config, case_id: int, actor: Actor, now: datetime
+) -> ActionResult:
+    """Stop the acknowledgement clock. Managers (and escalation contacts, admins) acknowledge."""
+    case = await get_case(session, case_id)
+    require_manager(config, actor, case.team_key, doing="acknowledge its cases")
+    if case.state != "new":
+        who = f" by {_mention(case.acknowledged_by)}" if case.acknowledged_by else ""
+        return ActionResult(case, False, f"{case.ref} was already acknowledged{who}")
+    changed = await _transition(
+        session,
+        case,
+        allowed_from=("new",),
+        values={
+            "state": "acknowledged",
+            "acknowledged_at": now,
+            "acknowledged_by": actor.user_id,
+            "updated_at": now,
+        },
+    )
+    if not changed:
+        return ActionResult(
+            case, False, f"{case.ref} was already acknowledged by {_mention(case.acknowledged_by)}"
+        )
+    await _record(
+        session,
+        case,
+        actor=actor,
+        kind="acknowledged",
+        detail=f"Acknowledged by {_mention(actor.user_id)}",
+        now=now,
+    )
+    return ActionResult(case, True, f"{case.ref} acknowledged")
+
+
+async def take(
+    session: AsyncSession, *, config: Config, case_id: int, actor: Actor, now: datetime
+) -> ActionResult:
+    """Assign the case to yourself and start work; taking a new case also acknowledges it."""
+    case = await get_case(session, case_id)
+    require_member(config, actor, case.team_key, doing="take its cases")
+    if case.state == "in_progress" and case.assignee == actor.user_id:
+        return ActionResult(case, False, f"{case.ref} is already yours")
+    values: dict[str, Any] = {
+        "state": "in_progress",
+        "assignee": actor.user_id,
+        "updated_at": now,
+        "snoozed_until": None,
+        "snooze_reason": None,
+    }
+    if case.state == "new":
+        values.update(acknowledged_at=now, acknowledged_by=actor.user_id)
+    if case.in_progress_at is None:
+        values["in_progress_at"] = now
+    changed = await _transition(
+        session, case, allowed_from=("new", "acknowledged", "in_progress"), values=values
+    )
+    if not changed:
+        raise InvalidTransition(f"{case.ref} is {case.state}; reopen it first")
+    await _record(
+        session, case, actor=actor, kind="taken", detail=f"Taken by {_mention(actor.user_id)}", now=now
+    )
+    return ActionResult(case, True, f"{case.ref} is now yours")
+
+
+async def assign(
+    session: AsyncSession, *, config: Config, case_id: int, actor: Actor, user: str, now: datetime
+) -> ActionResult:
+    """Give the case to someone; reassigning clears a snooze (design.md §6)."""
+    case = await get_case(session, case_id)
+    require_member(config, actor, case.team_key, doing="assign its cases")
+    if case.assignee == user:
+        return ActionResult(case, False, f"{case.ref} is already assigned to {_mention(user)}")
+    values: dict[str, Any] = {
+        "assignee": user,
+        "updated_at": now,
+        "snoozed_until": None,
+        "snooze_reason": None,
+    }
+    changed = await _transition(session, case, allowed_from=OPEN_CASE_STATES, values=values)
+    if not changed:
+        raise InvalidTransition(f"{case.ref} is {case.state}; reopen it before assigning")
+    await _record(
+        session,
+        case,
+        actor=actor,
+        kind="assigned",
+        detail=f"Assigned to {_mention(user)} by {_mention(actor.user_id)}",
+        now=now,
+    )
+    return ActionResult(case, True, f"{case.ref} assigned to {_mention(user)}")
+
+
+async def route(
+    session: AsyncSession, *, config: Config, case_id: int, actor: Actor, team: str, now: datetime
+) -> ActionResult:
+    """Move the case to another team: the owning team's members or an admin may do it."""
+    case = await get_case(session, case_id)
+    if team not in config.team_keys:
+        raise InvalidTransition(f"{team!r} is not a team (teams are: {', '.join(config.team_keys)})")
+    require_member(config, actor, case.team_key, doing="re-route its cases")
+    if case.team_key == team:
+        return ActionResult(case, False, f"{case.ref} is already with {team}")
+    previous = case.team_key
+    values = {
+        "team_key": team,
+        "assignee": None,
+        "snoozed_until": None,
+        "snooze_reason": None,
+        "routing_rule": "manual",
+        "routing_reason": f"re-routed from {previous} by {actor.user_id}",
+        "updated_at": now,
+    }
+    changed = await _transition(session, case, allowed_from=OPEN_CASE_STATES, values=values)
+    if not changed:
+        raise InvalidTransition(f"{case.ref} is {case.state}; reopen it before re-routing")
+    await _record(
+        session,
+        case,
+        actor=actor,
+        kind="routed",
+        detail=f"Re-routed from {previous} to {team} by {_mention(actor.user_id)}",
+        now=now,
+        data={"from": previous, "to": team},
+    )
+    return ActionResult(case, True, f"{case.ref} moved from {previous} to {team}")
+
+
+async def note(
+    session: AsyncSession, *, config: Config, case_id: int, actor: Actor, text: str, now: datetime
+) -> ActionResult:
+    """Add a line to the case's timeline."""
+    case = await get_case(session, case_id)
+    require_member(config, actor, case.team_key, doing="add notes to its cases")
+    await _record(
+        session, case, actor=actor, kind="note", detail=f"{_mention(actor.user_id)}: {text}", now=now
+    )
+    return ActionResult(case, True, f"Note added to {case.ref}")
+
+
+async def snooze(
+    session: AsyncSession,
+    *,
+    config: Config,
+    case_id: int,
+    actor: Actor,
+    duration: timedelta,
+    reason: str,
+    now: datetime,
+) -> ActionResult:
+    """Pause escalation for a while; needs an acknowledged case and a reason (design.md §6)."""
+    case = await get_case(session, case_id)
+    require_member(config, actor, case.team_key, doing="snooze its cases")
+    if not reason.strip():
+        raise InvalidTransition("a snooze needs a reason")
+    if case.state == "new":
+        raise InvalidTransition(f"{case.ref} must be acknowledged before it can be snoozed")
+    until = now + duration
+    changed = await _transition(
+        session,
+        case,
+        allowed_from=("acknowledged", "in_progress", "contacted"),
+        values={"snoozed_until": until, "snooze_reason": reason.strip(), "updated_at": now},
+    )
+    if not changed:
+        raise InvalidTransition(f"{case.ref} is {case.state}; only open cases can be snoozed")
+    await _record(
+        session,
+        case,
+        actor=actor,
+        kind="snoozed",
+        detail=f"Snoozed until {until:%Y-%m-%d %H:%M} UTC by {_mention(actor.user_id)}: {reason.strip()}",
+        now=now,
+    )
+    return ActionResult(case, True, f"{case.ref} snoozed until {until:%Y-%m-%d %H:%M} UTC")
+
+
+async def escalate(
+    session: AsyncSession, *, config: Config, case_id: int, actor: Actor, now: datetime
+) -> ActionResult:
+    """Raise the case to the next escalation level now."""
+    case = await get_case(session, case_id)
+    require_member(config, actor, case.team_key, doing="escalate its cases")
+    level = case.escalation_level + 1
+    changed = await _transition(
+        session,
+        case,
+        allowed_from=OPEN_CASE_STATES,
+        values={"escalation_level": Case.escalation_level + 1, "snoozed_until": None, "updated_at": now},
+    )
+    if not changed:
+        raise InvalidTransition(f"{case.ref} is {case.state}; only open cases escalate")
+    await _record(
+        session,
+        case,
+        actor=actor,
+        kind="escalated",
+        detail=f"Escalated to level {case.escalation_level} by {_mention(actor.user_id)}",
+        now=now,
+        data={"level": level, "manual": True},
+    )
+    return ActionResult(case, True, f"{case.ref} escalated to level {case.escalation_level}")
+
+
+async def resolve(
+    session: AsyncSession,
+    *,
+    config: Config,
+    case_id: int,
+    actor: Actor,
+    outcome: str,
+    root_cause: str | None,
+    note_text: str | None = None,
+    now: datetime,
+) -> ActionResult:
+    """Resolve with an outcome and, if given, a root cause from the configured list."""
+    case = await get_case(session, case_id)
+    require_member(config, actor, case.team_key, doing="resolve its cases")
+    if root_cause is not None:
+        known = {c.lower(): c for c in config.root_causes}
+        if root_cause.lower() not in known:
+            raise InvalidTransition(f"{root_cause!r} is not a root cause: {', '.join(config.root_causes)}")
+        root_cause = known[root_cause.lower()]
+    if case.state in ("resolved", "closed"):
+        return ActionResult(case, False, f"{case.ref} is already {case.state}")
+    changed = await _transition(
+        session,
+        case,
+        allowed_from=OPEN_CASE_STATES,
+        values={
+            "state": "resolved",
+            "resolved_at": now,
+            "outcome": outcome,
+            "root_cause": root_cause,
+            "resolution_note": note_text,
+            "snoozed_until": None,
+            "updated_at": now,
+        },
+    )
+    if not changed:
+        return ActionResult(case, False, f"{case.ref} is already {case.state}")
+    cause = f", root cause: {root_cause}" if root_cause else ""
+    await _record(
+        session,
+        case,
+        actor=actor,
+        kind="resolved",
+        detail=f"Resolved as {outcome}{cause} by {_mention(actor.user_id)}"
+        + (f": {note_text}" if note_text else ""),
+        now=now,
+        data={"outcome": outcome, "root_cause": root_cause},
+    )
+    return ActionResult(case, True, f"{case.ref} resolved as {outcome}")
+
+
+async def reopen(
+    session: AsyncSession, *, config: Config, case_id: int, actor: Actor, now: datetime
+) -> ActionResult:
+    """Bring a resolved case back; its clocks restart from now."""
+    case = await get_case(session, case_id)
+    require_member(config, actor, case.team_key, doing="reopen its cases")
+    if case.state in OPEN_CASE_STATES:
+        return ActionResult(case, False, f"{case.ref} is open already ({case.state})")
+    from cxbot.sla import deadlines
+
+    ack_due, resolve_due = deadlines(config, team=case.team_key, start=now)
+    changed = await _transition(
+        session,
+        case,
+        allowed_from=("resolved", "closed"),
+        values={
+            "state": "acknowledged",
+            "reopened_count": Case.reopened_count + 1,
+            "resolved_at": None,
+            "closed_at": None,
+            "outcome": None,
+            "ack_due_at": ack_due,
+            "resolve_due_at": resolve_due,
+            "escalation_level": 0,
+            "updated_at": now,
+        },
+    )
+    if not changed:
+        return ActionResult(case, False, f"{case.ref} is open already ({case.state})")
+    await _record(
+        session, case, actor=actor, kind="reopened", detail=f"Reopened by {_mention(actor.user_id)}", now=now
+    )
+    return ActionResult(case, True, f"{case.ref} reopened")
+
+
+async def count_open(session: AsyncSession, *, team: str) -> int:
+    rows = await session.execute(
+        select(func.count()).select_from(Case).where(Case.team_key == team, Case.state.in_(OPEN_CASE_STATES))
+    )
+    return int(rows.scalar_one())

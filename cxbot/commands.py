@@ -1,0 +1,231 @@
+"""The one `/cx` grammar (design.md §5), parsed here and nowhere else.
+
+Slack's slash command, Teams' text messages (`cx list mine`) and the console all hand the text after
+the command name to :func:`parse`; they only translate mentions in and render results out. A bad
+command raises :class:`CommandError` carrying the usage of the verb the user meant, so every
+platform can answer with the same precise line.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from cxbot.config import parse_duration
+
+CASE_REF = re.compile(r"^(?:#|cx-?)?(\d{1,9})$", re.IGNORECASE)
+# Slack escapes mentions as <@U123> or <@U123|name>; Teams and the console pass @name through.
+SLACK_MENTION = re.compile(r"^<@([A-Z0-9]+)(?:\|[^>]*)?>$")
+OUTCOMES = ("recovered", "partially-recovered", "not-recovered", "could-not-contact", "no-action-needed")
+LIST_SCOPES = ("mine", "team", "overdue", "new", "all")
+MAX_SNOOZE = timedelta(days=30)
+
+
+class CommandError(ValueError):
+    """A command that cannot run as typed; `usage` is the verb's usage line (or the help)."""
+
+    def __init__(self, message: str, *, verb: str | None, usage: str) -> None:
+        super().__init__(message)
+        self.verb = verb
+        self.usage = usage
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A parsed command: its canonical verb, the case it names (if any) and its arguments."""
+
+    verb: str
+    case_id: int | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Verb:
+    name: str
+    usage: str
+    summary: str
+    parse: Callable[[list[str], Verb], Command]
+    aliases: tuple[str, ...] = ()
+
+
+def case_ref(text: str) -> int | None:
+    """`CX-42`, `cx42`, `#42` or `42` → 42."""
+    match = CASE_REF.match(text.strip())
+    return int(match.group(1)) if match else None
+
+
+def user_ref(text: str) -> str:
+    """A Slack mention becomes its user id; anything else (an @name, an id) is kept as typed."""
+    match = SLACK_MENTION.match(text.strip())
+    return match.group(1) if match else text.strip().lstrip("@")
+
+
+def _fail(verb: Verb, message: str) -> CommandError:
+    return CommandError(message, verb=verb.name, usage=verb.usage)
+
+
+def _needs_case(words: list[str], verb: Verb) -> int:
+    if not words:
+        raise _fail(verb, f"`{verb.name}` needs a case id such as CX-42")
+    ident = case_ref(words[0])
+    if ident is None:
+        raise _fail(verb, f"{words[0]!r} is not a case id (expected something like CX-42)")
+    return ident
+
+
+def _no_more(words: list[str], verb: Verb) -> None:
+    if words:
+        raise _fail(verb, f"unexpected {' '.join(words)!r}")
+
+
+def _p_plain(words: list[str], verb: Verb) -> Command:
+    _no_more(words, verb)
+    return Command(verb.name)
+
+
+def _p_help(words: list[str], verb: Verb) -> Command:
+    return Command("help", args={"topic": words[0].lower() if words else None})
+
+
+def _p_case_only(words: list[str], verb: Verb) -> Command:
+    ident = _needs_case(words, verb)
+    _no_more(words[1:], verb)
+    return Command(verb.name, ident)
+
+
+def _p_list(words: list[str], verb: Verb) -> Command:
+    if not words:
+        return Command("list", args={"scope": "mine"})
+    scope = words[0].lower()
+    if scope not in LIST_SCOPES:
+        raise _fail(verb, f"{words[0]!r} is not one of {', '.join(LIST_SCOPES)}")
+    if scope == "team":
+        if len(words) != 2:
+            raise _fail(verb, "`list team` needs exactly one team key")
+        return Command("list", args={"scope": "team", "team": words[1].lower()})
+    _no_more(words[1:], verb)
+    return Command("list", args={"scope": scope})
+
+
+def _p_assign(words: list[str], verb: Verb) -> Command:
+    ident = _needs_case(words, verb)
+    if len(words) != 2:
+        raise _fail(verb, "`assign` needs a case id and one person")
+    return Command("assign", ident, {"user": user_ref(words[1])})
+
+
+def _p_route(words: list[str], verb: Verb) -> Command:
+    ident = _needs_case(words, verb)
+    if len(words) != 2:
+        raise _fail(verb, "`route` needs a case id and one team key")
+    return Command("route", ident, {"team": words[1].lower()})
+
+
+def _p_note(words: list[str], verb: Verb) -> Command:
+    ident = _needs_case(words, verb)
+    text = " ".join(words[1:]).strip()
+    if not text:
+        raise _fail(verb, "`note` needs some text after the case id")
+    return Command("note", ident, {"text": text})
+
+
+def _p_snooze(words: list[str], verb: Verb) -> Command:
+    ident = _needs_case(words, verb)
+    if len(words) < 3:
+        raise _fail(verb, "`snooze` needs a duration and a reason")
+    try:
+        duration = parse_duration(words[1])
+    except ValueError as error:
+        raise _fail(verb, str(error)) from None
+    if not timedelta(minutes=1) <= duration <= MAX_SNOOZE:
+        raise _fail(verb, "a snooze lasts between 1m and 30d")
+    return Command("snooze", ident, {"duration": duration, "reason": " ".join(words[2:])})
+
+
+def _p_resolve(words: list[str], verb: Verb) -> Command:
+    ident = _needs_case(words, verb)
+    if len(words) < 2:
+        raise _fail(verb, f"`resolve` needs an outcome: {', '.join(OUTCOMES)}")
+    outcome = words[1].lower()
+    if outcome not in OUTCOMES:
+        raise _fail(verb, f"{words[1]!r} is not an outcome: {', '.join(OUTCOMES)}")
+    root_cause = " ".join(words[2:]).strip() or None
+    return Command("resolve", ident, {"outcome": outcome, "root_cause": root_cause})
+
+
+def _p_team(words: list[str], verb: Verb) -> Command:
+    if len(words) != 2 or words[0].lower() != "link":
+        raise _fail(verb, "`team` takes `link <team>`")
+    return Command("team_link", args={"team": words[1].lower()})
+
+
+VERBS: tuple[Verb, ...] = (
+    Verb("help", "help [verb]", "what cxbot can do, or one verb's usage", _p_help, ("?",)),
+    Verb(
+        "list",
+        "list [mine|team <team>|overdue|new|all]",
+        "open cases (yours by default)",
+        _p_list,
+        ("ls",),
+    ),
+    Verb("show", "show CX-42", "one case with its timeline", _p_case_only),
+    Verb(
+        "ack",
+        "ack CX-42",
+        "acknowledge a case (stops the acknowledgement clock)",
+        _p_case_only,
+        ("acknowledge",),
+    ),
+    Verb("take", "take CX-42", "acknowledge and assign a case to yourself", _p_case_only),
+    Verb("assign", "assign CX-42 @person", "give a case to someone in the owning team", _p_assign),
+    Verb("route", "route CX-42 <team>", "move a case to another team", _p_route, ("reroute",)),
+    Verb("note", "note CX-42 <text>", "add a note to the case's timeline", _p_note, ("comment",)),
+    Verb(
+        "snooze",
+        "snooze CX-42 <duration> <reason>",
+        "pause escalation, e.g. `snooze CX-42 2h waiting for courier`",
+        _p_snooze,
+    ),
+    Verb("escalate", "escalate CX-42", "escalate a case to the next level now", _p_case_only),
+    Verb(
+        "resolve",
+        f"resolve CX-42 <{'|'.join(OUTCOMES)}> [root cause]",
+        "resolve a case with its outcome",
+        _p_resolve,
+        ("close",),
+    ),
+    Verb("reopen", "reopen CX-42", "reopen a resolved case", _p_case_only),
+    Verb("team", "team link <team>", "bind this channel to a team for its cards and digests", _p_team),
+    Verb("teams", "teams", "the teams, their channels and touchpoints", _p_plain),
+    Verb("config", "config", "a summary of the loaded configuration", _p_plain),
+)
+
+_BY_NAME: dict[str, Verb] = {name: verb for verb in VERBS for name in (verb.name, *verb.aliases)}
+
+
+def verb_named(name: str) -> Verb | None:
+    return _BY_NAME.get(name.lower())
+
+
+def help_text(*, command: str = "/cx") -> str:
+    """One line per verb: its usage and what it does."""
+    width = max(len(v.usage) for v in VERBS)
+    return "\n".join(f"{command} {v.usage.ljust(width)}  {v.summary}" for v in VERBS)
+
+
+def parse(text: str) -> Command:
+    """Parse the text after the command name; empty text means `help`."""
+    try:
+        words = shlex.split(text.replace("\u201c", '"').replace("\u201d", '"'))
+    except ValueError:
+        words = text.split()
+    if not words:
+        return Command("help", args={"topic": None})
+    verb = verb_named(words[0])
+    if verb is None:
+        raise CommandError(f"unknown command {words[0]!r}", verb=None, usage=help_text())
+    return verb.parse(words[1:], verb)

@@ -1,0 +1,244 @@
+"""Runs a parsed command for an actor: one transaction per interaction, a platform-neutral reply.
+
+Slack, Teams and the console call :func:`run_text` with the text the user typed and where they typed
+it; they render the :class:`Reply` their own way. Errors a user can fix (usage, permissions, unknown
+case, wrong state) come back as replies, never as exceptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from cxbot import cases as flows
+from cxbot.authz import Actor, Denied, require_member, teams_of
+from cxbot.commands import Command, CommandError, help_text, parse, verb_named
+from cxbot.db import insert_for, transaction
+from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, TeamDestination
+from cxbot.runtime import Runtime
+
+LIST_LIMIT = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Where a command was typed: the platform and its channel or conversation."""
+
+    platform: str
+    channel: str | None = None
+    reference: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Reply:
+    """What to show the user. `ephemeral` replies are for the caller only."""
+
+    text: str
+    ok: bool = True
+    ephemeral: bool = True
+    case: Case | None = None
+    cases: list[Case] = field(default_factory=list)
+    events: list[CaseEvent] = field(default_factory=list)
+    usage: str | None = None
+
+
+async def run_text(runtime: Runtime, text: str, *, actor: Actor, where: Where) -> Reply:
+    """Parse and run one command; every user mistake becomes a Reply with the reason."""
+    try:
+        command = parse(text)
+    except CommandError as error:
+        return Reply(
+            f"{error}. Usage: {runtime.config.slash_command} {error.usage}"
+            if error.verb
+            else f"{error}.\n{error.usage}",
+            ok=False,
+            usage=error.usage,
+        )
+    return await run(runtime, command, actor=actor, where=where)
+
+
+async def run(runtime: Runtime, command: Command, *, actor: Actor, where: Where) -> Reply:
+    """Run a parsed command in its own transaction."""
+    try:
+        async with transaction(runtime.sessions) as session:
+            return await _HANDLERS[command.verb](runtime, session, command, actor, where)
+    except (flows.CaseNotFound, flows.InvalidTransition) as error:
+        return Reply(str(error), ok=False)
+    except Denied as error:
+        return Reply(f"Not allowed: {error}", ok=False)
+
+
+async def _help(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
+    topic = command.args.get("topic")
+    if topic:
+        verb = verb_named(topic)
+        if verb is None:
+            return Reply(f"No verb {topic!r}.\n{help_text(command=runtime.config.slash_command)}", ok=False)
+        return Reply(f"{runtime.config.slash_command} {verb.usage}: {verb.summary}")
+    return Reply(help_text(command=runtime.config.slash_command))
+
+
+async def _list(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
+    scope = command.args["scope"]
+    now = runtime.clock()
+    query = (
+        select(Case).where(Case.state.in_(OPEN_CASE_STATES)).order_by(Case.id.desc()).limit(LIST_LIMIT + 1)
+    )
+    title = {
+        "mine": "Your open cases",
+        "overdue": "Overdue cases",
+        "new": "New cases",
+        "all": "All open cases",
+    }.get(scope)
+    if scope == "mine":
+        query = query.where(Case.assignee == actor.user_id)
+    elif scope == "team":
+        team = command.args["team"]
+        if team not in runtime.config.team_keys:
+            return Reply(
+                f"{team!r} is not a team (teams are: {', '.join(runtime.config.team_keys)})", ok=False
+            )
+        query = query.where(Case.team_key == team)
+        title = f"Open cases of {team}"
+    elif scope == "overdue":
+        query = query.where(((Case.state == "new") & (Case.ack_due_at < now)) | (Case.resolve_due_at < now))
+    elif scope == "new":
+        query = query.where(Case.state == "new")
+    found = list((await session.execute(query)).scalars())
+    more = len(found) > LIST_LIMIT
+    found = found[:LIST_LIMIT]
+    if not found:
+        return Reply(f"{title}: none.")
+    lines = [f"{title}:"] + [f"• {c.ref} [{c.state}] {c.team_key}: {c.title}" for c in found]
+    if more:
+        lines.append(f"(showing the newest {LIST_LIMIT}; narrow with `list team <team>`)")
+    return Reply("\n".join(lines), cases=found)
+
+
+async def _show(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
+    assert command.case_id is not None
+    case = await flows.get_case(session, command.case_id)
+    events = await flows.timeline(session, case.id)
+    lines = [
+        f"{case.ref} [{case.state}] {case.title}",
+        f"Team: {case.team_key} · Assignee: {case.assignee or 'nobody'} · "
+        f"Escalation level: {case.escalation_level}",
+        f"Why here: {case.routing_reason}",
+    ]
+    lines += [f"{e.at:%Y-%m-%d %H:%M} {e.detail or e.kind}" for e in events]
+    return Reply("\n".join(lines), case=case, events=events)
+
+
+async def _case_action(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
+    assert command.case_id is not None
+    common = {"config": runtime.config, "case_id": command.case_id, "actor": actor, "now": runtime.clock()}
+    verb = command.verb
+    if verb == "ack":
+        result = await flows.acknowledge(session, **common)
+    elif verb == "take":
+        result = await flows.take(session, **common)
+    elif verb == "assign":
+        result = await flows.assign(session, user=command.args["user"], **common)
+    elif verb == "route":
+        result = await flows.route(session, team=command.args["team"], **common)
+    elif verb == "note":
+        result = await flows.note(session, text=command.args["text"], **common)
+    elif verb == "snooze":
+        result = await flows.snooze(
+            session, duration=command.args["duration"], reason=command.args["reason"], **common
+        )
+    elif verb == "escalate":
+        result = await flows.escalate(session, **common)
+    elif verb == "resolve":
+        result = await flows.resolve(
+            session, outcome=command.args["outcome"], root_cause=command.args["root_cause"], **common
+        )
+    elif verb == "reopen":
+        result = await flows.reopen(session, **common)
+    else:  # pragma: no cover - the table below only routes case verbs here
+        raise AssertionError(verb)
+    return Reply(result.message, case=result.case)
+
+
+async def _team_link(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
+    team = command.args["team"]
+    if team not in runtime.config.team_keys:
+        return Reply(f"{team!r} is not a team (teams are: {', '.join(runtime.config.team_keys)})", ok=False)
+    if not where.channel:
+        return Reply("`team link` binds the channel it is typed in; type it in the team's channel", ok=False)
+    require_member(runtime.config, actor, team, doing="link a channel for it")
+    stmt = insert_for(session, TeamDestination).values(
+        team_key=team,
+        platform=where.platform,
+        address=where.channel,
+        reference=where.reference,
+        linked_by=actor.user_id,
+        linked_at=runtime.clock(),
+    )
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[TeamDestination.team_key, TeamDestination.platform],
+            set_={
+                "address": where.channel,
+                "reference": where.reference,
+                "linked_by": actor.user_id,
+                "linked_at": runtime.clock(),
+            },
+        )
+    )
+    return Reply(f"This channel now receives {team}'s case cards and digests.", ephemeral=False)
+
+
+async def _teams(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
+    rows = await session.execute(select(TeamDestination))
+    channels: dict[str, list[str]] = {}
+    for dest in rows.scalars():
+        channels.setdefault(dest.team_key, []).append(f"{dest.platform}:{dest.address}")
+    mine = set(teams_of(runtime.config, actor))
+    lines = []
+    for team in runtime.config.teams:
+        touchpoints = [t.key for t in runtime.config.touchpoints if t.team == team.key]
+        marker = " (yours)" if team.key in mine else ""
+        lines.append(
+            f"• {team.key}{marker}: {team.name}, {team.timezone}; "
+            f"channels {', '.join(channels.get(team.key, [])) or 'none'}; "
+            f"touchpoints {', '.join(touchpoints) or 'none'}"
+        )
+    return Reply("\n".join(lines))
+
+
+async def _config(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
+    config = runtime.config
+    limits = config.thresholds
+    sentiment = f"yes, below {config.sentiment.negative_below}" if config.sentiment.enabled else "no"
+    return Reply(
+        "\n".join(
+            [
+                f"Config: {len(config.teams)} teams, {len(config.touchpoints)} touchpoints, "
+                f"{len(config.routing.rules)} routing rules, fallback team {config.routing.fallback_team}",
+                f"Thresholds: NPS ≤ {limits.nps}, CSAT ≤ {limits.csat}, CES ≤ {limits.ces}",
+                f"Sentiment adds cases: {sentiment}",
+                "SLA policies: "
+                + "; ".join(
+                    f"{name} ack {p.acknowledge}, resolve {p.resolve}"
+                    for name, p in config.sla_policies.items()
+                ),
+            ]
+        )
+    )
+
+
+_HANDLERS = {
+    "help": _help,
+    "list": _list,
+    "show": _show,
+    "team_link": _team_link,
+    "teams": _teams,
+    "config": _config,
+    **{
+        verb: _case_action
+        for verb in ("ack", "take", "assign", "route", "note", "snooze", "escalate", "resolve", "reopen")
+    },
+}
