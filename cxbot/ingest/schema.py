@@ -22,6 +22,7 @@ CES_SCALES = ("1-7", "1-5-low-good")
 
 MAX_COMMENT_CHARS = 10_000
 MAX_ID_CHARS = 200
+MAX_SOURCE_CHARS = 64  # feedback.source is VARCHAR(64); PostgreSQL refuses longer values
 MAX_TAGS = 50
 
 
@@ -66,6 +67,14 @@ def _text(item: dict[str, Any], key: str, *, required: bool = False, limit: int 
     text = str(value).strip()
     if len(text) > limit:
         raise ItemError(f"{key}: longer than {limit} characters")
+    # JSON can carry both; PostgreSQL refuses NUL in text and no database can encode a lone surrogate.
+    if "\x00" in text:
+        raise ItemError(f"{key}: contains a NUL character")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ItemError(f"{key}: contains an unpaired surrogate, which is not text") from None
     return text
 
 
@@ -76,7 +85,10 @@ def parse_timestamp(value: Any, *, key: str = "received_at") -> datetime:
     if isinstance(value, int | float):
         if not math.isfinite(value):
             raise ItemError(f"{key}: not a finite number")
-        return datetime.fromtimestamp(value, tz=UTC)
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ItemError(f"{key}: {value!r} is out of range") from None
     if not isinstance(value, str):
         raise ItemError(f"{key}: expected an ISO 8601 timestamp, got {type(value).__name__}")
     text = value.strip()
@@ -88,7 +100,10 @@ def parse_timestamp(value: Any, *, key: str = "received_at") -> datetime:
         raise ItemError(f"{key}: {value!r} is not an ISO 8601 timestamp") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before the first representable instant
+        raise ItemError(f"{key}: {value!r} is out of range") from None
 
 
 def _score(item: dict[str, Any], metric: str) -> tuple[float | None, float | None]:
@@ -107,9 +122,14 @@ def _score(item: dict[str, Any], metric: str) -> tuple[float | None, float | Non
             value = float(value.strip())
         except ValueError:
             raise ItemError(f"score: {item['score']!r} is not a number") from None
-    if not isinstance(value, int | float) or not math.isfinite(value):
+    if not isinstance(value, int | float):
         raise ItemError(f"score: expected a number, got {type(value).__name__}")
-    raw = float(value)
+    try:
+        raw = float(value)
+    except OverflowError:  # an integer too large for a float is simply out of range
+        raw = math.inf if value > 0 else -math.inf
+    if math.isnan(raw):
+        raise ItemError("score: NaN is not a number")
     scale = item.get("scale")
     if metric == "ces" and scale is not None and scale not in CES_SCALES:
         raise ItemError(f"scale: {scale!r} is not one of {', '.join(CES_SCALES)}")
@@ -117,13 +137,13 @@ def _score(item: dict[str, Any], metric: str) -> tuple[float | None, float | Non
         raise ItemError(f"scale: only CES accepts a scale, not {metric!r}")
     if metric == "ces" and scale == "1-5-low-good":
         if not 1 <= raw <= 5:
-            raise ItemError(f"score: {value:g} is out of range 1-5 for legacy CES")
+            raise ItemError(f"score: {raw:g} is out of range 1-5 for legacy CES")
         return 1 + (5 - raw) * 1.5, raw
     low, high = SCORE_RANGES[metric]
     if not low <= raw <= high:
-        raise ItemError(f"score: {value:g} is out of range {low}-{high} for {metric}")
+        raise ItemError(f"score: {raw:g} is out of range {low}-{high} for {metric}")
     if not raw.is_integer():
-        raise ItemError(f"score: {value:g} is not a whole number on the {metric} scale")
+        raise ItemError(f"score: {raw:g} is not a whole number on the {metric} scale ({low}-{high})")
     return raw, raw
 
 
@@ -165,7 +185,7 @@ def validate_item(item: Any, *, now: datetime, default_source: str | None = None
     metric = item.get("metric")
     if metric not in METRICS:
         raise ItemError(f"metric: expected one of {', '.join(METRICS)}, got {metric!r}")
-    source = _text(item, "source") or default_source
+    source = _text(item, "source", limit=MAX_SOURCE_CHARS) or default_source
     if source is None:
         raise ItemError("source: required")
     external_id = _text(item, "external_id", required=True) or ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -12,6 +13,8 @@ from cxbot.models import CASE_STATES, OPEN_CASE_STATES, Case
 from cxbot.reports import WINDOWS, list_cases, parse_window, window_scores
 from cxbot.scores import METRICS, Change, Score, compare
 from cxbot.web.common import HttpError, require_api_key, runtime_of
+
+log = logging.getLogger(__name__)
 
 
 def _score_json(score: Score) -> dict[str, Any]:
@@ -53,6 +56,10 @@ async def get_scores(request: Request) -> JSONResponse:
         if found is None:
             raise HttpError(400, f"touchpoint: {touchpoint!r} is not a configured touchpoint")
         touchpoint = found.key
+        # A touchpoint belongs to one team, so its answers are judged against that team's floor.
+        owner = team or found.team
+    else:
+        owner = team
     if metric is not None and metric not in METRICS:
         raise HttpError(400, f"metric: {metric!r} is not one of {', '.join(METRICS)}")
     window_name = params.get("window") or "28d"
@@ -60,7 +67,7 @@ async def get_scores(request: Request) -> JSONResponse:
         window = parse_window(window_name)
     except ValueError as error:
         raise HttpError(400, str(error)) from None
-    min_n = runtime.config.team(team).min_n if team else 30
+    min_n = runtime.config.team(owner).min_n if owner else 30
     metrics = (metric,) if metric else METRICS
     until = runtime.clock()
     async with runtime.sessions() as session:
@@ -165,8 +172,9 @@ async def healthz(request: Request) -> JSONResponse:
     try:
         async with runtime.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
-    except Exception as error:  # the health check reports any database failure rather than raising
-        return JSONResponse({"status": "error", "database": str(error)[:200]}, status_code=503)
+    except Exception:  # any database failure is reported as unhealthy, details only in the log
+        log.exception("health check: database unavailable")
+        return JSONResponse({"status": "error", "database": "unavailable"}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 

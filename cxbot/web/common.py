@@ -56,6 +56,10 @@ def parse_json(body: bytes) -> Any:
         raise HttpError(
             422, f"body is not JSON: {error.msg} at line {error.lineno} column {error.colno}"
         ) from None
+    except ValueError as error:  # e.g. an integer longer than Python's 4300-digit conversion limit
+        raise HttpError(422, f"body is not JSON: {str(error).split(';')[0]}") from None
+    except RecursionError:
+        raise HttpError(422, "body is not JSON: nested too deeply") from None
 
 
 def require_api_key(request: Request) -> None:

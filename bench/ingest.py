@@ -1,0 +1,474 @@
+#!/usr/bin/env python3
+"""Ingest throughput: 50k feedback items over HTTP, through the CSV importer, and a raw INSERT baseline.
+
+    python bench/ingest.py                      # SQLite files in a temporary directory
+    python bench/ingest.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
+
+The HTTP leg runs the real server (`python bot.py serve`) as a subprocess, so it measures what a
+deployment gets: JSON parsing, validation, routing, sentiment, case creation and the database. The
+baseline is a bare SQLAlchemy Core executemany of the same rows into the same `feedback` table, the
+floor any ingest path pays; the ratios say how much the product's work costs on top of it. With
+`--database-url` each leg gets a PostgreSQL database of its own, created and dropped here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "cxbot.example.yaml"
+API_KEY = "bench-api-key-0123456789abcdef"
+SOURCE = "bench"
+CSV_COLUMNS = (
+    "id",
+    "metric",
+    "score",
+    "comment",
+    "touchpoint",
+    "received_at",
+    "customer",
+    "customer_name",
+    "customer_email",
+    "tags",
+)
+
+# Comments in three moods, so sentiment runs on the passives the way it would on real traffic.
+POSITIVE = [
+    "Quick and friendly, thank you!",
+    "The agent sorted it out in minutes. Great service.",
+    "Smooth checkout and the parcel came a day early.",
+    "Really happy with the app, easy to find what I needed.",
+    "Excellent support, very patient and helpful.",
+]
+NEUTRAL = [
+    "It was fine.",
+    "Delivery took the usual time.",
+    "Had to ask twice but got an answer.",
+    "Average experience, nothing special.",
+    "The website works, a bit slow on mobile.",
+]
+NEGATIVE = [
+    "Terrible service, I waited an hour and nobody helped.",
+    "I was charged twice and the refund still has not arrived. Awful.",
+    "The courier left my parcel in the rain, it was ruined.",
+    "The app crashes every time I try to log in. Useless and frustrating.",
+    "Rude agent, hung up on me. Never again.",
+]
+SCORE_WEIGHTS: dict[str, tuple[list[int], list[int]]] = {
+    "nps": (list(range(11)), [3, 2, 2, 3, 3, 5, 6, 10, 14, 22, 30]),
+    "csat": ([1, 2, 3, 4, 5], [8, 6, 12, 30, 44]),
+    "ces": ([1, 2, 3, 4, 5, 6, 7], [4, 5, 8, 13, 20, 25, 25]),
+}
+
+
+def touchpoint_names() -> list[str]:
+    """Touchpoint keys and aliases from the example configuration, as survey tools would send them."""
+    from cxbot.config import load_config
+
+    config = load_config(CONFIG)
+    names: list[str] = []
+    for touchpoint in config.touchpoints:
+        names.append(touchpoint.key)
+        names.extend(touchpoint.aliases)
+    return names
+
+
+def generate(count: int, *, seed: int, customers: int = 10_000, days: int = 90) -> list[dict[str, Any]]:
+    """`count` realistic `POST /feedback` items; the same seed gives the same items."""
+    rng = random.Random(seed)
+    touchpoints = touchpoint_names()
+    end = datetime(2026, 11, 1, tzinfo=UTC)
+    items = []
+    for i in range(count):
+        metric = rng.choices(("nps", "csat", "ces"), weights=(50, 35, 15))[0]
+        values, weights = SCORE_WEIGHTS[metric]
+        score = rng.choices(values, weights=weights)[0]
+        low, high = {"nps": (6, 9), "csat": (2, 4), "ces": (3, 5)}[metric]
+        comment = None
+        if rng.random() < 0.4:
+            pool = NEGATIVE if score <= low else POSITIVE if score >= high else NEUTRAL + NEGATIVE[:2]
+            comment = rng.choice(pool)
+        customer_number = rng.randrange(customers)
+        customer: dict[str, Any] = {"id": f"cust-{customer_number:05d}"}
+        if customer_number % 3 == 0:
+            customer["name"] = f"Customer {customer_number}"
+            customer["email"] = f"customer{customer_number}@example.com"
+        item: dict[str, Any] = {
+            "external_id": f"resp-{i:06d}",
+            "source": SOURCE,
+            "metric": metric,
+            "score": score,
+            "comment": comment,
+            "touchpoint": rng.choice(touchpoints) if rng.random() < 0.95 else None,
+            "customer": customer,
+            "received_at": (end - timedelta(seconds=rng.randrange(days * 86_400))).isoformat(),
+        }
+        if rng.random() < 0.2:
+            item["tags"] = rng.sample(["web", "ios", "android", "vip", "promo"], k=rng.randint(1, 2))
+        items.append(item)
+    return items
+
+
+def write_csv(items: list[dict[str, Any]], path: Path) -> None:
+    """The same items as a spreadsheet export would have them."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_COLUMNS)
+        for item in items:
+            customer = item["customer"]
+            writer.writerow(
+                [
+                    item["external_id"],
+                    item["metric"],
+                    item["score"],
+                    item["comment"] or "",
+                    item["touchpoint"] or "",
+                    item["received_at"],
+                    customer["id"],
+                    customer.get("name", ""),
+                    customer.get("email", ""),
+                    ";".join(item.get("tags", [])),
+                ]
+            )
+
+
+# --------------------------------------------------------------------------- databases
+
+
+@dataclass
+class Databases:
+    """Hands out one fresh, empty database per leg: a SQLite file, or a PostgreSQL database."""
+
+    postgres_url: str | None
+    directory: Path
+
+    def __post_init__(self) -> None:
+        self.created: list[str] = []
+
+    def fresh(self, name: str) -> str:
+        if self.postgres_url is None:
+            return f"sqlite:///{self.directory / f'{name}.db'}"
+        from sqlalchemy.engine import make_url
+
+        database = f"cxbench_{name}_{uuid.uuid4().hex[:8]}"
+        asyncio.run(_postgres_admin(self.postgres_url, f'CREATE DATABASE "{database}"'))
+        self.created.append(database)
+        return make_url(self.postgres_url).set(database=database).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        for database in self.created:
+            asyncio.run(
+                _postgres_admin(self.postgres_url or "", f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            )
+
+
+async def _postgres_admin(url: str, sql: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    connection = await asyncpg.connect(
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 5432,
+        user=parsed.username or "postgres",
+        password=parsed.password,
+        database=parsed.database or "postgres",
+    )
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+async def _migrated(url: str) -> None:
+    """Schema plus the configured teams and touchpoints, which feedback rows reference."""
+    from cxbot.config import load_config
+    from cxbot.db import create_engine, session_factory, transaction, upgrade
+    from cxbot.directory import sync_directory
+
+    await upgrade(url)
+    engine = create_engine(url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            await sync_directory(session, config=load_config(CONFIG))
+    finally:
+        await engine.dispose()
+
+
+# --------------------------------------------------------------------------- (a) HTTP
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tail(log: Path, lines: int = 20) -> str:
+    """The end of the server's log, for an error message (the temporary directory goes away)."""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextmanager
+def server(database_url: str, *, log: Path) -> Iterator[str]:
+    """`python bot.py serve` on a free loopback port; yields its base URL once /healthz answers."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "DATABASE_URL": database_url,
+        "CXBOT_API_KEY": API_KEY,
+        "CXBOT_CONFIG": str(CONFIG),
+    }
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "bot.py", "serve"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited with {process.returncode}:\n{_tail(log)}")
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not answer /healthz within 60 s:\n{_tail(log)}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def post_all(base: str, items: list[dict[str, Any]], *, batch: int, connections: int) -> float:
+    """POST every item in batches over a few keep-alive connections; returns seconds taken."""
+    batches = [items[i : i + batch] for i in range(0, len(items), batch)]
+    queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
+    for chunk in batches:
+        queue.put_nowait(chunk)
+    problems: list[str] = []
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            chunk = queue.get_nowait()
+            response = await client.post("/feedback", json=chunk)
+            if response.status_code != 200:
+                problems.append(f"HTTP {response.status_code}: {response.text[:200]}")
+                continue
+            results = response.json()["results"]
+            bad = [r for r in results if r["status"] != "created"]
+            if len(results) != len(chunk) or bad:
+                problems.append(f"{len(bad)} of {len(chunk)} not created, first: {bad[:1]}")
+
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120, limits=limits) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(connections)))
+        seconds = time.perf_counter() - started
+    if problems:
+        raise RuntimeError(f"{len(problems)} batch(es) failed: {problems[0]}")
+    return seconds
+
+
+def run_http(
+    items: list[dict[str, Any]], databases: Databases, *, batch: int, connections: int, log: Path
+) -> float:
+    url = databases.fresh("http")
+    with server(url, log=log) as base:
+        return asyncio.run(post_all(base, items, batch=batch, connections=connections))
+
+
+# --------------------------------------------------------------------------- (b) CSV
+
+
+async def import_file(path: Path, database_url: str, *, batch: int) -> tuple[float, Any]:
+    from cxbot.config import load_config
+    from cxbot.ingest.csv_import import ImportOptions, import_csv
+    from cxbot.runtime import Runtime
+    from cxbot.settings import Settings
+
+    await _migrated(database_url)
+    settings = Settings(_env_file=None, DATABASE_URL=database_url)  # type: ignore[call-arg]
+    runtime = Runtime.build(settings=settings, config=load_config(CONFIG))
+    options = ImportOptions(
+        mapping={
+            "external_id": "id",
+            "metric": "metric",
+            "score": "score",
+            "comment": "comment",
+            "touchpoint": "touchpoint",
+            "received_at": "received_at",
+            "customer_id": "customer",
+            "customer_name": "customer_name",
+            "customer_email": "customer_email",
+            "tags": "tags",
+        },
+        source=SOURCE,
+        batch_size=batch,
+    )
+    try:
+        started = time.perf_counter()
+        report = await import_csv(runtime, path, options)
+        seconds = time.perf_counter() - started
+    finally:
+        await runtime.close()
+    return seconds, report
+
+
+# --------------------------------------------------------------------------- (c) baseline
+
+
+def baseline_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The feedback rows a bare INSERT writes: the item's columns, routed, no customers or cases."""
+    from cxbot.config import load_config
+    from cxbot.routing import Router
+
+    router = Router(load_config(CONFIG))
+    now = datetime.now(UTC)
+    rows = []
+    for item in items:
+        route = router.route(touchpoint=item["touchpoint"], comment=item["comment"])
+        rows.append(
+            {
+                "source": item["source"],
+                "external_id": item["external_id"],
+                "metric": item["metric"],
+                "score": float(item["score"]),
+                "comment": item["comment"],
+                "touchpoint": item["touchpoint"],
+                "touchpoint_key": route.touchpoint_key,
+                "team_key": route.team,
+                "is_negative": False,
+                "tags": item.get("tags", []),
+                "received_at": datetime.fromisoformat(item["received_at"]),
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    return rows
+
+
+async def insert_baseline(rows: list[dict[str, Any]], database_url: str) -> float:
+    from sqlalchemy import insert
+
+    from cxbot.db import create_engine
+    from cxbot.models import Feedback
+
+    await _migrated(database_url)
+    engine = create_engine(database_url)
+    try:
+        started = time.perf_counter()
+        async with engine.begin() as connection:
+            await connection.execute(insert(Feedback.__table__), rows)
+        return time.perf_counter() - started
+    finally:
+        await engine.dispose()
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--items", type=int, default=50_000, help="feedback items to generate (default 50000)"
+    )
+    parser.add_argument("--seed", type=int, default=20261101)
+    parser.add_argument("--batch", type=int, default=500, help="items per POST (default 500)")
+    parser.add_argument("--connections", type=int, default=2, help="concurrent HTTP connections (default 2)")
+    parser.add_argument(
+        "--csv-batch", type=int, default=1000, help="rows per import transaction (default 1000)"
+    )
+    parser.add_argument(
+        "--database-url", help="a PostgreSQL server URL; each leg creates and drops a database of its own"
+    )
+    parser.add_argument("--skip", action="append", default=[], choices=["http", "csv", "baseline"])
+    args = parser.parse_args(argv)
+    if args.database_url and not args.database_url.startswith(("postgresql", "postgres")):
+        parser.error("--database-url must be a PostgreSQL URL (SQLite is the default)")
+
+    items = generate(args.items, seed=args.seed)
+    backend = "PostgreSQL" if args.database_url else "SQLite"
+    print(
+        f"{len(items):,} items, seed {args.seed}, {backend}, {os.cpu_count()} CPUs, "
+        f"Python {sys.version.split()[0]}"
+    )
+    rates: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="cxbench-") as tmp:
+        directory = Path(tmp)
+        databases = Databases(args.database_url, directory)
+        try:
+            if "http" not in args.skip:
+                seconds = run_http(
+                    items,
+                    databases,
+                    batch=args.batch,
+                    connections=args.connections,
+                    log=directory / "server.log",
+                )
+                rates["http"] = len(items) / seconds
+                print(
+                    f"(a) HTTP POST /feedback: {rates['http']:>9,.0f} items/s  ({seconds:.2f} s, batches of "
+                    f"{args.batch}, {args.connections} connections, all created)"
+                )
+            if "csv" not in args.skip:
+                path = directory / "feedback.csv"
+                write_csv(items, path)
+                seconds, report = asyncio.run(import_file(path, databases.fresh("csv"), batch=args.csv_batch))
+                if report.errors or report.created != len(items):
+                    raise RuntimeError(f"CSV import did not create every row: {report.summary()}")
+                rates["csv"] = len(items) / seconds
+                print(
+                    f"(b) CSV import:          {rates['csv']:>9,.0f} rows/s   ({seconds:.2f} s, batches of "
+                    f"{args.csv_batch}; {report.cases:,} cases opened)"
+                )
+            if "baseline" not in args.skip:
+                rows = baseline_rows(items)
+                seconds = asyncio.run(insert_baseline(rows, databases.fresh("baseline")))
+                rates["baseline"] = len(rows) / seconds
+                print(
+                    f"(c) raw executemany:     {rates['baseline']:>9,.0f} rows/s   ({seconds:.2f} s, "
+                    "one INSERT executemany, one transaction)"
+                )
+        finally:
+            databases.drop_all()
+    if "baseline" in rates:
+        for leg in ("http", "csv"):
+            if leg in rates:
+                print(f"{leg}/baseline: {rates[leg] / rates['baseline']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
