@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from cxbot.cli import main
-from handlers import platform_routes
+from handlers import platform_routes, platform_services
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], platforms=platform_routes))
+    sys.exit(main(sys.argv[1:], platforms=platform_routes, services=platform_services))

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from cxbot.settings import MissingSetting, Settings, load_settings
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 PlatformRoutes = Callable[[Any], Sequence[Any]]
+# Background work of the platforms (outbox delivery, Slack Socket Mode), run while `serve` is up.
+PlatformServices = Callable[[Any], AbstractAsyncContextManager[None]]
 
 
 class UsageError(Exception):
@@ -148,7 +150,12 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
-def cmd_serve(args: argparse.Namespace, settings: Settings, platforms: PlatformRoutes | None) -> int:
+def cmd_serve(
+    args: argparse.Namespace,
+    settings: Settings,
+    platforms: PlatformRoutes | None,
+    services: PlatformServices | None = None,
+) -> int:
     import uvicorn
 
     from cxbot.runtime import Runtime
@@ -168,7 +175,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, platforms: PlatformR
             log.warning("CXBOT_API_KEY is not set: POST /feedback and /api/* answer 503 until it is")
         log.info("cxbot serving on http://%s:%s", settings.host, settings.port)
         try:
-            yield
+            async with services(runtime) if services else nullcontext():
+                yield
         finally:
             await runtime.close()
 
@@ -178,7 +186,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, platforms: PlatformR
     return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None, *, platforms: PlatformRoutes | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    platforms: PlatformRoutes | None = None,
+    services: PlatformServices | None = None,
+) -> int:
     """Run one verb and return its exit status; never lets a traceback reach the operator."""
     try:
         args = build_parser().parse_args(argv)
@@ -199,7 +212,7 @@ def main(argv: Sequence[str] | None = None, *, platforms: PlatformRoutes | None 
         if args.verb == "import":
             return cmd_import(args, settings)
         if args.verb == "serve":
-            return cmd_serve(args, settings, platforms)
+            return cmd_serve(args, settings, platforms, services)
         raise UsageError(f"unknown verb {args.verb!r}")
     except UsageError as error:
         print(error, file=sys.stderr)

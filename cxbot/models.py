@@ -298,3 +298,35 @@ class OutboxMessage(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class CasePost(Base):
+    """The chat message that shows a case in one destination, so later changes update it in place.
+
+    `message_ref` is the platform's id of the card (Slack `ts`, Teams activity id); thread lines go
+    under it. One row per case, platform and destination.
+    """
+
+    __tablename__ = "case_posts"
+    __table_args__ = (UniqueConstraint("case_id", "platform", "destination"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(16))
+    destination: Mapped[str] = mapped_column(String(200))
+    message_ref: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class InboundEvent(Base):
+    """Platform events already handled (Slack `event_id`), so a retried delivery never acts twice."""
+
+    __tablename__ = "inbound_events"
+    __table_args__ = (UniqueConstraint("platform", "event_id"), Index(None, "received_at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -1,14 +1,66 @@
 """Platform packages (Slack, Microsoft Teams): each turns platform requests into core commands and
-renders core results back. `platform_routes` is the one place `bot.py` asks for their HTTP routes.
+renders core results back. `platform_routes` is the one place `bot.py` asks for their HTTP routes,
+`platform_notifiers` the one place the outbox worker gets their ways out, and `platform_services` the
+background work `serve` runs beside the HTTP app (the outbox worker).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
+
+log = logging.getLogger("handlers")
 
 
 def platform_routes(runtime: Any) -> Sequence[Any]:
     """ASGI routes of every configured platform, mounted beside the core's routes."""
+    from handlers.slack import slack_routes
+
     routes: list[Any] = []
+    routes.extend(slack_routes(runtime))
     return routes
+
+
+def platform_notifiers(runtime: Any) -> dict[str, Any]:
+    """Notifiers by platform for :class:`cxbot.outbox.OutboxWorker`; unconfigured platforms are absent."""
+    from handlers.slack import slack_notifier
+
+    notifiers: dict[str, Any] = {}
+    slack = slack_notifier(runtime)
+    if slack is not None:
+        notifiers[slack.platform] = slack
+    return notifiers
+
+
+@asynccontextmanager
+async def platform_services(runtime: Any, *, idle_seconds: float = 2.0) -> AsyncIterator[None]:
+    """Background work for `serve` while the context is open: the outbox worker, and Slack Socket
+    Mode when SLACK_APP_TOKEN is set."""
+    from cxbot.outbox import OutboxWorker
+    from handlers.slack import socket_mode_handler
+
+    stop = asyncio.Event()
+    notifiers = platform_notifiers(runtime)
+    worker_task = None
+    if notifiers:
+        worker = OutboxWorker(runtime, notifiers)
+        worker_task = asyncio.create_task(
+            worker.run_forever(stop, idle_seconds=idle_seconds), name="cxbot-outbox"
+        )
+    else:
+        log.info("no chat platform configured: the outbox keeps messages queued until one is")
+    socket_mode = socket_mode_handler(runtime)
+    try:
+        if socket_mode is not None:
+            await socket_mode.connect_async()
+            log.info("Slack Socket Mode connected")
+        yield
+    finally:
+        if socket_mode is not None:
+            await socket_mode.close_async()
+        stop.set()
+        if worker_task is not None:
+            await worker_task

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cxbot.db import insert_for
 from cxbot.ingest.schema import CustomerIn, FeedbackIn, ItemError, validate_item
 from cxbot.models import Case, CaseEvent, Customer, Feedback
+from cxbot.outbox import queue_case_cards
 from cxbot.routing import METRIC_LABELS, Route, Router
 from cxbot.sla import deadlines
 
@@ -393,6 +394,8 @@ class Ingestor:
                 )
         if events:
             await session.execute(insert_for(session, CaseEvent.__table__), events)
+            team_of = {row["feedback_id"]: row["team_key"] for row in rows}
+            await queue_case_cards(session, [(c, team_of[f]) for f, c in opened.items()], now=now)
         for p, feedback_id, _ in negatives:
             if feedback_id in opened:
                 p.result.case = f"CX-{opened[feedback_id]}"

@@ -1,0 +1,274 @@
+"""What the outbox hands a platform, and what a platform may answer (design.md §9).
+
+A platform package (`handlers/slack/notifier.py`, later Teams) implements :class:`Notifier`: it turns a
+:class:`Delivery` into network calls and raises :class:`TransientDeliveryError` (try again later,
+after `retry_after` if the platform said so) or :class:`PermanentDeliveryError` (never retried; the
+outbox dead-letters and reports it). Everything here is platform-neutral and network-free; the
+delivery carries a snapshot of the case (:class:`CaseView`, PII already masked) so a notifier never
+touches the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cxbot.config import Config
+from cxbot.models import OPEN_CASE_STATES, Case, Customer, Feedback, Touchpoint
+from cxbot.pii import mask_email, mask_name, mask_phone, mask_text
+from cxbot.routing import METRIC_LABELS
+
+HISTORY_WINDOW = timedelta(days=30)
+
+#: Why a permanent error happened decides who hears about it: a broken destination is reported to
+#: the admins (the channel itself cannot be reached), a bad message to the team's channel, and broken
+#: credentials only to the log (no chat message can get through).
+ErrorScope = Literal["destination", "credentials", "message"]
+
+
+class DeliveryError(Exception):
+    """A delivery that did not happen (or only half: `result` keeps what did, e.g. a posted card)."""
+
+    result: dict[str, Any] | None = None
+
+
+class TransientDeliveryError(DeliveryError):
+    """Try again later: rate limited, a 5xx, a timeout. `retry_after` is the platform's own wish."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Retrying cannot help (`channel_not_found`, `invalid_auth`...); `code` is the platform's code."""
+
+    def __init__(self, code: str, message: str | None = None, *, scope: ErrorScope = "message") -> None:
+        super().__init__(message or code)
+        self.code = code
+        self.scope = scope
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerHistory:
+    """The customer's recent experience, because CX is the sum of all interactions."""
+
+    negatives_in_window: int
+    open_cases_elsewhere: int
+    recent_scores: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str | None:
+        parts = []
+        if self.negatives_in_window > 1:
+            parts.append(f"{_ordinal(self.negatives_in_window)} negative in {HISTORY_WINDOW.days} days")
+        if self.open_cases_elsewhere:
+            plural = "s" if self.open_cases_elsewhere > 1 else ""
+            parts.append(f"{self.open_cases_elsewhere} other open case{plural}")
+        if self.recent_scores:
+            parts.append("earlier: " + ", ".join(self.recent_scores))
+        return "; ".join(parts) or None
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class CaseView:
+    """Everything a case card shows, read in one short transaction; PII is masked here, once."""
+
+    id: int
+    title: str
+    state: str
+    team_key: str
+    team_name: str
+    assignee: str | None
+    acknowledged_by: str | None
+    escalation_level: int
+    routing_reason: str
+    metric: str | None
+    score: float | None
+    comment: str | None
+    touchpoint: str | None
+    customer: str | None
+    history: CustomerHistory | None
+    created_at: datetime
+    ack_due_at: datetime | None
+    resolve_due_at: datetime | None
+    snoozed_until: datetime | None
+    snooze_reason: str | None
+    outcome: str | None
+    now: datetime
+
+    @property
+    def ref(self) -> str:
+        return f"CX-{self.id}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_CASE_STATES
+
+    @property
+    def escalated_label(self) -> str | None:
+        return f"escalated (level {self.escalation_level})" if self.escalation_level > 0 else None
+
+    @property
+    def score_label(self) -> str | None:
+        if self.metric is None:
+            return None
+        label = METRIC_LABELS.get(self.metric, self.metric)
+        return label if self.score is None else f"{label} {self.score:g}"
+
+    @property
+    def sla_clock(self) -> str:
+        """The clock that matters now: acknowledgement while new, resolution while open."""
+        if not self.is_open:
+            return f"{self.state}" + (f" ({self.outcome})" if self.outcome else "")
+        if self.snoozed_until and self.snoozed_until > self.now:
+            return f"snoozed for {_span(self.snoozed_until - self.now)}"
+        due, what = (
+            (self.ack_due_at, "acknowledge") if self.state == "new" else (self.resolve_due_at, "resolve")
+        )
+        if due is None:
+            return "no SLA"
+        if due <= self.now:
+            return f"{what} overdue by {_span(self.now - due)}"
+        return f"{what} within {_span(due - self.now)}"
+
+
+def _span(delta: timedelta) -> str:
+    minutes = max(0, int(delta.total_seconds() // 60))
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {mins:02d}m"
+    return f"{mins}m"
+
+
+def customer_label(customer: Customer | None) -> str | None:
+    """A customer as a channel may see them: external id plus masked name and contact details."""
+    if customer is None:
+        return None
+    if customer.forgotten_at is not None:
+        return "(erased customer)"
+    parts = [customer.external_id]
+    if customer.name:
+        parts.append(mask_name(customer.name))
+    if customer.email:
+        parts.append(mask_email(customer.email))
+    if customer.phone:
+        parts.append(mask_phone(customer.phone))
+    return " · ".join(parts)
+
+
+async def load_case_view(
+    session: AsyncSession, case_id: int, *, config: Config, now: datetime
+) -> CaseView | None:
+    """Read a case with its feedback, customer and history; None when the case is gone."""
+    case = await session.get(Case, case_id, populate_existing=True)
+    if case is None:
+        return None
+    feedback = await session.get(Feedback, case.feedback_id) if case.feedback_id else None
+    customer = await session.get(Customer, case.customer_id) if case.customer_id else None
+    touchpoint = await session.get(Touchpoint, case.touchpoint_key) if case.touchpoint_key else None
+    history = await _history(session, case, now=now) if case.customer_id else None
+    team_name = config.team(case.team_key).name if case.team_key in config.team_keys else case.team_key
+    comment = feedback.comment if feedback and feedback.comment and customer_visible(customer) else None
+    return CaseView(
+        id=case.id,
+        title=mask_text(case.title),
+        state=case.state,
+        team_key=case.team_key,
+        team_name=team_name,
+        assignee=case.assignee,
+        acknowledged_by=case.acknowledged_by,
+        escalation_level=case.escalation_level,
+        routing_reason=mask_text(case.routing_reason),
+        metric=feedback.metric if feedback else None,
+        score=feedback.score if feedback else None,
+        comment=mask_text(comment) if comment else None,
+        touchpoint=touchpoint.name if touchpoint else (feedback.touchpoint if feedback else None),
+        customer=customer_label(customer),
+        history=history,
+        created_at=case.created_at,
+        ack_due_at=case.ack_due_at,
+        resolve_due_at=case.resolve_due_at,
+        snoozed_until=case.snoozed_until,
+        snooze_reason=mask_text(case.snooze_reason) if case.snooze_reason else None,
+        outcome=case.outcome,
+        now=now,
+    )
+
+
+def customer_visible(customer: Customer | None) -> bool:
+    """An erased customer's words are not shown again."""
+    return customer is None or customer.forgotten_at is None
+
+
+async def _history(session: AsyncSession, case: Case, *, now: datetime) -> CustomerHistory:
+    since = now - HISTORY_WINDOW
+    negatives = await session.execute(
+        select(func.count())
+        .select_from(Feedback)
+        .where(
+            Feedback.customer_id == case.customer_id,
+            Feedback.is_negative.is_(True),
+            Feedback.received_at >= since,
+        )
+    )
+    open_elsewhere = await session.execute(
+        select(func.count())
+        .select_from(Case)
+        .where(Case.customer_id == case.customer_id, Case.id != case.id, Case.state.in_(OPEN_CASE_STATES))
+    )
+    earlier = await session.execute(
+        select(Feedback.metric, Feedback.score)
+        .where(
+            Feedback.customer_id == case.customer_id,
+            Feedback.score.is_not(None),
+            Feedback.id != case.feedback_id,
+        )
+        .order_by(Feedback.received_at.desc())
+        .limit(3)
+    )
+    return CustomerHistory(
+        negatives_in_window=int(negatives.scalar_one()),
+        open_cases_elsewhere=int(open_elsewhere.scalar_one()),
+        recent_scores=[f"{METRIC_LABELS.get(m, m)} {s:g}" for m, s in earlier.all()],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One claimed outbox row, with what a notifier needs to deliver it without the database.
+
+    `message_ref` is the platform id of the case's card in this destination, when one was posted.
+    """
+
+    id: int
+    kind: str
+    platform: str
+    destination: str | None
+    payload: dict[str, Any]
+    attempt: int
+    case: CaseView | None = None
+    message_ref: str | None = None
+
+
+class Notifier(Protocol):
+    """A platform's way out. `kinds` are the outbox kinds it delivers; others stay queued for others."""
+
+    platform: str
+    kinds: frozenset[str]
+
+    async def deliver(self, delivery: Delivery) -> dict[str, Any]:
+        """Deliver and return a JSON-able result; `message_ref` in it (re)binds the case's card."""
+        ...

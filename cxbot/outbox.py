@@ -1,0 +1,523 @@
+"""Delivering the outbox (design.md §9): claim due rows, hand them to the platform's notifier, record.
+
+Flows write `outbox` rows in the same transaction as the state change; this worker delivers them
+later. The order of work per batch is what makes it safe:
+
+1. **Claim** in one short statement: due `pending` rows (or `sending` rows whose lease ran out after a
+   crash) become `sending` with a lease. PostgreSQL takes them `FOR UPDATE SKIP LOCKED`, so replicas
+   never claim the same row; SQLite has a single writer and the one UPDATE is atomic. Only the oldest
+   open row of each (case, platform, destination) is claimable, so a case's card is posted before its
+   thread lines and never twice by two workers.
+2. **Deliver** with no transaction open and no lock held.
+3. **Record** the result in a second short transaction: `sent`; back to `pending` after a backoff
+   that honours Retry-After; or `dead` for a permanent error (or too many attempts), with a report
+   queued for the team's channel or the admins. Dead rows are never retried.
+
+Delivery is at least once: a crash between a successful call and step 3 sends that row again once
+its lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from cxbot.db import insert_for, transaction
+from cxbot.models import CasePost, InboundEvent, OutboxMessage, TeamDestination
+from cxbot.notify import (
+    Delivery,
+    Notifier,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    load_case_view,
+)
+
+if TYPE_CHECKING:  # runtime → ingest → outbox: only the type is needed here
+    from cxbot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+OPEN_STATUSES = ("pending", "sending")
+CASE_KINDS = ("case.card", "case.thread")
+REPORT_KIND = "report"
+#: Slack retries an event for about an hour at most; a day of event ids is plenty to deduplicate.
+KEEP_INBOUND_EVENTS = timedelta(days=1)
+PRUNE_EVERY = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff (base · 2^(attempt-1), capped); a platform's Retry-After always wins if later."""
+
+    base: timedelta = timedelta(seconds=10)
+    cap: timedelta = timedelta(minutes=30)
+    max_attempts: int = 8
+
+    def delay(self, attempt: int, retry_after: float | None) -> timedelta:
+        backoff = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
+        if retry_after is not None:
+            return max(timedelta(seconds=retry_after), timedelta(seconds=1))
+        return backoff
+
+
+@dataclass(slots=True)
+class RunStats:
+    """What one `run_once` did, for logs, metrics and tests."""
+
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+    released: int = 0
+    reports: int = 0
+    fenced: int = 0
+
+    def add(self, other: RunStats) -> None:
+        for name in ("claimed", "sent", "retried", "dead", "released", "reports", "fenced"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(slots=True)
+class _Outcome:
+    status: str  # sent | retry | dead | released
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    next_attempt_at: datetime | None = None
+    report: PermanentDeliveryError | None = None
+    counted: bool = True
+    message_ref: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class OutboxWorker:
+    """Delivers due outbox rows through the notifier registered for each platform."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        notifiers: Mapping[str, Notifier],
+        *,
+        batch_size: int = 25,
+        lease: timedelta = timedelta(minutes=2),
+        retry: RetryPolicy | None = None,
+        max_rounds: int = 20,
+    ) -> None:
+        self.runtime = runtime
+        self.notifiers = dict(notifiers)
+        self.batch_size = batch_size
+        self.lease = lease
+        self.retry = retry or RetryPolicy()
+        self.max_rounds = max_rounds
+
+    async def run_once(self, *, now: datetime | None = None) -> RunStats:
+        """Deliver everything due at `now`, round after round (a card unblocks its thread lines)."""
+        now = now or self.runtime.clock()
+        total = RunStats()
+        for _ in range(self.max_rounds):
+            stats = await self._round(now)
+            total.add(stats)
+            # Only a sent or dead row can unblock more work now (the next row of its case, a report).
+            if stats.sent + stats.dead == 0:
+                break
+        return total
+
+    async def run_forever(self, stop: asyncio.Event, *, idle_seconds: float = 2.0) -> None:
+        """The `serve` loop: a round whenever idle time passes, until `stop` is set."""
+        pruned_at: datetime | None = None
+        while not stop.is_set():
+            try:
+                await self.run_once()
+                now = self.runtime.clock()
+                if pruned_at is None or now - pruned_at >= PRUNE_EVERY:
+                    await forget_inbound_events(self.runtime, before=now - KEEP_INBOUND_EVENTS)
+                    pruned_at = now
+            except Exception:  # one bad round must not stop delivery for good
+                log.exception("outbox round failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=idle_seconds)
+
+    # -- one round ---------------------------------------------------------------------------
+
+    async def _round(self, now: datetime) -> RunStats:
+        stats = RunStats()
+        if not self.notifiers:
+            return stats
+        claimed = await self._claim(now)
+        stats.claimed = len(claimed)
+        paused_until: dict[str, datetime] = {}
+        broken: dict[tuple[str, str | None], str] = {}
+        for row in claimed:
+            pause = paused_until.get(row.platform)
+            if (row.platform, row.destination) in broken:
+                outcome = _Outcome("dead", error=broken[(row.platform, row.destination)], counted=False)
+            elif pause is not None:
+                outcome = _Outcome("released", next_attempt_at=pause, counted=False)
+            else:
+                outcome = await self._deliver(row, now)
+                if outcome.status == "retry" and outcome.extra.get("platform_paused"):
+                    assert outcome.next_attempt_at is not None
+                    paused_until[row.platform] = outcome.next_attempt_at
+                if outcome.report is not None and outcome.report.scope == "destination":
+                    broken[(row.platform, row.destination)] = f"destination_dead: see outbox {row.id}"
+            await self._record(row, outcome, now, stats)
+        return stats
+
+    def _claimable(self) -> Any:
+        conditions = [
+            and_(OutboxMessage.platform == platform, OutboxMessage.kind.in_(sorted(notifier.kinds)))
+            for platform, notifier in self.notifiers.items()
+        ]
+        return or_(*conditions)
+
+    async def _claim(self, now: datetime) -> list[OutboxMessage]:
+        earlier = aliased(OutboxMessage)
+        blocked_by_earlier = exists().where(
+            earlier.case_id == OutboxMessage.case_id,
+            earlier.platform == OutboxMessage.platform,
+            earlier.destination == OutboxMessage.destination,
+            earlier.id < OutboxMessage.id,
+            earlier.status.in_(OPEN_STATUSES),
+        )
+        due = (
+            select(OutboxMessage.id)
+            .where(
+                OutboxMessage.status.in_(OPEN_STATUSES),
+                OutboxMessage.next_attempt_at <= now,
+                self._claimable(),
+                ~blocked_by_earlier,
+            )
+            .order_by(OutboxMessage.id)
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True, of=OutboxMessage)
+        )
+        async with transaction(self.runtime.sessions) as session:
+            rows = await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(due.scalar_subquery()))
+                .values(status="sending", next_attempt_at=now + self.lease)
+                .returning(OutboxMessage)
+                .execution_options(synchronize_session=False)
+            )
+            claimed = list(rows.scalars())
+        return sorted(claimed, key=lambda row: row.id)
+
+    async def _deliver(self, row: OutboxMessage, now: datetime) -> _Outcome:
+        notifier = self.notifiers[row.platform]
+        delivery = await self._prepare(row, now)
+        try:
+            result = await notifier.deliver(delivery)
+        except TransientDeliveryError as error:
+            outcome = self._transient(row, now, str(error), error.retry_after)
+            outcome.message_ref = _ref(error.result)
+            return outcome
+        except PermanentDeliveryError as error:
+            return _Outcome(
+                "dead", error=f"{error.code}: {error}", report=error, message_ref=_ref(error.result)
+            )
+        except Exception as error:  # a bug or an unmapped network failure: retry, loudly
+            log.exception("outbox %s: unexpected delivery failure", row.id)
+            return self._transient(row, now, f"{type(error).__name__}: {error}", None)
+        return _Outcome("sent", result=result, message_ref=_ref(result))
+
+    def _transient(
+        self, row: OutboxMessage, now: datetime, error: str, retry_after: float | None
+    ) -> _Outcome:
+        attempt = row.attempts + 1
+        if attempt >= self.retry.max_attempts:
+            gave_up = PermanentDeliveryError("gave_up", f"gave up after {attempt} attempts: {error}")
+            return _Outcome("dead", error=f"gave_up: {error}", report=gave_up)
+        when = now + self.retry.delay(attempt, retry_after)
+        outcome = _Outcome("retry", error=error, next_attempt_at=when)
+        # A rate limit applies to the whole workspace: hold the platform's other rows, don't hammer it.
+        outcome.extra["platform_paused"] = retry_after is not None
+        return outcome
+
+    async def _prepare(self, row: OutboxMessage, now: datetime) -> Delivery:
+        """Read what the notifier needs (case snapshot, card reference) in a short read-only session."""
+        case_view = None
+        message_ref = None
+        if row.case_id is not None and row.kind in CASE_KINDS:
+            async with self.runtime.sessions() as session:
+                case_view = await load_case_view(session, row.case_id, config=self.runtime.config, now=now)
+                if row.destination is not None:
+                    message_ref = await session.scalar(
+                        select(CasePost.message_ref).where(
+                            CasePost.case_id == row.case_id,
+                            CasePost.platform == row.platform,
+                            CasePost.destination == row.destination,
+                        )
+                    )
+        return Delivery(
+            id=row.id,
+            kind=row.kind,
+            platform=row.platform,
+            destination=row.destination,
+            payload=dict(row.payload or {}),
+            attempt=row.attempts + 1,
+            case=case_view,
+            message_ref=message_ref,
+        )
+
+    async def _record(self, row: OutboxMessage, outcome: _Outcome, now: datetime, stats: RunStats) -> None:
+        values: dict[str, Any] = {"attempts": row.attempts + (1 if outcome.counted else 0)}
+        if outcome.status == "sent":
+            values.update(status="sent", sent_at=now, result=outcome.result, last_error=None)
+        elif outcome.status == "dead":
+            values.update(status="dead", last_error=outcome.error)
+        else:
+            values.update(status="pending", next_attempt_at=outcome.next_attempt_at)
+            if outcome.status == "retry":
+                values["last_error"] = outcome.error
+        async with transaction(self.runtime.sessions) as session:
+            # Fenced on our claim (status, lease and attempts as we claimed them): if the lease ran out
+            # and another worker took the row meanwhile, its result is the one that counts.
+            fenced = await session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == row.id,
+                    OutboxMessage.status == "sending",
+                    OutboxMessage.next_attempt_at == row.next_attempt_at,
+                    OutboxMessage.attempts == row.attempts,
+                )
+                .values(**values)
+                .returning(OutboxMessage.id)
+                .execution_options(synchronize_session=False)
+            )
+            if fenced.first() is None:
+                log.warning("outbox %s was claimed again after its lease ran out; leaving it", row.id)
+                stats.fenced += 1
+                return
+            if outcome.status == "retry" and outcome.extra.get("platform_paused"):
+                await _hold_platform(session, row.platform, until=values["next_attempt_at"])
+            if outcome.message_ref and row.case_id is not None and row.destination is not None:
+                await _bind_post(session, row, outcome.message_ref, now)
+            if outcome.status == "dead":
+                log.warning(
+                    "outbox %s (%s to %s) is dead: %s", row.id, row.kind, row.destination, outcome.error
+                )
+                if outcome.report is not None:
+                    stats.reports += await self._queue_report(session, row, outcome.report, now)
+                    if outcome.report.scope == "destination":
+                        stats.dead += await _bury_destination(session, row, now)
+        counter = {"sent": "sent", "dead": "dead", "retry": "retried", "released": "released"}[outcome.status]
+        setattr(stats, counter, getattr(stats, counter) + 1)
+        if outcome.status in ("sent", "dead"):
+            self.runtime.counters.inc(
+                f"cxbot_outbox_{outcome.status}_total", platform=row.platform, kind=row.kind
+            )
+
+    async def _queue_report(
+        self, session: AsyncSession, row: OutboxMessage, error: PermanentDeliveryError, now: datetime
+    ) -> int:
+        """Tell a person about a dead message: the team's channel, or the admins if that is what broke."""
+        if row.kind == REPORT_KIND:
+            return 0  # a report that cannot be delivered is only logged; no report about a report
+        if error.scope == "credentials":
+            log.error(
+                "%s credentials rejected (%s): nothing can be posted on %s until they are fixed",
+                row.platform,
+                error.code,
+                row.platform,
+            )
+            return 0
+        what = f"CX-{row.case_id}" if row.case_id else f"outbox message {row.id}"
+        text = (
+            f":warning: cxbot could not deliver a {row.kind} message for {what} to {row.destination} "
+            f"on {row.platform}: {error.code}. It will not be retried."
+        )
+        if error.scope == "destination" or error.code == "gave_up":
+            targets = list(self.runtime.config.admins)
+            text += " Check that the channel exists and that cxbot is a member (or `/cx team link` again)."
+        else:
+            targets = [row.destination] if row.destination else list(self.runtime.config.admins)
+        queued = 0
+        for target in targets:
+            inserted = await session.execute(
+                insert_for(session, OutboxMessage)
+                .values(
+                    kind=REPORT_KIND,
+                    platform=row.platform,
+                    destination=target,
+                    payload={"text": text, "dead_id": row.id, "code": error.code},
+                    dedupe_key=f"report:{row.id}:{target}",
+                    case_id=None,
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key])
+                .returning(OutboxMessage.id)
+            )
+            queued += len(inserted.all())
+        if not targets:
+            log.error("no admin configured to report dead outbox message %s to", row.id)
+        return queued
+
+
+async def _hold_platform(session: AsyncSession, platform: str, *, until: datetime) -> None:
+    """A platform's Retry-After holds all of its queued rows (for every worker), not just the one."""
+    await session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.platform == platform,
+            OutboxMessage.status == "pending",
+            OutboxMessage.next_attempt_at < until,
+        )
+        .values(next_attempt_at=until)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _ref(result: dict[str, Any] | None) -> str | None:
+    ref = (result or {}).get("message_ref")
+    return str(ref) if ref else None
+
+
+async def _bury_destination(session: AsyncSession, row: OutboxMessage, now: datetime) -> int:
+    """A destination that does not exist fails every message the same way: one report, not one each."""
+    buried = await session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.platform == row.platform,
+            OutboxMessage.destination == row.destination,
+            OutboxMessage.status == "pending",
+            OutboxMessage.kind != REPORT_KIND,
+            OutboxMessage.id != row.id,
+        )
+        .values(status="dead", last_error=f"destination_dead: see outbox {row.id}")
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False)
+    )
+    return len(buried.all())
+
+
+async def _bind_post(session: AsyncSession, row: OutboxMessage, message_ref: str, now: datetime) -> None:
+    stmt = insert_for(session, CasePost).values(
+        case_id=row.case_id,
+        platform=row.platform,
+        destination=row.destination,
+        message_ref=message_ref,
+        created_at=now,
+        updated_at=now,
+    )
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[CasePost.case_id, CasePost.platform, CasePost.destination],
+            set_={"message_ref": message_ref, "updated_at": now},
+        )
+    )
+
+
+async def enqueue_for_team(
+    session: AsyncSession,
+    *,
+    team_key: str,
+    kind: str,
+    payload: dict[str, Any],
+    dedupe_key: str,
+    now: datetime,
+) -> int:
+    """Queue one message for every chat destination of a team, in the caller's transaction.
+
+    For team-wide posts such as digests (`kind="digest"`, payload `{"text": ...}`): the same
+    `dedupe_key` queued twice (a replayed job) is one message per destination. Returns rows added.
+    """
+    destinations = await session.execute(
+        select(TeamDestination.platform, TeamDestination.address).where(TeamDestination.team_key == team_key)
+    )
+    added = 0
+    for platform, address in destinations.all():
+        inserted = await session.execute(
+            insert_for(session, OutboxMessage.__table__)
+            .values(
+                kind=kind,
+                platform=platform,
+                destination=address,
+                payload=payload,
+                dedupe_key=f"{dedupe_key}:{platform}",
+                case_id=None,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key])
+            .returning(OutboxMessage.id)
+        )
+        added += len(inserted.all())
+    return added
+
+
+async def queue_case_cards(
+    session: AsyncSession, opened: Iterable[tuple[int, str]], *, now: datetime, text: str = "Case opened"
+) -> None:
+    """Queue the first card of newly opened cases, one row per destination of the owning team.
+
+    Called by the ingest in the transaction that opens the cases; `opened` is (case id, team key).
+    """
+    by_team: dict[str, list[int]] = {}
+    for case_id, team in opened:
+        by_team.setdefault(team, []).append(case_id)
+    if not by_team:
+        return
+    destinations = await session.execute(
+        select(TeamDestination.team_key, TeamDestination.platform, TeamDestination.address).where(
+            TeamDestination.team_key.in_(sorted(by_team))
+        )
+    )
+    rows = [
+        {
+            "kind": "case.card",
+            "platform": platform,
+            "destination": address,
+            "payload": {"case_id": case_id, "event_id": None, "text": text},
+            "dedupe_key": f"case.card:{platform}:{case_id}:opened",
+            "case_id": case_id,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for team, platform, address in destinations.all()
+        for case_id in by_team[team]
+    ]
+    if rows:
+        await session.execute(
+            insert_for(session, OutboxMessage.__table__).on_conflict_do_nothing(
+                index_elements=[OutboxMessage.dedupe_key]
+            ),
+            rows,
+        )
+
+
+async def forget_inbound_events(runtime: Runtime, *, before: datetime) -> int:
+    """Drop remembered event ids older than any retry (Slack retries for minutes, not days)."""
+    async with transaction(runtime.sessions) as session:
+        deleted = await session.execute(
+            delete(InboundEvent).where(InboundEvent.received_at < before).returning(InboundEvent.id)
+        )
+        return len(deleted.all())
+
+
+async def remember_inbound_event(
+    runtime: Runtime, *, platform: str, event_id: str, kind: str | None, now: datetime
+) -> bool:
+    """The inbox side of the same idea: True the first time an event id is seen, False on a retry."""
+    async with transaction(runtime.sessions) as session:
+        inserted = await session.execute(
+            insert_for(session, InboundEvent)
+            .values(platform=platform, event_id=event_id, kind=kind, received_at=now)
+            .on_conflict_do_nothing(index_elements=[InboundEvent.platform, InboundEvent.event_id])
+            .returning(InboundEvent.id)
+        )
+        return inserted.first() is not None

@@ -1,0 +1,191 @@
+"""Buttons, the Reassign select and the Snooze/Resolve modals on a case card.
+
+Every click runs the same command a user could type (`ack CX-42`, `take CX-42`, `assign CX-42 @x`)
+through :mod:`cxbot.dispatch`, so authorization, compare-and-set state changes and outbox writes are
+the core's: a double click or a replayed request changes the case once and refreshes the card once.
+The clicker gets an ephemeral answer; the card itself is updated by the outbox worker.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+
+from cxbot.authz import Actor
+from cxbot.commands import OUTCOMES, Command
+from cxbot.config import parse_duration
+from cxbot.dispatch import Reply, Where, run, run_text
+from handlers.slack.commands import FAILED, send_reply
+from handlers.slack.deps import SlackDeps, log
+from handlers.slack.errors import SlackPermanentError, SlackTransientError
+from handlers.slack.renderers import (
+    ACK,
+    ASSIGN,
+    REOPEN,
+    RESOLVE,
+    RESOLVE_MODAL,
+    SNOOZE,
+    SNOOZE_CHOICES,
+    SNOOZE_MODAL,
+    case_id_from,
+    parse_metadata,
+    resolve_modal,
+    snooze_modal,
+)
+
+VERB_OF_BUTTON = {ACK: "ack", "cx_take": "take", REOPEN: "reopen"}
+
+
+def _pattern(prefix: str) -> re.Pattern[str]:
+    return re.compile(rf"^{re.escape(prefix)}:\d+$")
+
+
+def _actor(body: dict[str, Any]) -> Actor:
+    user = body.get("user") or {}
+    return Actor(user_id=user["id"], platform="slack", display=user.get("username") or None)
+
+
+def _channel(body: dict[str, Any]) -> str | None:
+    return (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+
+
+def register(app: AsyncApp, deps: SlackDeps) -> None:
+    for prefix, verb in VERB_OF_BUTTON.items():
+        app.action(_pattern(prefix))(_button(deps, verb))
+    app.action(_pattern(ASSIGN))(_reassign(deps))
+    app.action(_pattern(SNOOZE))(_open_modal(deps, SNOOZE))
+    app.action(_pattern(RESOLVE))(_open_modal(deps, RESOLVE))
+    app.view(SNOOZE_MODAL)(_snooze_submitted(deps))
+    app.view(RESOLVE_MODAL)(_resolve_submitted(deps))
+
+
+async def _run(deps: SlackDeps, text: str, body: dict[str, Any]) -> Reply:
+    try:
+        return await run_text(
+            deps.runtime, text, actor=_actor(body), where=Where(platform="slack", channel=_channel(body))
+        )
+    except Exception:
+        log.exception("card action %r failed", text)
+        return Reply(FAILED, ok=False)
+
+
+def _button(deps: SlackDeps, verb: str) -> Any:
+    async def on_button(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        await ack()
+        case_id = case_id_from(action["action_id"])
+        reply = await _run(deps, f"{verb} CX-{case_id}", body)
+        await send_reply(respond, _private(reply), replace_original=False)
+
+    on_button.__name__ = f"on_{verb}_button"
+    return on_button
+
+
+def _reassign(deps: SlackDeps) -> Any:
+    async def on_reassign(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        await ack()
+        case_id = case_id_from(action["action_id"])
+        user = action.get("selected_user")
+        if not user:
+            return
+        reply = await _run(deps, f"assign CX-{case_id} <@{user}>", body)
+        await send_reply(respond, _private(reply), replace_original=False)
+
+    return on_reassign
+
+
+def _private(reply: Reply) -> Reply:
+    """Answers to a click go to the clicker only; everyone else sees the card change."""
+    reply.ephemeral = True
+    return reply
+
+
+def _open_modal(deps: SlackDeps, kind: str) -> Any:
+    async def on_open(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        await ack()
+        case_id = case_id_from(action["action_id"])
+        assert case_id is not None
+        channel = _channel(body)
+        view = (
+            snooze_modal(case_id, channel=channel)
+            if kind == SNOOZE
+            else resolve_modal(case_id, channel=channel, root_causes=deps.runtime.config.root_causes)
+        )
+        try:
+            await deps.client.open_view(trigger_id=body["trigger_id"], view=view)
+        except (SlackTransientError, SlackPermanentError) as error:
+            log.warning("could not open the %s modal: %s", kind, error)
+            await send_reply(respond, Reply(f"Could not open the form ({error}); try again.", ok=False))
+
+    return on_open
+
+
+def _selected(values: dict[str, Any], block: str) -> str | None:
+    element = (values.get(block) or {}).get("value") or {}
+    option = element.get("selected_option") or {}
+    return option.get("value") or element.get("value")
+
+
+def _snooze_submitted(deps: SlackDeps) -> Any:
+    async def on_snooze(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        values = view["state"]["values"]
+        duration = _selected(values, "duration") or ""
+        reason = (_selected(values, "reason") or "").strip()
+        if duration not in {value for value, _ in SNOOZE_CHOICES}:
+            await ack(response_action="errors", errors={"duration": "Pick how long to snooze"})
+            return
+        if not reason:
+            await ack(response_action="errors", errors={"reason": "A snooze needs a reason"})
+            return
+        await ack()
+        case_id, channel = parse_metadata(view.get("private_metadata", ""))
+        if case_id is None:
+            return
+        command = Command("snooze", case_id, {"duration": parse_duration(duration), "reason": reason})
+        await _run_submitted(deps, command, body, channel)
+
+    return on_snooze
+
+
+def _resolve_submitted(deps: SlackDeps) -> Any:
+    async def on_resolve(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        values = view["state"]["values"]
+        outcome = _selected(values, "outcome")
+        if outcome not in OUTCOMES:
+            await ack(response_action="errors", errors={"outcome": "Pick an outcome"})
+            return
+        await ack()
+        case_id, channel = parse_metadata(view.get("private_metadata", ""))
+        if case_id is None:
+            return
+        command = Command(
+            "resolve", case_id, {"outcome": outcome, "root_cause": _selected(values, "root_cause")}
+        )
+        await _run_submitted(deps, command, body, channel)
+
+    return on_resolve
+
+
+async def _run_submitted(
+    deps: SlackDeps, command: Command, body: dict[str, Any], channel: str | None
+) -> None:
+    """Run a modal's command and tell the submitter, ephemerally, in the card's channel."""
+    actor = _actor(body)
+    try:
+        reply = await run(deps.runtime, command, actor=actor, where=Where(platform="slack", channel=channel))
+    except Exception:
+        log.exception("modal command %s failed", command.verb)
+        reply = Reply(FAILED, ok=False)
+    if channel is None:
+        return
+    try:
+        await deps.client.call("chat.postEphemeral", channel=channel, user=actor.user_id, text=reply.text)
+    except (SlackTransientError, SlackPermanentError) as error:
+        log.warning("could not tell %s the result of %s: %s", actor.user_id, command.verb, error)

@@ -1,0 +1,95 @@
+"""Builds the Bolt AsyncApp and its route, or nothing (with one log line) when Slack is not configured.
+
+Listeners are registered explicitly, module by module (`register(app, deps)`), as in Slack's
+bolt-python starter template, so what the app answers is readable in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from cxbot.runtime import Runtime
+from handlers.slack import actions, commands, events
+from handlers.slack.client import SlackClient, build_web_client
+from handlers.slack.deps import SlackDeps
+from handlers.slack.notifier import SlackNotifier
+
+log = logging.getLogger("handlers.slack")
+EVENTS_PATH = "/slack/events"
+
+
+def missing_settings(runtime: Runtime) -> list[str]:
+    """The variables HTTP mode needs that are not set."""
+    settings = runtime.settings
+    wanted = {
+        "SLACK_SIGNING_SECRET": settings.slack_signing_secret,
+        "SLACK_BOT_TOKEN": settings.slack_bot_token,
+    }
+    return [name for name, value in wanted.items() if not value]
+
+
+def build_client(runtime: Runtime) -> SlackClient:
+    settings = runtime.settings
+    assert settings.slack_bot_token
+    return SlackClient(build_web_client(settings.slack_bot_token, base_url=settings.slack_api_url))
+
+
+def build_app(runtime: Runtime, client: SlackClient) -> AsyncApp:
+    """The Bolt app: signatures verified (Bolt's check on), listeners finished before the HTTP answer."""
+    app = AsyncApp(
+        client=client.web,
+        # Socket Mode needs no signing secret (Bolt skips the check for its requests); HTTP mode does.
+        signing_secret=runtime.settings.slack_signing_secret or "",
+        request_verification_enabled=True,
+        # HTTP mode: the listener (ack first, then the flow) runs before Bolt answers, so nothing is
+        # left running after the response and no work is lost when a replica stops.
+        process_before_response=True,
+        logger=logging.getLogger("slack_bolt"),
+    )
+    deps = SlackDeps(runtime=runtime, client=client)
+    commands.register(app, deps)
+    actions.register(app, deps)
+    events.register(app, deps)
+    return app
+
+
+def slack_routes(runtime: Runtime) -> list[Route]:
+    """`POST /slack/events` when Slack is configured; otherwise no route and one line saying why."""
+    missing = missing_settings(runtime)
+    if missing:
+        log.info(
+            "Slack is off: %s not set (set both SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN)", ", ".join(missing)
+        )
+        return []
+    handler = AsyncSlackRequestHandler(build_app(runtime, build_client(runtime)))
+
+    async def slack_events(request: Request) -> Response:
+        return await handler.handle(request)
+
+    return [Route(EVENTS_PATH, slack_events, methods=["POST"])]
+
+
+def slack_notifier(runtime: Runtime) -> SlackNotifier | None:
+    """The outbox's way to Slack; only the bot token is needed to post."""
+    if not runtime.settings.slack_bot_token:
+        return None
+    return SlackNotifier(build_client(runtime))
+
+
+def socket_mode_handler(runtime: Runtime) -> AsyncSocketModeHandler | None:
+    """Socket Mode (a WebSocket to Slack, no public URL) when SLACK_APP_TOKEN is set, beside HTTP mode."""
+    settings = runtime.settings
+    if not settings.slack_app_token:
+        return None
+    if not settings.slack_bot_token:
+        log.warning("SLACK_APP_TOKEN is set but SLACK_BOT_TOKEN is not: Socket Mode stays off")
+        return None
+    app = build_app(runtime, build_client(runtime))
+    return AsyncSocketModeHandler(app, settings.slack_app_token)

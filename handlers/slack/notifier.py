@@ -1,0 +1,86 @@
+"""Delivers outbox rows to Slack: the case card (posted once, then updated in place), its thread, reports.
+
+Network only: the worker hands over a :class:`cxbot.notify.Delivery` with the case snapshot and the
+card's `ts` if one was posted, and stores the `message_ref` this returns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cxbot.notify import Delivery, DeliveryError, PermanentDeliveryError
+from cxbot.pii import mask_text
+from handlers.slack.client import SlackClient
+from handlers.slack.errors import SlackMessageNotFound
+from handlers.slack.renderers import case_card, case_fallback_text, clip, text_message, thread_line
+
+MAX_TEXT = 3000
+
+
+class SlackNotifier:
+    platform = "slack"
+    kinds = frozenset({"case.card", "case.thread", "report", "digest"})
+
+    def __init__(self, client: SlackClient) -> None:
+        self.client = client
+
+    async def deliver(self, delivery: Delivery) -> dict[str, Any]:
+        if not delivery.destination:
+            raise PermanentDeliveryError(
+                "no_destination", "the outbox row names no channel", scope="destination"
+            )
+        if delivery.kind == "report":
+            text = clip(str(delivery.payload.get("text") or "cxbot report"), MAX_TEXT)
+            answer = await self.client.post_message(channel=delivery.destination, text=text)
+            return {"ts": answer.get("ts"), "channel": answer.get("channel")}
+        if delivery.kind == "digest":
+            message = text_message(
+                str(delivery.payload.get("text") or ""), cut_note="(cut short; see `/cx digest preview`)"
+            )
+            answer = await self.client.post_message(
+                channel=delivery.destination,
+                unfurl_links=False,
+                text=message["text"],
+                blocks=message["blocks"],
+            )
+            return {"ts": answer.get("ts"), "channel": answer.get("channel")}
+        if delivery.case is None:
+            return {"skipped": "the case no longer exists"}
+        if delivery.kind == "case.card":
+            return await self._card(delivery)
+        if delivery.kind == "case.thread":
+            return await self._thread(delivery)
+        raise PermanentDeliveryError("unsupported_kind", f"Slack does not deliver {delivery.kind!r}")
+
+    async def _card(self, delivery: Delivery) -> dict[str, Any]:
+        assert delivery.case is not None and delivery.destination is not None
+        arguments = {"text": case_fallback_text(delivery.case), "blocks": case_card(delivery.case)}
+        if delivery.message_ref:
+            try:
+                await self.client.update_message(
+                    channel=delivery.destination, ts=delivery.message_ref, **arguments
+                )
+                return {"message_ref": delivery.message_ref, "action": "updated"}
+            except SlackMessageNotFound:
+                pass  # someone deleted the card: post a fresh one and bind it instead
+        answer = await self.client.post_message(channel=delivery.destination, unfurl_links=False, **arguments)
+        return {"message_ref": answer.get("ts"), "action": "posted"}
+
+    async def _thread(self, delivery: Delivery) -> dict[str, Any]:
+        assert delivery.case is not None and delivery.destination is not None
+        card_ts = delivery.message_ref
+        result: dict[str, Any] = {}
+        if not card_ts:  # the card was never posted (older case, lost row): post it now, then the line
+            posted = await self._card(delivery)
+            card_ts = posted["message_ref"]
+            result["message_ref"] = card_ts
+        text = thread_line(mask_text(str(delivery.payload.get("text") or "")) or "(update)")
+        try:
+            answer = await self.client.post_message(
+                channel=delivery.destination, text=text, thread_ts=card_ts
+            )
+        except DeliveryError as error:
+            error.result = result or None  # the card did go out: bind it, so a retry does not post it again
+            raise
+        result.update(thread_ts=card_ts, ts=answer.get("ts"))
+        return result

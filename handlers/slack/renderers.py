@@ -1,0 +1,351 @@
+"""Block Kit for everything cxbot posts on Slack, built with slack_sdk.models so Slack's rules are checked.
+
+Every builder returns plain dicts ready for the Web API, and every message goes through
+:func:`_checked`, which enforces Slack's limits (50 blocks a message, 3000 characters a text) here
+instead of letting Slack answer `invalid_blocks` in production.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    InputBlock,
+    MarkdownTextObject,
+    Option,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+    StaticSelectElement,
+    UserSelectElement,
+)
+from slack_sdk.models.views import View
+
+from cxbot.commands import OUTCOMES
+from cxbot.dispatch import Reply
+from cxbot.notify import CaseView
+from cxbot.scores import Score
+
+MAX_BLOCKS = 50
+MAX_HOME_BLOCKS = 100
+MAX_TEXT = 3000
+MAX_FIELD = 2000
+MAX_HEADER = 150
+MAX_FALLBACK_TEXT = 4000
+MAX_OPTIONS = 100
+
+# Action ids carry the case id, so one handler per verb serves every card: `cx_ack:42`.
+ACK, TAKE, ASSIGN, SNOOZE, RESOLVE, REOPEN = (
+    "cx_ack",
+    "cx_take",
+    "cx_assign",
+    "cx_snooze",
+    "cx_resolve",
+    "cx_reopen",
+)
+SNOOZE_MODAL, RESOLVE_MODAL = "cx_snooze_modal", "cx_resolve_modal"
+SNOOZE_CHOICES = (("1h", "1 hour"), ("4h", "4 hours"), ("1d", "1 day"), ("3d", "3 days"), ("7d", "1 week"))
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn treats &, < and > as markup; customer text must never be able to mention or link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def action_id(verb: str, case_id: int) -> str:
+    return f"{verb}:{case_id}"
+
+
+def case_id_from(action: str) -> int | None:
+    """`cx_ack:42` → 42 (None for anything else)."""
+    _, _, ident = action.partition(":")
+    return int(ident) if ident.isdigit() else None
+
+
+def _checked(blocks: Sequence[Block], *, limit: int = MAX_BLOCKS) -> list[dict[str, Any]]:
+    """Validate with slack_sdk (to_dict raises on a malformed block) and hold Slack's limits."""
+    if len(blocks) > limit:
+        raise ValueError(f"{len(blocks)} blocks is over Slack's limit of {limit}")
+    rendered = [block.to_dict() for block in blocks]
+    for block in rendered:
+        for text in _texts(block):
+            if len(text) > MAX_TEXT:
+                raise ValueError(f"a text of {len(text)} characters is over Slack's limit of {MAX_TEXT}")
+    return rendered
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        found = [value["text"]] if isinstance(value.get("text"), str) else []
+        for key, inner in value.items():
+            if key != "text" or not isinstance(inner, str):
+                found.extend(_texts(inner))
+        return found
+    if isinstance(value, list):
+        return [text for item in value for text in _texts(item)]
+    return []
+
+
+def _md(text: str, limit: int = MAX_TEXT) -> MarkdownTextObject:
+    return MarkdownTextObject(text=clip(text, limit))
+
+
+def _state_line(case: CaseView) -> str:
+    state = case.state.replace("_", " ")
+    if case.escalated_label:
+        state += f" · {case.escalated_label}"
+    return state
+
+
+def case_fallback_text(case: CaseView) -> str:
+    """The notification text (and what screen readers get) for a case card."""
+    return clip(f"{case.ref} [{case.state}] {case.title} ({case.team_name})", MAX_FALLBACK_TEXT)
+
+
+def case_card(case: CaseView) -> list[dict[str, Any]]:
+    """The case card: the facts a manager needs to act, and the buttons to act with."""
+    fields = [
+        _md(f"*Score*\n{escape(case.score_label or 'no score')}", MAX_FIELD),
+        _md(f"*State*\n{escape(_state_line(case))}", MAX_FIELD),
+        _md(f"*Touchpoint*\n{escape(case.touchpoint or 'unknown')}", MAX_FIELD),
+        _md(f"*Team*\n{escape(case.team_name)}", MAX_FIELD),
+        _md(f"*Customer*\n{escape(case.customer or 'unknown')}", MAX_FIELD),
+        _md(f"*SLA*\n{escape(case.sla_clock)}", MAX_FIELD),
+        _md(f"*Assignee*\n{_user(case.assignee)}", MAX_FIELD),
+    ]
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text=clip(f"{case.ref} · {case.title}", MAX_HEADER))),
+        SectionBlock(fields=fields),
+    ]
+    if case.comment:
+        quoted = "\n".join(f"> {line}" for line in escape(case.comment).splitlines() or [""])
+        blocks.append(SectionBlock(text=_md(f"*Comment*\n{quoted}")))
+    context = [_md(f"*Why here:* {escape(case.routing_reason)}")]
+    if case.history and case.history.summary:
+        context.append(_md(f"*Customer history:* {escape(case.history.summary)}"))
+    if case.snoozed_until and case.snooze_reason and case.snoozed_until > case.now:
+        context.append(_md(f"*Snoozed:* {escape(case.snooze_reason)}"))
+    blocks.append(ContextBlock(elements=context))
+    blocks.append(ActionsBlock(block_id=f"cx_case:{case.id}", elements=_buttons(case)))
+    return _checked(blocks)
+
+
+def _buttons(case: CaseView) -> list[Any]:
+    ident = str(case.id)
+    if not case.is_open:
+        return [ButtonElement(text="Reopen", action_id=action_id(REOPEN, case.id), value=ident)]
+    buttons: list[Any] = []
+    if case.state == "new":
+        buttons.append(
+            ButtonElement(text="Acknowledge", action_id=action_id(ACK, case.id), value=ident, style="primary")
+        )
+    buttons += [
+        ButtonElement(text="Take", action_id=action_id(TAKE, case.id), value=ident),
+        UserSelectElement(
+            placeholder="Reassign…",
+            action_id=action_id(ASSIGN, case.id),
+            **({"initial_user": case.assignee} if case.assignee and case.assignee.startswith("U") else {}),
+        ),
+    ]
+    if case.state != "new":  # a snooze needs an acknowledgement first (design.md §6)
+        buttons.append(ButtonElement(text="Snooze", action_id=action_id(SNOOZE, case.id), value=ident))
+    buttons.append(ButtonElement(text="Resolve", action_id=action_id(RESOLVE, case.id), value=ident))
+    return buttons
+
+
+def _user(user: str | None) -> str:
+    return f"<@{user}>" if user else "nobody"
+
+
+def thread_line(text: str) -> str:
+    """A timeline line under the card: user mentions stay live, but a typed <!channel> or <!here>
+    (or a link) does not ping or unfurl anyone."""
+    return clip(re.sub(r"<(?!@[UW][A-Z0-9]+(?:\|[^>]*)?>)", "&lt;", text), MAX_TEXT)
+
+
+def text_message(
+    text: str, *, cut_note: str = "(cut short; narrow the command to see the rest)"
+) -> dict[str, Any]:
+    """Plain core text (a reply, a digest) as `text` plus sections, cut at Slack's limits."""
+    chunks = _chunks(text, MAX_TEXT)
+    blocks: list[Block] = [SectionBlock(text=_md(chunk)) for chunk in chunks[: MAX_BLOCKS - 1]]
+    if len(chunks) >= MAX_BLOCKS:
+        blocks.append(ContextBlock(elements=[_md(cut_note)]))
+    return {"text": clip(text or " ", MAX_FALLBACK_TEXT), "blocks": _checked(blocks)}
+
+
+def reply_message(reply: Reply) -> dict[str, Any]:
+    """A command's reply as `respond()` arguments; errors and private answers are ephemeral."""
+    return {
+        "response_type": "ephemeral" if reply.ephemeral or not reply.ok else "in_channel",
+        **text_message(reply.text),
+    }
+
+
+def _chunks(text: str, limit: int) -> list[str]:
+    """Split on line breaks into pieces of at most `limit` characters (a huge line is cut)."""
+    pieces: list[str] = []
+    current = ""
+    for line in (text or " ").splitlines() or [" "]:
+        line = clip(line, limit)
+        if current and len(current) + 1 + len(line) > limit:
+            pieces.append(current)
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    pieces.append(current or " ")
+    return pieces
+
+
+def _case_line(case: CaseView) -> SectionBlock:
+    return SectionBlock(
+        text=_md(
+            f"*{case.ref}* {escape(case.title)}\n{escape(_state_line(case))} · {escape(case.sla_clock)}"
+        ),
+    )
+
+
+SHORT_LABELS = {"nps": "NPS", "csat": "CSAT", "ces": "CES"}
+
+
+def score_text(score: Score) -> str:
+    """`NPS +32 ±9 (n=120)`; a small sample is said to be one, never shown as a number to trust."""
+    label = SHORT_LABELS.get(score.metric, score.metric)
+    if score.n == 0 or score.score is None:
+        return f"{label}: no responses"
+    if score.low_sample:
+        return f"{label}: _low sample (n={score.n})_"
+    value = {"nps": f"{score.score:+.0f}", "csat": f"{score.score:.0f}%"}.get(
+        score.metric, f"{score.score:.1f}"
+    )
+    margin = ""
+    if score.ci_low is not None and score.ci_high is not None:
+        margin = f" ±{(score.ci_high - score.ci_low) / 2:.{1 if score.metric == 'ces' else 0}f}"
+    return f"{label} {value}{margin} (n={score.n})"
+
+
+def home_view(
+    *,
+    mine: Sequence[CaseView],
+    overdue: Sequence[CaseView],
+    teams: Sequence[str],
+    scores: Sequence[tuple[str, Mapping[str, Score]]] = (),
+) -> dict[str, Any]:
+    """App Home: my open cases, my teams' overdue cases, then my teams' 7-day scores.
+
+    Each case list is cut so the whole view stays within Slack's 100 blocks.
+    """
+    room = (MAX_HOME_BLOCKS - 12 - len(scores)) // 2
+    blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text="Your open cases"))]
+    blocks += [_case_line(c) for c in mine[:room]] or [SectionBlock(text=_md("Nothing assigned to you."))]
+    if len(mine) > room:
+        blocks.append(ContextBlock(elements=[_md(f"…and {len(mine) - room} more: `/cx list mine`")]))
+    blocks.append(DividerBlock())
+    label = ", ".join(teams) if teams else "your teams"
+    blocks.append(HeaderBlock(text=PlainTextObject(text=clip(f"Overdue in {label}", MAX_HEADER))))
+    blocks += [_case_line(c) for c in overdue[:room]] or [SectionBlock(text=_md("No overdue cases."))]
+    if len(overdue) > room:
+        blocks.append(ContextBlock(elements=[_md(f"…and {len(overdue) - room} more: `/cx list overdue`")]))
+    if scores:
+        blocks.append(DividerBlock())
+        blocks.append(HeaderBlock(text=PlainTextObject(text="Scores, last 7 days")))
+        for team_name, by_metric in scores[: MAX_HOME_BLOCKS - len(blocks) - 1]:
+            line = " · ".join(score_text(score) for score in by_metric.values())
+            blocks.append(SectionBlock(text=_md(f"*{escape(team_name)}*\n{line}")))
+    view = View(type="home", blocks=blocks)
+    rendered = view.to_dict()
+    rendered["blocks"] = _checked(blocks, limit=MAX_HOME_BLOCKS)
+    return rendered
+
+
+def _metadata(case_id: int, channel: str | None) -> str:
+    return json.dumps({"case_id": case_id, "channel": channel})
+
+
+def parse_metadata(text: str) -> tuple[int | None, str | None]:
+    try:
+        data = json.loads(text or "{}")
+    except ValueError:
+        return None, None
+    case_id = data.get("case_id")
+    return (case_id if isinstance(case_id, int) else None), data.get("channel")
+
+
+def snooze_modal(case_id: int, *, channel: str | None) -> dict[str, Any]:
+    """Snooze needs a duration and a reason (design.md §6), so the button asks for both."""
+    blocks = [
+        InputBlock(
+            block_id="duration",
+            label="Snooze for",
+            element=StaticSelectElement(
+                action_id="value",
+                options=[Option(value=value, label=label) for value, label in SNOOZE_CHOICES],
+                initial_option=Option(value=SNOOZE_CHOICES[0][0], label=SNOOZE_CHOICES[0][1]),
+            ),
+        ),
+        InputBlock(
+            block_id="reason",
+            label="Why",
+            element=PlainTextInputElement(
+                action_id="value", max_length=300, placeholder="waiting for courier"
+            ),
+        ),
+    ]
+    view = View(
+        type="modal",
+        callback_id=SNOOZE_MODAL,
+        private_metadata=_metadata(case_id, channel),
+        title=f"Snooze CX-{case_id}",
+        submit="Snooze",
+        close="Cancel",
+        blocks=blocks,
+    )
+    return view.to_dict()
+
+
+def resolve_modal(case_id: int, *, channel: str | None, root_causes: Sequence[str]) -> dict[str, Any]:
+    """Resolve asks for the outcome and, optionally, a root cause from the configured list."""
+    blocks: list[Block] = [
+        InputBlock(
+            block_id="outcome",
+            label="Outcome",
+            element=StaticSelectElement(
+                action_id="value", options=[Option(value=o, label=o.replace("-", " ")) for o in OUTCOMES]
+            ),
+        )
+    ]
+    if root_causes:
+        blocks.append(
+            InputBlock(
+                block_id="root_cause",
+                label="Root cause",
+                optional=True,
+                element=StaticSelectElement(
+                    action_id="value",
+                    options=[Option(value=clip(c, 75), label=clip(c, 75)) for c in root_causes[:MAX_OPTIONS]],
+                ),
+            )
+        )
+    view = View(
+        type="modal",
+        callback_id=RESOLVE_MODAL,
+        private_metadata=_metadata(case_id, channel),
+        title=f"Resolve CX-{case_id}",
+        submit="Resolve",
+        close="Cancel",
+        blocks=blocks,
+    )
+    return view.to_dict()
