@@ -209,6 +209,17 @@ class Case(Base):
     ack_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     resolve_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    # Escalation state per SLA clock (cxbot/escalation.py), claimed with compare-and-set UPDATEs.
+    # `*_clock_due_at` is the deadline the rest refers to: when a flow moves the deadline (reopen),
+    # the clock's warning and steps start over without that flow knowing about escalation.
+    ack_clock_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ack_warned_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ack_escalations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    ack_next_escalation_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolve_clock_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolve_warned_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolve_escalations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    resolve_next_escalation_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     @property
     def ref(self) -> str:

@@ -8,18 +8,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from cxbot.escalation import ESCALATION_KINDS
 from cxbot.notify import Delivery, DeliveryError, PermanentDeliveryError
 from cxbot.pii import mask_text
 from handlers.slack.client import SlackClient
 from handlers.slack.errors import SlackMessageNotFound
-from handlers.slack.renderers import case_card, case_fallback_text, clip, text_message, thread_line
+from handlers.slack.renderers import (
+    case_card,
+    case_fallback_text,
+    clip,
+    escalation_message,
+    text_message,
+    thread_line,
+)
 
 MAX_TEXT = 3000
 
 
 class SlackNotifier:
     platform = "slack"
-    kinds = frozenset({"case.card", "case.thread", "report", "digest"})
+    kinds = frozenset({"case.card", "case.thread", "report", "digest", *ESCALATION_KINDS})
 
     def __init__(self, client: SlackClient) -> None:
         self.client = client
@@ -37,6 +45,16 @@ class SlackNotifier:
             message = text_message(
                 str(delivery.payload.get("text") or ""), cut_note="(cut short; see `/cx digest preview`)"
             )
+            answer = await self.client.post_message(
+                channel=delivery.destination,
+                unfurl_links=False,
+                text=message["text"],
+                blocks=message["blocks"],
+            )
+            return {"ts": answer.get("ts"), "channel": answer.get("channel")}
+        if delivery.kind in ESCALATION_KINDS:
+            # A user id as the channel opens (or reuses) the bot's direct message with that person.
+            message = escalation_message(str(delivery.payload.get("text") or ""))
             answer = await self.client.post_message(
                 channel=delivery.destination,
                 unfurl_links=False,

@@ -21,6 +21,7 @@ from slack_sdk.models.blocks import (
     HeaderBlock,
     InputBlock,
     MarkdownTextObject,
+    NumberInputElement,
     Option,
     PlainTextInputElement,
     PlainTextObject,
@@ -53,6 +54,10 @@ ACK, TAKE, ASSIGN, SNOOZE, RESOLVE, REOPEN = (
     "cx_reopen",
 )
 SNOOZE_MODAL, RESOLVE_MODAL = "cx_snooze_modal", "cx_resolve_modal"
+NEW_CASE_MODAL = "cx_new_case_modal"
+#: The new-case form's blocks; the core's NewCaseRejected fields map onto them (its `text` is `title`).
+NEW_CASE_BLOCKS = ("team", "feedback", "title", "description", "touchpoint")
+MAX_CASE_TITLE = 300
 SNOOZE_CHOICES = (("1h", "1 hour"), ("4h", "4 hours"), ("1d", "1 day"), ("3d", "3 days"), ("7d", "1 week"))
 
 
@@ -174,6 +179,12 @@ def thread_line(text: str) -> str:
     """A timeline line under the card: user mentions stay live, but a typed <!channel> or <!here>
     (or a link) does not ping or unfurl anyone."""
     return clip(re.sub(r"<(?!@[UW][A-Z0-9]+(?:\|[^>]*)?>)", "&lt;", text), MAX_TEXT)
+
+
+def escalation_message(text: str) -> dict[str, Any]:
+    """An escalation DM or channel notice: the core's text, with only user and channel mentions live."""
+    safe = re.sub(r"<(?![@#][UWC][A-Z0-9]+(?:\|[^>]*)?>)", "&lt;", text)
+    return text_message(safe, cut_note="(cut short; see the case card)")
 
 
 def text_message(
@@ -349,3 +360,76 @@ def resolve_modal(case_id: int, *, channel: str | None, root_causes: Sequence[st
         blocks=blocks,
     )
     return view.to_dict()
+
+
+def new_case_modal(
+    *,
+    teams: Sequence[tuple[str, str]],
+    touchpoints: Sequence[tuple[str, str]],
+    channel: str | None,
+    team: str | None = None,
+) -> dict[str, Any]:
+    """New case by hand (design.md §5): a team, then a feedback id or a title and description.
+
+    `teams` and `touchpoints` are (key, name) pairs from the configuration; `team` is preselected.
+    """
+    team_options = [Option(value=key, label=clip(name, 75)) for key, name in teams[:MAX_OPTIONS]]
+    initial = next((o for o in team_options if o.value == team), None)
+    blocks: list[Block] = [
+        InputBlock(
+            block_id="team",
+            label="Team",
+            element=StaticSelectElement(
+                action_id="value",
+                options=team_options,
+                **({"initial_option": initial} if initial else {}),
+            ),
+        ),
+        ContextBlock(elements=[_md("Open it from a feedback id, *or* describe it with a title.")]),
+        InputBlock(
+            block_id="feedback",
+            label="Feedback id",
+            optional=True,
+            element=NumberInputElement(action_id="value", is_decimal_allowed=False, min_value="1"),
+            hint="The id POST /feedback answered with; the case takes its score, customer and touchpoint.",
+        ),
+        InputBlock(
+            block_id="title",
+            label="Title",
+            optional=True,
+            element=PlainTextInputElement(
+                action_id="value",
+                max_length=MAX_CASE_TITLE,
+                placeholder="Customer called twice about a lost parcel",
+            ),
+        ),
+        InputBlock(
+            block_id="description",
+            label="Description",
+            optional=True,
+            element=PlainTextInputElement(action_id="value", multiline=True, max_length=MAX_FIELD),
+        ),
+    ]
+    touchpoint_element: Any = (
+        StaticSelectElement(
+            action_id="value",
+            options=[Option(value=key, label=clip(name, 75)) for key, name in touchpoints],
+        )
+        if 0 < len(touchpoints) <= MAX_OPTIONS
+        else PlainTextInputElement(action_id="value", max_length=64, placeholder="touchpoint key")
+    )
+    blocks.append(
+        InputBlock(block_id="touchpoint", label="Touchpoint", optional=True, element=touchpoint_element)
+    )
+    view = View(
+        type="modal",
+        callback_id=NEW_CASE_MODAL,
+        private_metadata=json.dumps({"channel": channel}),
+        title="New case",
+        submit="Open case",
+        close="Cancel",
+        blocks=blocks,
+    )
+    rendered = view.to_dict()
+    rendered["blocks"] = _checked(blocks)
+    return rendered
