@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-cases", action="store_true", help="store history without opening cases for negative rows"
     )
     imp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    digest = verbs.add_parser("digest", help="build a team's daily digest; print it with --dry-run")
+    digest.add_argument("--team", help="team key (default: every team)")
+    digest.add_argument(
+        "--date", help="local day to report, YYYY-MM-DD (default: yesterday in the team's zone)"
+    )
+    digest.add_argument("--dry-run", action="store_true", help="print the digest instead of posting it")
     return parser
 
 
@@ -150,6 +157,63 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
+    """Print (`--dry-run`) or post a digest; posting goes through the same exactly-once claim as `serve`."""
+    from datetime import date, timedelta
+    from zoneinfo import ZoneInfo
+
+    from cxbot.config import parse_duration
+    from cxbot.digest import build_team_digest, render_team_digest
+    from cxbot.digest.schedule import local_date, parse_clock, slot_for
+    from cxbot.runtime import Runtime
+    from cxbot.scheduler import claim_and_deliver, instance_name
+
+    config = _load(settings)
+    if args.team is not None and args.team not in config.team_keys:
+        raise UsageError(f"--team: {args.team!r} is not a team (teams are: {', '.join(config.team_keys)})")
+    report_date: date | None = None
+    if args.date is not None:
+        try:
+            report_date = date.fromisoformat(args.date)
+        except ValueError:
+            raise UsageError(f"--date: {args.date!r} is not a date (use YYYY-MM-DD)") from None
+    teams = [config.team(args.team)] if args.team else list(config.teams)
+
+    async def run() -> int:
+        from cxbot.db import upgrade
+
+        if not args.dry_run:
+            await upgrade(settings.database_url)
+        runtime = Runtime.build(settings=settings, config=config)
+        try:
+            now = runtime.clock()
+            for team in teams:
+                zone = ZoneInfo(team.timezone)
+                day = report_date or local_date(moment=now, zone=zone) - timedelta(days=1)
+                async with runtime.sessions() as session:
+                    digest = await build_team_digest(session, team=team, report_date=day, now=now)
+                if args.dry_run:
+                    print(render_team_digest(digest), end="\n\n")
+                    continue
+                slot = slot_for(
+                    scope=team.key,
+                    posted_on=day + timedelta(days=1),
+                    send_time=parse_clock(team.digest.time),
+                    zone=zone,
+                    cutoff=parse_duration(team.digest.cutoff),
+                )
+                outcome = await claim_and_deliver(
+                    runtime, slot=slot, digest=digest, skip_quiet=False, now=now, claimed_by=instance_name()
+                )
+                verdict = "already sent earlier" if outcome.status == "lost" else outcome.status
+                print(f"{team.key} {day.isoformat()}: {verdict}", file=sys.stderr)
+        finally:
+            await runtime.close()
+        return EXIT_OK
+
+    return asyncio.run(run())
+
+
 def cmd_serve(
     args: argparse.Namespace,
     settings: Settings,
@@ -174,10 +238,15 @@ def cmd_serve(
         if not settings.cxbot_api_key:
             log.warning("CXBOT_API_KEY is not set: POST /feedback and /api/* answer 503 until it is")
         log.info("cxbot serving on http://%s:%s", settings.host, settings.port)
+        from cxbot.scheduler import Scheduler
+
+        scheduler = Scheduler(runtime)
+        scheduler.start()
         try:
             async with services(runtime) if services else nullcontext():
                 yield
         finally:
+            scheduler.shutdown()
             await runtime.close()
 
     routes = list(platforms(runtime)) if platforms else []
@@ -211,6 +280,8 @@ def main(
             return cmd_db_upgrade(args, settings)
         if args.verb == "import":
             return cmd_import(args, settings)
+        if args.verb == "digest":
+            return cmd_digest(args, settings)
         if args.verb == "serve":
             return cmd_serve(args, settings, platforms, services)
         raise UsageError(f"unknown verb {args.verb!r}")

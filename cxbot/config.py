@@ -147,6 +147,32 @@ class Digest(_Model):
         return value
 
 
+class LeadershipDigest(_Model):
+    """All teams side by side in one channel, once a day at `time` in `timezone` (design.md §8)."""
+
+    channel: str | None = None
+    time: str = "09:00"
+    timezone: str = "UTC"
+    cutoff: Duration = "3h"
+    enabled: bool = True
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _clock(cls, value: Any) -> str:
+        return _check_clock(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return _check_timezone(value)
+
+    @field_validator("cutoff")
+    @classmethod
+    def _duration(cls, value: Duration) -> Duration:
+        parse_duration(value)
+        return value
+
+
 class SlackDestination(_Model):
     channel: str | None = None
 
@@ -226,6 +252,7 @@ class Config(_Model):
     root_causes: list[str] = Field(default_factory=lambda: ["product", "process", "people", "other"])
     slash_command: str = "/cx"
     webhooks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    leadership: LeadershipDigest | None = None
 
     def team(self, key: str) -> Team:
         return next(t for t in self.teams if t.key == key)

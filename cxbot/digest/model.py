@@ -1,0 +1,140 @@
+"""The platform-neutral digest: plain frozen dataclasses that renderers read (design.md §8).
+
+Nothing here knows about Slack, Teams or text. Every score carries its n, CI and low-sample flag
+(`cxbot.scores.Score`); every comparison carries its verdict (`cxbot.scores.Change`:
+"significant" / "no real change" / "low sample"). A figure the data cannot support is `None`
+and renders as "n/a", never as a made-up number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from cxbot.scores import Change, Score
+
+
+@dataclass(frozen=True, slots=True)
+class DayPoint:
+    """One local day of a metric's trend: its score (None with no answers) and how many answers."""
+
+    local_date: date
+    score: float | None
+    n: int
+    low_sample: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MetricDigest:
+    """One metric (NPS, CSAT or CES) of one team on the reported day, with its context.
+
+    `day` is the reported local day. `vs_previous_day` compares it with the day before and
+    `vs_same_weekday` with the same weekday a week earlier. `last_7_days`/`last_28_days` pool the
+    answers of the 7/28 local days ending on the reported day. `daily` holds those 28 days, oldest
+    first, for the sparklines (`trend_7d` is its last seven points). `day.distribution` is the
+    (score value, count) table of the reported day.
+    """
+
+    metric: str
+    label: str
+    day: Score
+    previous_day: Score
+    same_weekday_last_week: Score
+    vs_previous_day: Change
+    vs_same_weekday: Change
+    last_7_days: Score
+    last_28_days: Score
+    daily: tuple[DayPoint, ...]
+
+    @property
+    def low_sample(self) -> bool:
+        """Show greyed and never as a trend (design.md §2)."""
+        return self.day.low_sample
+
+    @property
+    def trend_7d(self) -> tuple[DayPoint, ...]:
+        return self.daily[-7:]
+
+    @property
+    def trend_28d(self) -> tuple[DayPoint, ...]:
+        return self.daily
+
+
+@dataclass(frozen=True, slots=True)
+class NegativeComment:
+    """A negative answer's comment, PII already masked, cut to a chat-friendly length."""
+
+    metric: str
+    score: float | None
+    text: str
+    touchpoint: str | None
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Theme:
+    """A word or two-word phrase that recurs in the day's negative comments, with how many mention it."""
+
+    phrase: str
+    comments: int
+
+
+@dataclass(frozen=True, slots=True)
+class CaseHealth:
+    """Closed-loop health of a team's cases; `None` reads "n/a" (no data yet), never 0.
+
+    `new` counts cases opened on the reported day; `open` and `overdue` are as of `as_of`.
+    Durations and rates look at cases opened in the `window_days` local days ending on the
+    reported day, and say on how many cases they rest (`*_n`).
+    """
+
+    as_of: datetime
+    window_days: int
+    new: int
+    open: int
+    overdue: int
+    median_seconds_to_acknowledge: float | None
+    acknowledged_n: int
+    median_seconds_to_first_contact: float | None
+    contacted_n: int
+    cases_in_window: int
+    contact_rate: float | None  # percent of the window's cases with a contact attempt
+    recovery_rate: float | None  # percent of re-surveyed customers who moved up a category
+    resurveyed_n: int
+
+
+@dataclass(frozen=True, slots=True)
+class TeamDigest:
+    """A team's daily digest for one reported local day."""
+
+    team_key: str
+    team_name: str
+    timezone: str
+    report_date: date
+    window_start: datetime  # UTC start of the reported local day
+    window_end: datetime  # UTC end (exclusive); 23, 24 or 25 hours after the start
+    generated_at: datetime
+    min_n: int
+    responses: int  # every answer of the day, comment-only ones included
+    metrics: tuple[MetricDigest, ...]  # only metrics with answers in the last 28 days
+    negative_comments: tuple[NegativeComment, ...]
+    negative_total: int  # negative answers of the day, with or without a comment
+    themes: tuple[Theme, ...]
+    cases: CaseHealth
+
+    @property
+    def quiet(self) -> bool:
+        """No feedback at all on the reported day."""
+        return self.responses == 0
+
+    def metric(self, name: str) -> MetricDigest | None:
+        return next((m for m in self.metrics if m.metric == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class LeadershipDigest:
+    """All teams side by side, each on its own local reported day of the same date."""
+
+    report_date: date
+    generated_at: datetime
+    teams: tuple[TeamDigest, ...]
