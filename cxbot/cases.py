@@ -17,18 +17,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot.authz import Actor, Denied, require_manager, require_member
 from cxbot.config import Config
-from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, OutboxMessage, TeamDestination
+from cxbot.db import insert_for
+from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, Feedback, OutboxMessage, TeamDestination
+from cxbot.outbox import queue_case_cards
+from cxbot.routing import METRIC_LABELS
+from cxbot.sla import deadlines
 
 __all__ = [
     "ActionResult",
     "CaseNotFound",
     "Denied",
     "InvalidTransition",
+    "NewCaseRejected",
     "acknowledge",
     "assign",
     "escalate",
     "get_case",
     "note",
+    "open_case",
     "reopen",
     "resolve",
     "route",
@@ -44,6 +50,14 @@ class CaseNotFound(LookupError):
 
 class InvalidTransition(ValueError):
     """The case is in a state where this action makes no sense; the message says which."""
+
+
+class NewCaseRejected(InvalidTransition):
+    """A new case cannot be opened as asked; `field` names the input to fix, so a form can point at it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,3 +432,118 @@ async def count_open(session: AsyncSession, *, team: str) -> int:
         select(func.count()).select_from(Case).where(Case.team_key == team, Case.state.in_(OPEN_CASE_STATES))
     )
     return int(rows.scalar_one())
+
+
+MANUAL_RULE = "manual"
+MAX_TITLE = 300
+MAX_REASON = 500
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _feedback_title(feedback: Feedback) -> str:
+    """The same title ingest gives a case, so a case opened by hand reads like any other."""
+    where = feedback.touchpoint_key or feedback.touchpoint or "no touchpoint"
+    if feedback.score is not None:
+        return f"{METRIC_LABELS.get(feedback.metric, feedback.metric)} {feedback.score:g} at {where}"
+    return f"Negative comment at {where}"
+
+
+async def open_case(
+    session: AsyncSession,
+    *,
+    config: Config,
+    actor: Actor,
+    team: str,
+    feedback_id: int | None = None,
+    text: str | None = None,
+    touchpoint: str | None = None,
+    now: datetime,
+) -> ActionResult:
+    """Open a case by hand, from existing feedback or free text (first line the title, the rest kept).
+
+    Same deadlines and opening card as ingest, so a manual case escalates and shows like any other;
+    the `created` event says who opened it and why. Members of the chosen team or admins may do it.
+    """
+    if team not in config.team_keys:
+        raise NewCaseRejected("team", f"{team!r} is not a team (teams are: {', '.join(config.team_keys)})")
+    require_member(config, actor, team, doing="open cases for it")
+    text = (text or "").strip() or None
+    if (feedback_id is None) == (text is None):
+        raise NewCaseRejected("feedback", "give either a feedback id or a text for the new case, not both")
+    touchpoint_key: str | None = None
+    if touchpoint:
+        known = config.touchpoint_index().get(touchpoint.strip().lower())
+        if known is None:
+            raise NewCaseRejected("touchpoint", f"{touchpoint!r} is not a configured touchpoint")
+        touchpoint_key = known.key
+    customer_id: int | None = None
+    description: str | None = None
+    if feedback_id is not None:
+        feedback = await session.get(Feedback, feedback_id)
+        if feedback is None:
+            raise NewCaseRejected("feedback", f"there is no feedback with id {feedback_id}")
+        await _no_case_yet(session, feedback_id)
+        title = _feedback_title(feedback)
+        customer_id = feedback.customer_id
+        touchpoint_key = touchpoint_key or feedback.touchpoint_key
+        why = f"opened by hand by {actor.user_id} from feedback {feedback_id}"
+    else:
+        assert text is not None
+        first, _, rest = text.partition("\n")
+        title = _clip(first.strip() or text, MAX_TITLE)
+        description = rest.strip() or (text if len(first.strip()) > MAX_TITLE else None)
+        why = f"opened by hand by {actor.user_id}"
+    ack_due, resolve_due = deadlines(config, team=team, start=now)
+    inserted = await session.execute(
+        insert_for(session, Case.__table__)
+        .values(
+            feedback_id=feedback_id,
+            customer_id=customer_id,
+            team_key=team,
+            touchpoint_key=touchpoint_key,
+            title=title,
+            state="new",
+            priority="normal",
+            routing_rule=MANUAL_RULE,
+            routing_reason=_clip(why, MAX_REASON),
+            created_by=actor.user_id,
+            escalation_level=0,
+            reopened_count=0,
+            created_at=now,
+            updated_at=now,
+            ack_due_at=ack_due,
+            resolve_due_at=resolve_due,
+        )
+        .on_conflict_do_nothing(index_elements=[Case.feedback_id])
+        .returning(Case.id)
+    )
+    case_id = inserted.scalar_one_or_none()
+    if case_id is None:  # another request opened a case for this feedback between the check and here
+        assert feedback_id is not None
+        await _no_case_yet(session, feedback_id)
+        raise NewCaseRejected("feedback", f"feedback {feedback_id} already has a case")
+    detail = f"Opened by hand by {_mention(actor.user_id)}" + (f": {description}" if description else "")
+    session.add(
+        CaseEvent(
+            case_id=case_id,
+            at=now,
+            actor=actor.user_id,
+            kind="created",
+            detail=detail,
+            data={"rule": MANUAL_RULE, "feedback_id": feedback_id, "touchpoint": touchpoint_key},
+        )
+    )
+    await queue_case_cards(session, [(case_id, team)], now=now)
+    case = await get_case(session, case_id)
+    return ActionResult(case, True, f"{case.ref} opened for {team}: {title}")
+
+
+async def _no_case_yet(session: AsyncSession, feedback_id: int) -> None:
+    """One case per feedback (the unique key): name the existing case so the user can go to it."""
+    existing = await session.execute(select(Case.id).where(Case.feedback_id == feedback_id))
+    found = existing.scalar_one_or_none()
+    if found is not None:
+        raise NewCaseRejected("feedback", f"feedback {feedback_id} already has a case: CX-{found}")

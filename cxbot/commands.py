@@ -163,6 +163,36 @@ def _p_team(words: list[str], verb: Verb) -> Command:
     return Command("team_link", args={"team": words[1].lower()})
 
 
+FEEDBACK_PREFIX = "feedback:"
+TOUCHPOINT_PREFIX = "touchpoint:"
+
+
+def _p_new(words: list[str], verb: Verb) -> Command:
+    """`new` alone asks for a form (platforms that have one open it); otherwise a team and what to open.
+
+    `new <team> [touchpoint:<key>] <text…>` or `new <team> [touchpoint:<key>] feedback:<id>`.
+    """
+    if not words:
+        return Command("new")
+    args: dict[str, Any] = {"team": words[0].lower(), "feedback_id": None, "text": None, "touchpoint": None}
+    rest = words[1:]
+    if rest and rest[0].lower().startswith(TOUCHPOINT_PREFIX):
+        args["touchpoint"] = rest[0][len(TOUCHPOINT_PREFIX) :].strip() or None
+        rest = rest[1:]
+    if rest and rest[0].lower().startswith(FEEDBACK_PREFIX):
+        ident = rest[0][len(FEEDBACK_PREFIX) :]
+        if not ident.isdigit():
+            raise _fail(verb, f"{rest[0]!r} is not a feedback id (expected something like feedback:123)")
+        _no_more(rest[1:], verb)
+        args["feedback_id"] = int(ident)
+        return Command("new", args=args)
+    text = " ".join(rest).strip()
+    if not text:
+        raise _fail(verb, "`new` needs a team and then a text or feedback:<id>")
+    args["text"] = text
+    return Command("new", args=args)
+
+
 VERBS: tuple[Verb, ...] = (
     Verb("help", "help [verb]", "what cxbot can do, or one verb's usage", _p_help, ("?",)),
     Verb(
@@ -199,6 +229,13 @@ VERBS: tuple[Verb, ...] = (
         ("close",),
     ),
     Verb("reopen", "reopen CX-42", "reopen a resolved case", _p_case_only),
+    Verb(
+        "new",
+        "new <team> [touchpoint:<key>] (<text> or feedback:<id>)",
+        "open a case by hand, from free text or a feedback id (alone: a form, where there is one)",
+        _p_new,
+        ("create",),
+    ),
     Verb("team", "team link <team>", "bind this channel to a team for its cards and digests", _p_team),
     Verb("teams", "teams", "the teams, their channels and touchpoints", _p_plain),
     Verb("config", "config", "a summary of the loaded configuration", _p_plain),

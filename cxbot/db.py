@@ -49,6 +49,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine with SQLite's pragmas set on every new connection."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        # One connection: SQLite has one writer anyway, and transactions queued here wait in order,
+        # where several connections wait in SQLite's busy handler, which sleeps up to 100 ms a try:
+        # Slack commands at concurrency 32 took up to 7.6 s instead of 0.7 s (docs/performance.md).
+        kwargs.setdefault("pool_size", 1)
+        kwargs.setdefault("max_overflow", 0)
     engine = create_async_engine(async_url(url), **kwargs)
     if engine.dialect.name == "sqlite":
         database = make_url(url).database

@@ -42,6 +42,8 @@ class Reply:
     cases: list[Case] = field(default_factory=list)
     events: list[CaseEvent] = field(default_factory=list)
     usage: str | None = None
+    #: The input a user must fix when a form-backed command is refused (`team`, `feedback`...).
+    fix_field: str | None = None
 
 
 async def run_text(runtime: Runtime, text: str, *, actor: Actor, where: Where) -> Reply:
@@ -64,6 +66,8 @@ async def run(runtime: Runtime, command: Command, *, actor: Actor, where: Where)
     try:
         async with transaction(runtime.sessions) as session:
             return await _HANDLERS[command.verb](runtime, session, command, actor, where)
+    except flows.NewCaseRejected as error:
+        return Reply(str(error), ok=False, fix_field=error.field)
     except (flows.CaseNotFound, flows.InvalidTransition) as error:
         return Reply(str(error), ok=False)
     except Denied as error:
@@ -230,6 +234,31 @@ async def _config(runtime: Runtime, session: Any, command: Command, actor: Actor
     )
 
 
+async def _new(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
+    """Open a case by hand; `new` alone is a request for the form, which only some platforms have."""
+    args = command.args
+    if not args:
+        verb = verb_named("new")
+        assert verb is not None
+        return Reply(
+            f"`new` needs a team and then a text or feedback:<id>. "
+            f"Usage: {runtime.config.slash_command} {verb.usage}",
+            ok=False,
+            usage=verb.usage,
+        )
+    result = await flows.open_case(
+        session,
+        config=runtime.config,
+        actor=actor,
+        team=args["team"],
+        feedback_id=args.get("feedback_id"),
+        text=args.get("text"),
+        touchpoint=args.get("touchpoint"),
+        now=runtime.clock(),
+    )
+    return Reply(f"{result.message} (its card goes to the team's channel)", case=result.case)
+
+
 _HANDLERS = {
     "help": _help,
     "list": _list,
@@ -237,6 +266,7 @@ _HANDLERS = {
     "team_link": _team_link,
     "teams": _teams,
     "config": _config,
+    "new": _new,
     **{
         verb: _case_action
         for verb in ("ack", "take", "assign", "route", "note", "snooze", "escalate", "resolve", "reopen")

@@ -4,6 +4,7 @@ Every click runs the same command a user could type (`ack CX-42`, `take CX-42`, 
 through :mod:`cxbot.dispatch`, so authorization, compare-and-set state changes and outbox writes are
 the core's: a double click or a replayed request changes the case once and refreshes the card once.
 The clicker gets an ephemeral answer; the card itself is updated by the outbox worker.
+The new-case modal (opened by `/cx new`) runs the core `new` command the same way.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from handlers.slack.errors import SlackPermanentError, SlackTransientError
 from handlers.slack.renderers import (
     ACK,
     ASSIGN,
+    MAX_TEXT,
+    NEW_CASE_MODAL,
     REOPEN,
     RESOLVE,
     RESOLVE_MODAL,
@@ -30,6 +33,7 @@ from handlers.slack.renderers import (
     SNOOZE_CHOICES,
     SNOOZE_MODAL,
     case_id_from,
+    clip,
     parse_metadata,
     resolve_modal,
     snooze_modal,
@@ -59,6 +63,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
     app.action(_pattern(RESOLVE))(_open_modal(deps, RESOLVE))
     app.view(SNOOZE_MODAL)(_snooze_submitted(deps))
     app.view(RESOLVE_MODAL)(_resolve_submitted(deps))
+    app.view(NEW_CASE_MODAL)(_new_case_submitted(deps))
 
 
 async def _run(deps: SlackDeps, text: str, body: dict[str, Any]) -> Reply:
@@ -189,3 +194,70 @@ async def _run_submitted(
         await deps.client.call("chat.postEphemeral", channel=channel, user=actor.user_id, text=reply.text)
     except (SlackTransientError, SlackPermanentError) as error:
         log.warning("could not tell %s the result of %s: %s", actor.user_id, command.verb, error)
+
+
+#: The core names the input to fix (cxbot.cases.NewCaseRejected); the form calls free text `title`.
+_FORM_BLOCK_OF = {"text": "title"}
+
+
+def _new_case_form_errors(*, feedback: str | None, title: str, description: str) -> dict[str, str]:
+    """What the form itself can tell before the database: one of feedback id or title, numbers only."""
+    if feedback and (title or description):
+        return {"feedback": "Give a feedback id or a title, not both"}
+    if feedback and not feedback.isdigit():
+        return {"feedback": "A feedback id is a whole number"}
+    if not feedback and not title:
+        if description:
+            return {"title": "A case from free text needs a title"}
+        return {"feedback": "Give a feedback id, or a title below"}
+    return {}
+
+
+def _new_case_submitted(deps: SlackDeps) -> Any:
+    """Validate and open the case before answering: Slack shows field errors only in the ack itself."""
+
+    async def on_new_case(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        values = view["state"]["values"]
+        team = _selected(values, "team") or ""
+        feedback = (_selected(values, "feedback") or "").strip()
+        title = (_selected(values, "title") or "").strip()
+        description = (_selected(values, "description") or "").strip()
+        touchpoint = (_selected(values, "touchpoint") or "").strip() or None
+        errors = _new_case_form_errors(feedback=feedback, title=title, description=description)
+        if not team:
+            errors.setdefault("team", "Pick the team that owns the case")
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        _, channel = parse_metadata(view.get("private_metadata", ""))
+        text = f"{title}\n{description}" if description else title
+        command = Command(
+            "new",
+            args={
+                "team": team,
+                "feedback_id": int(feedback) if feedback else None,
+                "text": None if feedback else text,
+                "touchpoint": touchpoint,
+            },
+        )
+        actor = _actor(body)
+        try:
+            reply = await run(
+                deps.runtime, command, actor=actor, where=Where(platform="slack", channel=channel)
+            )
+        except Exception:
+            log.exception("new case from the modal failed")
+            reply = Reply(FAILED, ok=False)
+        if not reply.ok:
+            block = _FORM_BLOCK_OF.get(reply.fix_field or "team", reply.fix_field or "team")
+            await ack(response_action="errors", errors={block: clip(reply.text, MAX_TEXT)})
+            return
+        await ack()
+        if channel is None:
+            return
+        try:
+            await deps.client.call("chat.postEphemeral", channel=channel, user=actor.user_id, text=reply.text)
+        except (SlackTransientError, SlackPermanentError) as error:
+            log.warning("could not tell %s the new case was opened: %s", actor.user_id, error)
+
+    return on_new_case
