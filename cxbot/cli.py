@@ -272,6 +272,9 @@ def main(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:
+        # Alembic announces every plugin and migration context at INFO; operators need none of it.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = load_settings()
         if args.verb == "check-config":
