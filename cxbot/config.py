@@ -9,11 +9,19 @@ from __future__ import annotations
 import re
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _DURATION_PART = re.compile(r"(\d+)\s*([wdhms])")
@@ -79,7 +87,17 @@ def _check_clock(value: Any) -> str:
     return str(value)
 
 
-Duration = str | int
+def _check_duration(value: str | int) -> str | int:
+    parse_duration(value)
+    return value
+
+
+# Reusable field types: each carries its check, so a model only names the type.
+Key = Annotated[str, AfterValidator(_check_key)]
+TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
+# `mode="before"` because YAML may hand over an unquoted 09:30 as the number 570.
+ClockTime = Annotated[str, BeforeValidator(_check_clock)]
+Duration = Annotated[str | int, AfterValidator(_check_duration)]
 
 
 class Thresholds(_Model):
@@ -92,8 +110,8 @@ class Thresholds(_Model):
 
 class BusinessHours(_Model):
     days: list[str] = Field(default_factory=lambda: list(WEEKDAYS[:5]))
-    start: str = "09:00"
-    end: str = "17:00"
+    start: ClockTime = "09:00"
+    end: ClockTime = "17:00"
 
     @field_validator("days")
     @classmethod
@@ -102,11 +120,6 @@ class BusinessHours(_Model):
         if bad:
             raise ValueError(f"{', '.join(map(repr, bad))}: days are {', '.join(WEEKDAYS)}")
         return value
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _clock(cls, value: Any) -> str:
-        return _check_clock(value)
 
 
 class SlaPolicy(_Model):
@@ -119,58 +132,25 @@ class SlaPolicy(_Model):
     repeat_every: Duration = "1h"
     business_hours: BusinessHours | None = None
 
-    @field_validator("acknowledge", "resolve", "warn_before", "repeat_every")
-    @classmethod
-    def _duration(cls, value: Duration) -> Duration:
-        parse_duration(value)
-        return value
-
     def clock(self, name: str) -> timedelta:
         return parse_duration(getattr(self, name))
 
 
 class Digest(_Model):
-    time: str = "09:00"
+    time: ClockTime = "09:00"
     quiet_days: Literal["post", "skip"] = "post"
     cutoff: Duration = "3h"
     enabled: bool = True
-
-    @field_validator("time", mode="before")
-    @classmethod
-    def _clock(cls, value: Any) -> str:
-        return _check_clock(value)
-
-    @field_validator("cutoff")
-    @classmethod
-    def _duration(cls, value: Duration) -> Duration:
-        parse_duration(value)
-        return value
 
 
 class LeadershipDigest(_Model):
     """All teams side by side in one channel, once a day at `time` in `timezone` (design.md §8)."""
 
     channel: str | None = None
-    time: str = "09:00"
-    timezone: str = "UTC"
+    time: ClockTime = "09:00"
+    timezone: TimeZoneName = "UTC"
     cutoff: Duration = "3h"
     enabled: bool = True
-
-    @field_validator("time", mode="before")
-    @classmethod
-    def _clock(cls, value: Any) -> str:
-        return _check_clock(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str) -> str:
-        return _check_timezone(value)
-
-    @field_validator("cutoff")
-    @classmethod
-    def _duration(cls, value: Duration) -> Duration:
-        parse_duration(value)
-        return value
 
 
 class SlackDestination(_Model):
@@ -183,9 +163,9 @@ class Escalation(_Model):
 
 
 class Team(_Model):
-    key: str
+    key: Key
     name: str
-    timezone: str = "UTC"
+    timezone: TimeZoneName = "UTC"
     digest: Digest = Field(default_factory=Digest)
     min_n: int = Field(default=30, ge=1)
     sla_policy: str = "standard"
@@ -195,28 +175,13 @@ class Team(_Model):
     members: list[str] = Field(default_factory=list)
     escalation: Escalation = Field(default_factory=Escalation)
 
-    @field_validator("key")
-    @classmethod
-    def _key(cls, value: str) -> str:
-        return _check_key(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str) -> str:
-        return _check_timezone(value)
-
 
 class Touchpoint(_Model):
-    key: str
+    key: Key
     name: str | None = None
     team: str
     aliases: list[str] = Field(default_factory=list)
     thresholds: Thresholds = Field(default_factory=Thresholds)
-
-    @field_validator("key")
-    @classmethod
-    def _key(cls, value: str) -> str:
-        return _check_key(value)
 
 
 class RoutingRule(_Model):
