@@ -109,7 +109,7 @@ class Thresholds(_Model):
 
 
 class BusinessHours(_Model):
-    days: list[str] = Field(default_factory=lambda: list(WEEKDAYS[:5]))
+    days: list[str] = Field(default_factory=lambda: list(WEEKDAYS[:5]), min_length=1)
     start: ClockTime = "09:00"
     end: ClockTime = "17:00"
 

@@ -121,3 +121,11 @@ def test_thresholds_layer_touchpoint_over_team_over_default() -> None:
     assert config.threshold("csat", team="billing", touchpoint="refunds") == 3
     assert config.threshold("csat", team="support", touchpoint="support-phone") == 2
     assert config.threshold("ces", team="support", touchpoint=None) == 3
+
+
+def test_business_hours_need_at_least_one_day() -> None:
+    raw = example()
+    raw["sla_policies"]["office-hours"]["business_hours"]["days"] = []
+    errors = errors_of(raw)
+    assert len(errors) == 1
+    assert errors[0].startswith("sla_policies.office-hours.business_hours.days: ")
