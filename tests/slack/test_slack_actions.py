@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select
@@ -12,24 +12,12 @@ from sqlalchemy import select
 from cxbot.models import Case, CaseEvent, OutboxMessage
 from cxbot.outbox import OutboxWorker
 from cxbot.runtime import Runtime
-from cxbot.settings import Settings
 from handlers import platform_notifiers
 from tests.conftest import API_KEY
 from tests.support.clock import FrozenClock
-from tests.support.fake_slack import FakeSlack, SlackSender, slack_sender, slack_settings, view_submission
+from tests.support.fake_slack import FakeSlack, SlackSender, slack_sender, view_submission
 
 MANAGER, AGENT, OTHER_AGENT, OUTSIDER = "U0SUPMGR1", "U0SUPAGT1", "U0SUPAGT2", "U0LOGAGT1"
-
-
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack.running() as fake:
-        yield fake
-
-
-@pytest.fixture
-def settings(database_url: str, fake_slack: FakeSlack) -> Settings:
-    return slack_settings(database_url, fake_slack, API_KEY)
 
 
 @pytest.fixture

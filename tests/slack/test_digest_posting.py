@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from cxbot.models import DigestRun, OutboxMessage
 from cxbot.outbox import OutboxWorker
 from cxbot.runtime import Runtime
 from cxbot.scheduler import tick
-from cxbot.settings import Settings
 from handlers import platform_notifiers
-from tests.conftest import API_KEY
 from tests.support.clock import FrozenClock
-from tests.support.fake_slack import FakeSlack, slack_settings
+from tests.support.fake_slack import FakeSlack
 
 # 09:00 in London on 3 November 2026 (GMT): support's send time in cxbot.example.yaml.
 SUPPORT_SENDS = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack.running() as fake:
-        yield fake
-
-
-@pytest.fixture
-def settings(database_url: str, fake_slack: FakeSlack) -> Settings:
-    return slack_settings(database_url, fake_slack, API_KEY)
 
 
 async def test_digest_is_queued_once_and_posted_once(

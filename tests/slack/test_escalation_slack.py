@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
-import pytest
 
 from cxbot.escalation import tick
 from cxbot.outbox import OutboxWorker
 from cxbot.runtime import Runtime
-from cxbot.settings import Settings
 from handlers import platform_notifiers
 from handlers.slack.renderers import escalation_message
-from tests.conftest import API_KEY
 from tests.support.clock import FrozenClock
-from tests.support.fake_slack import FakeSlack, slack_settings
+from tests.support.fake_slack import FakeSlack
 
 TEAM_CHANNEL = "C0SUPPORT1"
-
-
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack.running() as fake:
-        yield fake
-
-
-@pytest.fixture
-def settings(database_url: str, fake_slack: FakeSlack) -> Settings:
-    return slack_settings(database_url, fake_slack, API_KEY)
 
 
 def posts_to(fake: FakeSlack, channel: str) -> list[dict]:

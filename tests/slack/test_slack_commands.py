@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -12,7 +12,6 @@ from sqlalchemy import select
 
 from cxbot.models import Case, CaseEvent
 from cxbot.runtime import Runtime
-from cxbot.settings import Settings
 from cxbot.web import create_app
 from handlers import platform_routes
 from tests.conftest import API_KEY
@@ -22,21 +21,9 @@ from tests.support.fake_slack import (
     SlackSender,
     sign,
     slack_sender,
-    slack_settings,
 )
 
 MANAGER, AGENT = "U0SUPMGR1", "U0SUPAGT1"
-
-
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack.running() as fake:
-        yield fake
-
-
-@pytest.fixture
-def settings(database_url: str, fake_slack: FakeSlack) -> Settings:
-    return slack_settings(database_url, fake_slack, API_KEY)
 
 
 @pytest.fixture

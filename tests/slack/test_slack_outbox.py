@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
@@ -22,32 +21,18 @@ from cxbot.models import CasePost, OutboxMessage
 from cxbot.notify import Delivery
 from cxbot.outbox import OutboxWorker
 from cxbot.runtime import Runtime
-from cxbot.settings import Settings
 from handlers import platform_notifiers
-from tests.conftest import API_KEY
 from tests.support.clock import FrozenClock
 from tests.support.fake_slack import (
     SERVER_ERROR,
     FakeSlack,
     error,
     rate_limited,
-    slack_settings,
 )
 
 MANAGER = Actor("U0SUPMGR1")
 HERE = Where("slack", "C0SUPPORT1")
 CHANNEL = "C0SUPPORT1"
-
-
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack.running() as fake:
-        yield fake
-
-
-@pytest.fixture
-def settings(database_url: str, fake_slack: FakeSlack) -> Settings:
-    return slack_settings(database_url, fake_slack, API_KEY)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -16,24 +16,12 @@ from cxbot.commands import Command, CommandError, parse
 from cxbot.dispatch import Where, run_text
 from cxbot.models import Case, CaseEvent, OutboxMessage
 from cxbot.runtime import Runtime
-from cxbot.settings import Settings
 from tests.conftest import API_KEY
 from tests.support.clock import FrozenClock
-from tests.support.fake_slack import FakeSlack, SlackSender, slack_sender, slack_settings, view_submission
+from tests.support.fake_slack import FakeSlack, SlackSender, slack_sender, view_submission
 
 AGENT, OUTSIDER, ADMIN = "U0SUPAGT1", "U0LOGAGT1", "U0ADMIN01"
 FORM = "application/x-www-form-urlencoded"
-
-
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack.running() as fake:
-        yield fake
-
-
-@pytest.fixture
-def settings(database_url: str, fake_slack: FakeSlack) -> Settings:
-    return slack_settings(database_url, fake_slack, API_KEY)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -14,23 +14,11 @@ from cxbot.authz import Actor
 from cxbot.dispatch import Where, run_text
 from cxbot.models import InboundEvent
 from cxbot.runtime import Runtime
-from cxbot.settings import Settings
 from tests.conftest import API_KEY
 from tests.support.clock import FrozenClock
-from tests.support.fake_slack import FakeSlack, SlackSender, slack_sender, slack_settings
+from tests.support.fake_slack import FakeSlack, SlackSender, slack_sender
 
 AGENT, MANAGER = "U0SUPAGT1", "U0SUPMGR1"
-
-
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack.running() as fake:
-        yield fake
-
-
-@pytest.fixture
-def settings(database_url: str, fake_slack: FakeSlack) -> Settings:
-    return slack_settings(database_url, fake_slack, API_KEY)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -141,13 +140,8 @@ async def runtime_post_feedback(runtime: Runtime) -> dict:
 
 
 @pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack.running() as fake:
-        yield fake
-
-
-@pytest.fixture
 def settings(database_url: str, fake_slack: FakeSlack) -> Settings:
+    """The folder's Slack settings plus an app-level token, so Socket Mode starts too."""
     return slack_settings(database_url, fake_slack, API_KEY).model_copy(
         update={"slack_app_token": "xapp-test-token"}
     )
