@@ -177,6 +177,8 @@ class Case(Base):
         Index(None, "state", "ack_due_at"),
         Index(None, "state", "resolve_due_at"),
         Index(None, "customer_id"),
+        # The digest's case-health query reads one team's cases opened in a window.
+        Index(None, "team_key", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
