@@ -46,6 +46,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from cxbot.config import Config, parse_config  # noqa: E402
 from cxbot.db import create_engine, session_factory, upgrade  # noqa: E402
 from cxbot.digest.content import build_team_digest, day_boundaries, explain_window_query  # noqa: E402
+from tests.support.databases import postgres_admin  # noqa: E402
 
 TEAMS = 50
 ZONES = [
@@ -182,23 +183,6 @@ async def load_postgres(url: str, rows: Iterator[tuple]) -> None:
         await connection.close()
 
 
-async def _admin(admin_url: str, sql: str) -> None:
-    import asyncpg
-
-    parsed = make_url(admin_url)
-    connection = await asyncpg.connect(
-        host=parsed.host,
-        port=parsed.port or 5432,
-        user=parsed.username,
-        password=parsed.password,
-        database=parsed.database or "postgres",
-    )
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
 COVERING_INDEX = (
     "CREATE INDEX bench_feedback_window_covering"
     " ON feedback (team_key, received_at, metric, score, is_negative)"
@@ -297,7 +281,7 @@ async def main() -> int:
                 k: make_url(admin).set(database=v).render_as_string(hide_password=False)
                 for k, v in names.items()
             }
-            await _admin(admin, f'CREATE DATABASE "{names["dense"]}"')
+            await postgres_admin(admin, f'CREATE DATABASE "{names["dense"]}"')
             created.append(names["dense"])
             await upgrade(urls["dense"])
             await seed_teams(urls["dense"], config, covering_index=args.covering_index)
@@ -306,7 +290,7 @@ async def main() -> int:
                 urls["dense"], generate(rows=base_rows, first_day=first_day, days=365, seed=1, id_prefix="a")
             )
             print(f"loaded {base_rows:,} rows in {time.perf_counter() - started:.0f} s")
-            await _admin(admin, f'CREATE DATABASE "{names["history"]}" TEMPLATE "{names["dense"]}"')
+            await postgres_admin(admin, f'CREATE DATABASE "{names["history"]}" TEMPLATE "{names["dense"]}"')
             created.append(names["history"])
         else:
             urls = {k: f"sqlite:///{temp / (k + '.db')}" for k in ("dense", "history")}
@@ -348,7 +332,7 @@ async def main() -> int:
     finally:
         shutil.rmtree(temp, ignore_errors=True)
         for name in created:
-            await _admin(args.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await postgres_admin(args.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return 0
 
 

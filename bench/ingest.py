@@ -35,6 +35,11 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # the PostgreSQL helpers live with the tests
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.databases import postgres_admin  # noqa: E402
+
 CONFIG = ROOT / "cxbot.example.yaml"
 API_KEY = "bench-api-key-0123456789abcdef"
 SOURCE = "bench"
@@ -170,33 +175,15 @@ class Databases:
         from sqlalchemy.engine import make_url
 
         database = f"cxbench_{name}_{uuid.uuid4().hex[:8]}"
-        asyncio.run(_postgres_admin(self.postgres_url, f'CREATE DATABASE "{database}"'))
+        asyncio.run(postgres_admin(self.postgres_url, f'CREATE DATABASE "{database}"'))
         self.created.append(database)
         return make_url(self.postgres_url).set(database=database).render_as_string(hide_password=False)
 
     def drop_all(self) -> None:
         for database in self.created:
             asyncio.run(
-                _postgres_admin(self.postgres_url or "", f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+                postgres_admin(self.postgres_url or "", f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
             )
-
-
-async def _postgres_admin(url: str, sql: str) -> None:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    connection = await asyncpg.connect(
-        host=parsed.host or "127.0.0.1",
-        port=parsed.port or 5432,
-        user=parsed.username or "postgres",
-        password=parsed.password,
-        database=parsed.database or "postgres",
-    )
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
 
 
 async def _migrated(url: str) -> None:

@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the fake Slack and the signing helpers live with the tests
     sys.path.insert(0, str(ROOT))
 
+from tests.support.databases import postgres_admin  # noqa: E402
 from tests.support.fake_slack import BOT_TOKEN, SIGNING_SECRET, TEAM_ID, FakeSlack, sign  # noqa: E402
 from tests.support.server import READY_LINE, free_port  # noqa: E402
 
@@ -453,26 +454,8 @@ def fresh_database(postgres_url: str | None, directory: Path) -> tuple[str, str 
     from sqlalchemy.engine import make_url
 
     name = f"cxbench_ack_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_postgres_admin(postgres_url, f'CREATE DATABASE "{name}"'))
+    asyncio.run(postgres_admin(postgres_url, f'CREATE DATABASE "{name}"'))
     return make_url(postgres_url).set(database=name).render_as_string(hide_password=False), name
-
-
-async def _postgres_admin(url: str, sql: str) -> None:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    connection = await asyncpg.connect(
-        host=parsed.host or "127.0.0.1",
-        port=parsed.port or 5432,
-        user=parsed.username or "postgres",
-        password=parsed.password,
-        database=parsed.database or "postgres",
-    )
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
 
 
 def run(args: argparse.Namespace, directory: Path, fake: RemoteFakeSlack) -> int:
@@ -520,7 +503,7 @@ def run(args: argparse.Namespace, directory: Path, fake: RemoteFakeSlack) -> int
     finally:
         if created and args.database_url:
             asyncio.run(
-                _postgres_admin(args.database_url, f'DROP DATABASE IF EXISTS "{created}" WITH (FORCE)')
+                postgres_admin(args.database_url, f'DROP DATABASE IF EXISTS "{created}" WITH (FORCE)')
             )
     failed_replies = fake.count("respond-failures")
     mix = ", ".join(f"{sum(1 for p in planned if p.kind == k)} {k}" for k in KINDS)

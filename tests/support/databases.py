@@ -25,14 +25,15 @@ def postgres_admin_url() -> str | None:
     return os.environ.get(POSTGRES_ENV) or None
 
 
-async def _admin(sql: str) -> None:
-    url = make_url(postgres_admin_url() or "")
+async def postgres_admin(url: str, sql: str) -> None:
+    """Run one statement (CREATE/DROP DATABASE) outside a transaction on the server `url` names."""
+    parsed = make_url(url)
     connection = await asyncpg.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password,
-        database=url.database or "postgres",
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 5432,
+        user=parsed.username or "postgres",
+        password=parsed.password,
+        database=parsed.database or "postgres",
     )
     try:
         await connection.execute(sql)
@@ -43,13 +44,13 @@ async def _admin(sql: str) -> None:
 def create_postgres_database() -> str:
     """A new, empty database on the configured server; returns its URL."""
     name = f"cxbot_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(postgres_admin(postgres_admin_url() or "", f'CREATE DATABASE "{name}"'))
     return make_url(postgres_admin_url() or "").set(database=name).render_as_string(hide_password=False)
 
 
 def drop_postgres_database(url: str) -> None:
     name = make_url(url).database
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(postgres_admin(postgres_admin_url() or "", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def migrated_sqlite_template(directory: Path) -> Path:
