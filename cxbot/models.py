@@ -201,6 +201,10 @@ class Case(Base):
     outcome: Mapped[str | None] = mapped_column(String(100))
     root_cause: Mapped[str | None] = mapped_column(String(100))
     resolution_note: Mapped[str | None] = mapped_column(Text)
+    # Set when a case is resolved without reaching the customer (design.md §7: contact or a reason).
+    no_contact_reason: Mapped[str | None] = mapped_column(String(500))
+    # The re-survey's verdict once the customer answered: recovered, unchanged or worse.
+    recovery_outcome: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     acknowledged_by: Mapped[str | None] = mapped_column(String(100))
@@ -260,10 +264,68 @@ class Contact(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
     template: Mapped[str | None] = mapped_column(String(100))
+    # The text as sent; it may name the customer, so `forget` blanks it with the customer's PII.
+    body: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str | None] = mapped_column(String(100))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     result: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Resurvey(Base):
+    """A one-time, expiring invitation to answer the case's question again (`GET /r/<token>`).
+
+    The link carries a signed token naming this row; `answered_at` is set with a compare-and-set
+    update, so a reused link changes nothing. `feedback_id` is the answer, stored as new feedback.
+    """
+
+    __tablename__ = "resurveys"
+    __table_args__ = (Index(None, "customer_id", "created_at"), Index(None, "case_id"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    # Random part of the token, so a guessed id alone opens nothing.
+    nonce: Mapped[str] = mapped_column(String(64), unique=True)
+    metric: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    feedback_id: Mapped[int | None] = mapped_column(ForeignKey("feedback.id"))
+
+
+class Annotation(Base):
+    """A dated change made at a touchpoint ("new returns policy live"), for before/after scores."""
+
+    __tablename__ = "annotations"
+    __table_args__ = (Index(None, "touchpoint_key", "effective_at"), Index(None, "team_key", "effective_at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    touchpoint_key: Mapped[str] = mapped_column(ForeignKey("touchpoints.key"))
+    team_key: Mapped[str] = mapped_column(ForeignKey("teams.key"))
+    text: Mapped[str] = mapped_column(String(500))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # When the change went live; the before/after windows meet here.
+    effective_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AuditEvent(Base):
+    """Append-only audit of actions that belong to no single case: PII reveals, erasures, config."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index(None, "subject", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    # What the action was about, e.g. `customer:17` or `case:42`; never the PII itself.
+    subject: Mapped[str] = mapped_column(String(100))
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 class DigestRun(Base):
