@@ -1,0 +1,133 @@
+"""Repeat detractors: customers whose negative responses pile up (design.md §5, `routing.repeat_detractor`).
+
+One negative is an incident; three in a quarter is a relationship going wrong, and the case card, the
+customer view and routing should all say so. The rule (how many negatives in what window, and the
+priority their cases get) is configured once; this module is the one place it is applied.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cxbot.config import Config, RepeatDetractor, parse_duration
+from cxbot.models import Case, Feedback
+
+#: Lowest first: a rule only ever raises a case's priority, never lowers one set by hand.
+PRIORITY_ORDER = ("low", "normal", "high", "urgent")
+#: cases.routing_reason is VARCHAR(500).
+MAX_ROUTING_REASON = 500
+_CHUNK = 500
+
+
+def window_of(rule: RepeatDetractor) -> timedelta:
+    return parse_duration(rule.window)
+
+
+def flag(config: Config, negatives: int) -> str | None:
+    """`repeat detractor: 3 negatives in 90 days` when the count reaches the configured threshold."""
+    rule = config.routing.repeat_detractor
+    if negatives < rule.negatives:
+        return None
+    return f"repeat detractor: {negatives} negatives in {_window_label(window_of(rule))}"
+
+
+def _window_label(window: timedelta) -> str:
+    if window.days and window == timedelta(days=window.days):
+        return f"{window.days} days"
+    hours = window.total_seconds() / 3600
+    return f"{hours:g} hours"
+
+
+async def negatives_between(
+    session: AsyncSession, *, customer_id: int, since: datetime, until: datetime | None = None
+) -> int:
+    """Negative responses of one customer received in [since, until]; uses (customer_id, received_at)."""
+    query = (
+        select(func.count())
+        .select_from(Feedback)
+        .where(
+            Feedback.customer_id == customer_id,
+            Feedback.received_at >= since,
+            Feedback.is_negative.is_(True),
+        )
+    )
+    if until is not None:
+        query = query.where(Feedback.received_at <= until)
+    return int((await session.execute(query)).scalar_one())
+
+
+async def current_flag(
+    session: AsyncSession, *, config: Config, customer_id: int, now: datetime
+) -> str | None:
+    """The flag as of now, for the case card."""
+    since = now - window_of(config.routing.repeat_detractor)
+    return flag(config, await negatives_between(session, customer_id=customer_id, since=since, until=now))
+
+
+async def raise_priority(
+    session: AsyncSession, *, config: Config, case_ids: Sequence[int], now: datetime
+) -> list[int]:
+    """Give newly opened cases of repeat detractors the configured priority; returns the cases raised.
+
+    Called where cases open (ingest and by hand), in their transaction, after the feedback is stored.
+    Each case is judged at its own feedback's received time, so a bulk import of old surveys flags
+    the customers who were repeat detractors then. A few set-based statements per 500 cases, and
+    nothing at all when no priority is configured.
+    """
+    rule = config.routing.repeat_detractor
+    if rule.priority is None or not case_ids:
+        return []
+    window = window_of(rule)
+    lower = PRIORITY_ORDER[: PRIORITY_ORDER.index(rule.priority)]
+    raised: list[int] = []
+    for start in range(0, len(case_ids), _CHUNK):
+        chunk = list(case_ids[start : start + _CHUNK])
+        rows = await session.execute(
+            select(Case.id, Case.customer_id, func.coalesce(Feedback.received_at, Case.created_at))
+            .outerjoin(Feedback, Feedback.id == Case.feedback_id)
+            .where(Case.id.in_(chunk), Case.customer_id.is_not(None), Case.priority.in_(lower))
+        )
+        # coalesce() takes its type, and so its UTC conversion, from received_at.
+        anchors = [(case_id, customer_id, at) for case_id, customer_id, at in rows.all()]
+        if not anchors:
+            continue
+        earliest = min(at for _, _, at in anchors) - window
+        latest = max(at for _, _, at in anchors)
+        negatives = await session.execute(
+            select(Feedback.customer_id, Feedback.received_at).where(
+                Feedback.customer_id.in_({customer for _, customer, _ in anchors}),
+                Feedback.is_negative.is_(True),
+                Feedback.received_at >= earliest,
+                Feedback.received_at <= latest,
+            )
+        )
+        times: dict[int, list[datetime]] = defaultdict(list)
+        for customer, received_at in negatives.all():
+            times[customer].append(received_at)
+        hits = [
+            case_id
+            for case_id, customer, at in anchors
+            if sum(1 for t in times[customer] if at - window <= t <= at) >= rule.negatives
+        ]
+        if hits:
+            suffix = (
+                f"; repeat detractor (≥{rule.negatives} negatives in {_window_label(window)}): "
+                f"{rule.priority} priority"
+            )
+            await session.execute(
+                update(Case)
+                .where(Case.id.in_(hits))
+                .values(
+                    priority=rule.priority,
+                    updated_at=now,
+                    routing_reason=func.substr(Case.routing_reason + suffix, 1, MAX_ROUTING_REASON),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            raised.extend(hits)
+    return raised
