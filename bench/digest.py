@@ -219,7 +219,9 @@ async def build_all(url: str, config: Config, *, repeat: int) -> tuple[float, fl
             responses = 0
             for team in config.teams:
                 async with sessions() as session:
-                    digest = await build_team_digest(session, team=team, report_date=LAST_DAY, now=now)
+                    digest = await build_team_digest(
+                        session, team=team, report_date=LAST_DAY, now=now, config=config
+                    )
                 responses += sum(m.last_28_days.n for m in digest.metrics)
             timings.append(time.perf_counter() - started)
     finally:

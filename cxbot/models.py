@@ -179,6 +179,9 @@ class Case(Base):
         Index(None, "customer_id"),
         # The digest's case-health query reads one team's cases opened in a window.
         Index(None, "team_key", "created_at"),
+        # Case KPIs (first contact resolution, time to resolve) read the cases resolved in a window.
+        Index(None, "team_key", "resolved_at"),
+        Index(None, "touchpoint_key", "resolved_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -31,6 +31,7 @@ from cxbot.db import insert_for, transaction
 from cxbot.digest.content import build_team_digest
 from cxbot.digest.model import LeadershipDigest, TeamDigest
 from cxbot.digest.schedule import Slot, parse_clock, recent_slots
+from cxbot.digest.serialize import digest_to_json, slim_for_table
 from cxbot.digest.text import render_leadership_digest, render_team_digest
 from cxbot.escalation import tick as escalation_tick
 from cxbot.models import DigestRun, OutboxMessage
@@ -71,7 +72,8 @@ async def deliver_digest(
     """Queue the digest in the outbox inside the claiming transaction, so it is posted exactly once.
 
     A team's digest goes to every chat destination of the team; the leadership digest to the
-    configured Slack channel. Returns the rendered text, which the run records in `detail`.
+    configured Slack channel. The payload carries the text and the digest itself (as JSON), from
+    which each platform renders its own form. Returns the text, which the run records in `detail`.
     """
     if isinstance(digest, LeadershipDigest):
         text = render_leadership_digest(digest)
@@ -82,7 +84,7 @@ async def deliver_digest(
                     kind="digest",
                     platform="slack",
                     destination=leadership_channel,
-                    payload={"text": text, "scope": scope},
+                    payload={"text": text, "scope": scope, "digest": digest_to_json(slim_for_table(digest))},
                     dedupe_key=f"digest:{scope}:{digest.report_date.isoformat()}:slack",
                     status="pending",
                     attempts=0,
@@ -97,7 +99,7 @@ async def deliver_digest(
         session,
         team_key=digest.team_key,
         kind="digest",
-        payload={"text": text, "scope": scope},
+        payload={"text": text, "scope": scope, "digest": digest_to_json(digest)},
         dedupe_key=f"digest:{scope}:{digest.report_date.isoformat()}",
         now=now,
     )
@@ -202,7 +204,9 @@ async def build_leadership_digest(runtime: Runtime, *, report_date: date, now: d
     """Every team's digest of the same local date (each in its own zone), side by side."""
     async with runtime.sessions() as session:
         teams = [
-            await build_team_digest(session, team=team, report_date=report_date, now=now)
+            await build_team_digest(
+                session, team=team, report_date=report_date, now=now, config=runtime.config
+            )
             for team in runtime.config.teams
         ]
     return LeadershipDigest(report_date=report_date, generated_at=now, teams=tuple(teams))
@@ -251,7 +255,7 @@ async def tick(
             else:
                 async with runtime.sessions() as session:
                     digest = await build_team_digest(
-                        session, team=team, report_date=slot.report_date, now=now
+                        session, team=team, report_date=slot.report_date, now=now, config=runtime.config
                     )
             outcomes.append(
                 await claim_and_deliver(

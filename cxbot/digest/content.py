@@ -21,12 +21,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, String, bindparam, case, func, literal, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cxbot.config import Team
+from cxbot.annotations import annotation_effects
+from cxbot.config import Config, Team
 from cxbot.digest.model import CaseHealth, DayPoint, MetricDigest, NegativeComment, TeamDigest
 from cxbot.digest.schedule import local_day_bounds
 from cxbot.digest.themes import extract_themes
+from cxbot.kpis import case_kpis
 from cxbot.models import OPEN_CASE_STATES, Case, Contact, Feedback, UtcDateTime
 from cxbot.pii import mask_text
+from cxbot.recovery import recovery_stats
 from cxbot.scores import LABELS, METRICS, SCALES, Score, compare, score_from_distribution
 
 TREND_DAYS = 28
@@ -121,7 +124,14 @@ def metric_digest(*, metric: str, daily: list[Distribution], dates: list[date], 
         last_7_days=score_from_distribution(metric, _pool(daily[-WEEK:]), min_n=min_n),
         last_28_days=score_from_distribution(metric, _pool(daily), min_n=min_n),
         daily=tuple(
-            DayPoint(local_date=d, score=s.score, n=s.n, low_sample=s.low_sample)
+            DayPoint(
+                local_date=d,
+                score=s.score,
+                n=s.n,
+                low_sample=s.low_sample,
+                ci_low=s.ci_low,
+                ci_high=s.ci_high,
+            )
             for d, s in zip(dates, scores, strict=True)
         ),
     )
@@ -217,6 +227,8 @@ async def case_health(
         firsts = [t for t in (contacted, _aware(attempted)) if t is not None]
         if firsts:
             to_contact.append((min(firsts) - created).total_seconds())
+    kpis = await case_kpis(session, since=window_start, until=day_end, team=team_key)
+    recovery = await recovery_stats(session, team=team_key, start=window_start, end=day_end)
     return CaseHealth(
         as_of=now,
         window_days=CASE_WINDOW_DAYS,
@@ -229,9 +241,13 @@ async def case_health(
         contacted_n=len(to_contact),
         cases_in_window=len(recent),
         contact_rate=100.0 * len(to_contact) / len(recent) if recent else None,
-        # Re-survey answers are not linked to cases in the schema yet: no number rather than a fake one.
-        recovery_rate=None,
-        resurveyed_n=0,
+        recovery_rate=recovery.rate,
+        resurveyed_n=recovery.n,
+        resolved_n=kpis.resolved,
+        first_contact_resolved_n=kpis.first_contact_resolved,
+        first_contact_resolution=kpis.first_contact_resolution,
+        median_seconds_to_resolve=kpis.median_seconds_to_resolve,
+        p90_seconds_to_resolve=kpis.p90_seconds_to_resolve,
     )
 
 
@@ -243,9 +259,13 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 async def build_team_digest(
-    session: AsyncSession, *, team: Team, report_date: date, now: datetime
+    session: AsyncSession, *, team: Team, report_date: date, now: datetime, config: Config | None = None
 ) -> TeamDigest:
-    """The digest of `team` for its local day `report_date`, as of `now` (for open/overdue cases)."""
+    """The digest of `team` for its local day `report_date`, as of `now` (for open/overdue cases).
+
+    With `config`, the team's annotations of the last 90 days (as of the end of the reported day)
+    are judged before/after with the owning teams' floors.
+    """
     if session.bind.dialect.name == "postgresql":
         # Plan each query for its own window. After five runs of a prepared statement PostgreSQL may
         # switch to a generic plan, blind to the bounds, and it chose to scan the whole table.
@@ -280,6 +300,11 @@ async def build_team_digest(
         window_start=bounds[-1 - CASE_WINDOW_DAYS],
         now=now,
     )
+    effects = (
+        await annotation_effects(session, config=config, now=min(now, day_end), team=team.key)
+        if config is not None
+        else []
+    )
     return TeamDigest(
         team_key=team.key,
         team_name=team.name,
@@ -295,6 +320,8 @@ async def build_team_digest(
         negative_total=negative_total,
         themes=extract_themes((c.text for c in negatives), limit=THEMES),
         cases=health,
+        annotations=tuple(effects),
+        charts=team.digest.charts,
     )
 
 

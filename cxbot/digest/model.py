@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from cxbot.annotations import AnnotationEffect
 from cxbot.scores import Change, Score
 
 
@@ -22,6 +23,8 @@ class DayPoint:
     score: float | None
     n: int
     low_sample: bool
+    ci_low: float | None = None  # the day's 95% CI, for the chart's band
+    ci_high: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +102,17 @@ class CaseHealth:
     contacted_n: int
     cases_in_window: int
     contact_rate: float | None  # percent of the window's cases with a contact attempt
-    recovery_rate: float | None  # percent of re-surveyed customers who moved up a category
+    # The recovery slot: percent of re-surveyed customers who moved up a category, and on how many
+    # re-survey answers it rests, from `cxbot.recovery.recovery_stats`.
+    recovery_rate: float | None
     resurveyed_n: int
+    # Case KPIs (design.md §2) over the cases *resolved* in the window: first contact resolution
+    # (percent resolved after exactly one contact attempt) and time to resolve (median, p90).
+    resolved_n: int = 0
+    first_contact_resolved_n: int = 0
+    first_contact_resolution: float | None = None
+    median_seconds_to_resolve: float | None = None
+    p90_seconds_to_resolve: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +133,10 @@ class TeamDigest:
     negative_total: int  # negative answers of the day, with or without a comment
     themes: tuple[Theme, ...]
     cases: CaseHealth
+    #: Before/after of the team's annotations of the last 90 days, newest first (design.md §8).
+    annotations: tuple[AnnotationEffect, ...] = ()
+    #: Whether the team asked for a trend chart image beside the digest (config `digest.charts`).
+    charts: bool = False
 
     @property
     def quiet(self) -> bool:

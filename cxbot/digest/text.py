@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, timedelta
 
+from cxbot.annotations import VERDICT_FEW_BEFORE, VERDICT_TOO_RECENT, AnnotationEffect, describe_window
 from cxbot.digest.model import CaseHealth, LeadershipDigest, MetricDigest, TeamDigest
 from cxbot.scores import VERDICT_LOW_SAMPLE, Change, Score
 
@@ -129,14 +130,66 @@ def _case_lines(health: CaseHealth) -> list[str]:
         f"(n={health.contacted_n}) · contact rate "
         f"{format_percent(health.contact_rate, health.cases_in_window)} · recovery rate "
         f"{format_percent(health.recovery_rate, health.resurveyed_n)}",
+        f"  resolved in the last {health.window_days} days: {health.resolved_n} · first contact resolution "
+        f"{format_percent(health.first_contact_resolution, health.resolved_n)} · time to resolve median "
+        f"{format_duration(health.median_seconds_to_resolve)}, p90 "
+        f"{format_duration(health.p90_seconds_to_resolve)}",
     ]
+
+
+def effect_verdict(effect: AnnotationEffect) -> list[str]:
+    """One phrase per metric: `CSAT 71.0% (n=150) → 85.0% (n=160): +14.0 pts, significant`."""
+    if not effect.metrics:
+        return [f"no scored responses yet; needs {effect.needs} more responses after it to judge"]
+    phrases = []
+    for item in effect.metrics:
+        label = item.metric.upper()
+        before = f"{format_value(item.metric, item.before.score)} (n={item.before.n})"
+        after = f"{format_value(item.metric, item.after.score)} (n={item.after.n})"
+        if item.verdict == VERDICT_TOO_RECENT:
+            phrases.append(
+                f"{label} {before} → {after}: too recent to judge, needs {item.needs} more "
+                f"response{'s' * (item.needs != 1)} after it (floor n={effect.min_n})"
+            )
+        elif item.verdict == VERDICT_FEW_BEFORE:
+            phrases.append(
+                f"{label} {before} → {after}: too few responses before it to judge (n={item.before.n} "
+                f"< {effect.min_n})"
+            )
+        else:
+            phrases.append(f"{label} {before} → {after}: {format_change(item.metric, item.change)}")
+    return phrases
+
+
+def annotation_lines(effects: Sequence[AnnotationEffect]) -> list[str]:
+    """The before/after of each annotation, saying how long the two equal windows are."""
+    if not effects:
+        return []
+    lines = [
+        "Annotations (last 90 days; each compares two equal windows meeting at it: the time since it, "
+        "at most 28 days):"
+    ]
+    for effect in effects:
+        lines.append(
+            f"  • {effect.effective_at:%Y-%m-%d} {effect.touchpoint}: “{effect.text}” "
+            f"({describe_window(effect.window)} before vs after)"
+        )
+        lines += [f"      {phrase}" for phrase in effect_verdict(effect)]
+    return lines
 
 
 def render_team_digest(digest: TeamDigest) -> str:
     """The whole digest as plain text, as a chat would show it."""
     head = f"CX digest · {digest.team_name} · {_day(digest.report_date)} ({digest.timezone})"
     if digest.quiet:
-        return "\n".join([head, "A quiet day: no feedback received.", *_case_lines(digest.cases)])
+        return "\n".join(
+            [
+                head,
+                "A quiet day: no feedback received.",
+                *annotation_lines(digest.annotations),
+                *_case_lines(digest.cases),
+            ]
+        )
     lines = [head, f"{digest.responses} responses · {digest.negative_total} negative", ""]
     for item in digest.metrics:
         lines += [*_metric_lines(item, report_date=digest.report_date, min_n=digest.min_n), ""]
@@ -152,6 +205,8 @@ def render_team_digest(digest: TeamDigest) -> str:
         )
     if digest.negative_comments or digest.themes:
         lines.append("")
+    if digest.annotations:
+        lines += [*annotation_lines(digest.annotations), ""]
     lines += _case_lines(digest.cases)
     return "\n".join(lines)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers.slack.errors import SlackServerError, from_response
@@ -58,3 +58,20 @@ class SlackClient:
 
     async def open_view(self, *, trigger_id: str, view: dict[str, Any]) -> dict[str, Any]:
         return await self.call("views.open", trigger_id=trigger_id, view=view)
+
+    async def upload_file(
+        self, *, channel: str, filename: str, content: bytes, title: str, thread_ts: str | None = None
+    ) -> dict[str, Any]:
+        """Upload through `files_upload_v2` (get an upload URL, send the bytes, complete into the channel)."""
+        try:
+            response = await self.web.files_upload_v2(
+                channel=channel, filename=filename, content=content, title=title, thread_ts=thread_ts
+            )
+        except SlackApiError as error:
+            data = error.response.data if isinstance(error.response.data, dict) else {}
+            raise from_response(
+                status=error.response.status_code, error=data.get("error"), retry_after=None
+            ) from None
+        except (TimeoutError, aiohttp.ClientError, SlackRequestError) as error:
+            raise SlackServerError(f"file upload failed: {type(error).__name__}: {error}") from None
+        return dict(response.data) if isinstance(response.data, dict) else {}
