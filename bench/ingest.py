@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=500, help="items per POST (default 500)")
     parser.add_argument("--connections", type=int, default=2, help="concurrent HTTP connections (default 2)")
     parser.add_argument(
-        "--csv-batch", type=int, default=1000, help="rows per import transaction (default 1000)"
+        "--csv-batch", type=int, default=10_000, help="rows per import transaction (default 10000)"
     )
     parser.add_argument(
         "--database-url", help="a PostgreSQL server URL; each leg creates and drops a database of its own"

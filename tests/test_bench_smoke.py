@@ -1,4 +1,4 @@
-"""The Slack acknowledgement bench still runs end to end, so its figures stay reproducible."""
+"""The Slack acknowledgement and ingest benches still run end to end, so their figures stay reproducible."""
 
 from __future__ import annotations
 
@@ -19,3 +19,31 @@ def test_slack_ack_bench_runs_and_checks_the_database() -> None:
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert "30 requests: 10 take, 10 note, 10 ack" in finished.stdout
     assert "database checked: every take, acknowledgement and note is recorded" in finished.stdout
+
+
+def test_ingest_bench_runs_every_leg() -> None:
+    finished = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "ingest.py"),
+            "--items",
+            "300",
+            "--batch",
+            "100",
+            "--csv-batch",
+            "128",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    for line in (
+        "(a) HTTP POST /feedback:",
+        "(b) CSV import:",
+        "(c) raw executemany:",
+        "http/baseline:",
+        "csv/baseline:",
+    ):
+        assert line in finished.stdout, finished.stdout

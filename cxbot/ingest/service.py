@@ -11,24 +11,25 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot.db import insert_for
+from cxbot.detractors import raise_priority
+from cxbot.ingest.bulk import BulkWriter
+from cxbot.ingest.common import SYSTEM_ACTOR, case_title, refresh_customers, routing_reason
 from cxbot.ingest.schema import CustomerIn, FeedbackIn, ItemError, validate_item
 from cxbot.models import Case, CaseEvent, Customer, Feedback
 from cxbot.outbox import queue_case_cards
-from cxbot.routing import METRIC_LABELS, Route, Router
+from cxbot.routing import Route, Router
 from cxbot.sla import deadlines
 
 CHUNK = 500
-SYSTEM_ACTOR = "cxbot"
 #: Distinct touchpoint spellings whose route is remembered (a configured set, so small in practice).
 ROUTE_CACHE_SIZE = 1024
-#: cases.routing_reason is VARCHAR(500); a quoted unknown touchpoint can make the reason longer.
-MAX_ROUTING_REASON = 500
 
 
 @dataclass(slots=True)
@@ -63,6 +64,9 @@ class _Pending:
     result: ItemResult
 
 
+_BY_INDEX = attrgetter("index")
+
+
 def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
@@ -73,7 +77,9 @@ def _route_warnings(item: FeedbackIn, route: Route) -> list[str]:
     return [] if route.known_touchpoint else [route.reason]
 
 
-async def _customer_ids(session: AsyncSession, customers: list[CustomerIn]) -> dict[str, int]:
+async def _customer_ids(
+    session: AsyncSession, customers: list[CustomerIn], *, now: datetime
+) -> dict[str, int]:
     """Find or create customers by their external id, refreshing PII that the source sent."""
     latest: dict[str, CustomerIn] = {c.id: c for c in customers}
     ids: dict[str, int] = {}
@@ -89,7 +95,17 @@ async def _customer_ids(session: AsyncSession, customers: list[CustomerIn]) -> d
     # Sorted, so two concurrent batches lock new customers in the same order and cannot deadlock.
     missing = [latest[k] for k in sorted(keys) if k not in ids]
     if missing:
-        values = [{"external_id": c.id, "name": c.name, "email": c.email, "phone": c.phone} for c in missing]
+        values = [
+            {
+                "external_id": c.id,
+                "name": c.name,
+                "email": c.email,
+                "phone": c.phone,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for c in missing
+        ]
         stmt = insert_for(session, Customer.__table__).on_conflict_do_nothing(
             index_elements=[Customer.external_id]
         )
@@ -102,27 +118,8 @@ async def _customer_ids(session: AsyncSession, customers: list[CustomerIn]) -> d
                 select(Customer.id, Customer.external_id).where(Customer.external_id.in_(raced))
             )
             ids.update({external_id: ident for ident, external_id in rows.all()})
-    for key, row in stored.items():
-        sent = latest[key]
-        changes = {
-            name: getattr(sent, name)
-            for name in ("name", "email", "phone")
-            if getattr(sent, name) is not None and getattr(sent, name) != getattr(row, name)
-        }
-        if changes:
-            await session.execute(update(Customer).where(Customer.id == row.id).values(**changes))
+    await refresh_customers(session, stored, latest, now=now)
     return ids
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _case_title(item: FeedbackIn, route: Route) -> str:
-    where = route.touchpoint_key or item.touchpoint or "no touchpoint"
-    if item.score is not None:
-        return f"{METRIC_LABELS[item.metric]} {item.score:g} at {where}"
-    return f"Negative comment at {where}"
 
 
 class Ingestor:
@@ -132,6 +129,7 @@ class Ingestor:
         self.router = router
         self.config = router.config
         self._routes: dict[str, Route] = {}
+        self._bulk = BulkWriter(router)
 
     def _route(self, item: FeedbackIn) -> Route:
         """Route one item; a configured touchpoint's route ignores the comment, so it is reused."""
@@ -152,39 +150,66 @@ class Ingestor:
         *,
         now: datetime,
         open_cases: bool = True,
+        bulk: bool = False,
     ) -> list[ItemResult]:
-        """Store (index, item) pairs; a key repeated inside the batch is applied in order, as an update."""
+        """Store (index, item) pairs; a key repeated inside the batch is applied in order, as an update.
+
+        `bulk` writes new feedback and cases with :class:`cxbot.ingest.bulk.BulkWriter` (large imports);
+        the result and the rows written are the same either way.
+        """
         results: list[ItemResult] = []
         rounds: list[list[tuple[int, FeedbackIn]]] = []
-        seen: dict[tuple[str, str], int] = {}
-        for index, item in items:
-            key = (item.source, item.external_id)
-            depth = seen.get(key, 0)
-            seen[key] = depth + 1
-            if depth == len(rounds):
-                rounds.append([])
-            rounds[depth].append((index, item))
+        if len({(item.source, item.external_id) for _, item in items}) == len(items):
+            rounds.append(list(items))  # the usual case: every key once
+        else:
+            seen: dict[tuple[str, str], int] = {}
+            for index, item in items:
+                key = (item.source, item.external_id)
+                depth = seen.get(key, 0)
+                seen[key] = depth + 1
+                if depth == len(rounds):
+                    rounds.append([])
+                rounds[depth].append((index, item))
         for batch in rounds:
-            results.extend(await self._store_round(session, batch, now=now, open_cases=open_cases))
-        results.sort(key=lambda r: r.index)
+            results.extend(await self._store_round(session, batch, now=now, open_cases=open_cases, bulk=bulk))
+        if len(rounds) > 1:
+            results.sort(key=_BY_INDEX)
         return results
 
     async def _store_round(
-        self, session: AsyncSession, batch: list[tuple[int, FeedbackIn]], *, now: datetime, open_cases: bool
+        self,
+        session: AsyncSession,
+        batch: list[tuple[int, FeedbackIn]],
+        *,
+        now: datetime,
+        open_cases: bool,
+        bulk: bool,
     ) -> list[ItemResult]:
         customers = [item.customer for _, item in batch if item.customer is not None]
-        customer_ids = await _customer_ids(session, customers) if customers else {}
+        if not customers:
+            customer_ids = {}
+        elif bulk:
+            customer_ids = await self._bulk.customer_ids(session, customers, now=now)
+        else:
+            customer_ids = await _customer_ids(session, customers, now=now)
         pending = []
+        route_of = self._route
         for index, item in batch:
-            route = self._route(item)
-            result = ItemResult(index=index, status="created", warnings=_route_warnings(item, route))
+            route = route_of(item)
+            result = ItemResult(
+                index, "created", None, None, None, [] if route.known_touchpoint else [route.reason]
+            )
             pending.append(_Pending(index, item, route, result))
 
-        existing = await self._existing(session, [p.item for p in pending])
+        items = [p.item for p in pending]
+        if bulk:  # one cheap probe first; the full rows only of the keys already stored
+            items = await self._bulk.stored(session, items)
+        existing = await self._existing(session, items) if items else {}
         fresh = [p for p in pending if (p.item.source, p.item.external_id) not in existing]
         negatives: list[tuple[_Pending, int, str]] = []
         if fresh:
-            raced = await self._insert(session, fresh, customer_ids, now=now, negatives=negatives)
+            insert = self._bulk.insert if bulk else self._insert
+            raced = await insert(session, fresh, customer_ids, now=now, negatives=negatives)
             if raced:
                 existing.update(await self._existing(session, [p.item for p in raced]))
         for p in pending:
@@ -192,7 +217,8 @@ class Ingestor:
             if row is not None and p.result.feedback_id is None:
                 await self._update(session, p, row, customer_ids, now=now, negatives=negatives)
         if open_cases and negatives:
-            await self._open_cases(session, negatives, customer_ids, now=now)
+            open_ = self._bulk.open_cases if bulk else self._open_cases
+            await open_(session, negatives, customer_ids, now=now)
         return [p.result for p in pending]
 
     async def _existing(self, session: AsyncSession, items: list[FeedbackIn]) -> dict[tuple[str, str], Any]:
@@ -358,11 +384,11 @@ class Ingestor:
                     "customer_id": customer_ids.get(p.item.customer.id) if p.item.customer else None,
                     "team_key": p.route.team,
                     "touchpoint_key": p.route.touchpoint_key,
-                    "title": _case_title(p.item, p.route),
+                    "title": case_title(p.item, p.route),
                     "state": "new",
                     "priority": "normal",
                     "routing_rule": p.route.rule,
-                    "routing_reason": _clip(f"{why}; {p.route.reason}", MAX_ROUTING_REASON),
+                    "routing_reason": routing_reason(why, p.route),
                     "created_by": SYSTEM_ACTOR,
                     "escalation_level": 0,
                     "reopened_count": 0,
@@ -392,6 +418,7 @@ class Ingestor:
                         "detail": reason,
                     }
                 )
+        await raise_priority(session, config=self.config, case_ids=list(opened.values()), now=now)
         if events:
             await session.execute(insert_for(session, CaseEvent.__table__), events)
             team_of = {row["feedback_id"]: row["team_key"] for row in rows}
@@ -409,14 +436,22 @@ async def ingest_items(
     now: datetime,
     default_source: str | None = None,
     open_cases: bool = True,
+    bulk: bool = False,
 ) -> list[ItemResult]:
-    """Validate raw items and store the valid ones; invalid ones get an `error` result with the reason."""
+    """Validate raw items and store the valid ones; invalid ones get an `error` result with the reason.
+
+    An item that is already a :class:`FeedbackIn` was validated by its caller (the CSV importer's
+    lean path) and is stored as it is.
+    """
     valid: list[tuple[int, FeedbackIn]] = []
     errors: list[ItemResult] = []
     for index, raw in enumerate(raw_items):
+        if type(raw) is FeedbackIn:
+            valid.append((index, raw))
+            continue
         try:
             valid.append((index, validate_item(raw, now=now, default_source=default_source)))
         except ItemError as error:
             errors.append(ItemResult(index=index, status="error", reason=str(error)))
-    stored = await ingestor.store(session, valid, now=now, open_cases=open_cases) if valid else []
-    return sorted([*stored, *errors], key=lambda r: r.index)
+    stored = await ingestor.store(session, valid, now=now, open_cases=open_cases, bulk=bulk) if valid else []
+    return sorted([*stored, *errors], key=_BY_INDEX) if errors else stored
