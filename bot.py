@@ -10,6 +10,7 @@ import sys
 
 from cxbot.cli import main
 from handlers import platform_routes, platform_services
+from handlers.console import run_console
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], platforms=platform_routes, services=platform_services))
+    sys.exit(main(sys.argv[1:], platforms=platform_routes, services=platform_services, console=run_console))

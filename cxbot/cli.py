@@ -23,6 +23,11 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 PlatformRoutes = Callable[[Any], Sequence[Any]]
 # Background work of the platforms (outbox delivery, Slack Socket Mode), run while `serve` is up.
 PlatformServices = Callable[[Any], AbstractAsyncContextManager[None]]
+# The shell adapter (handlers/console): runs the prompt on a prepared runtime, driving coroutines with
+# `run`; returns the exit status. Called as console(runtime, run=, user=, clock=, demo=).
+PlatformConsole = Callable[..., int]
+DEMO_DATABASE = "cxbot-demo.db"
+EXAMPLE_CONFIG = "cxbot.example.yaml"
 
 
 class UsageError(Exception):
@@ -63,11 +68,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("--source", help="source name for every row (default: csv:<file name>)")
     imp.add_argument("--date-format", help="strptime format of received_at when it is not ISO 8601")
-    imp.add_argument("--batch-size", type=int, default=1000, help="rows per transaction (default 1000)")
+    imp.add_argument("--batch-size", type=int, default=10_000, help="rows per transaction (default 10000)")
     imp.add_argument(
         "--no-cases", action="store_true", help="store history without opening cases for negative rows"
     )
     imp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    console = verbs.add_parser("console", help="the shell chat adapter: /cx commands at a prompt")
+    console.add_argument(
+        "--demo",
+        action="store_true",
+        help=f"first seed a fresh demo database (./{DEMO_DATABASE}, rebuilt each time) with 60 days of data",
+    )
+    console.add_argument(
+        "--as", dest="user", metavar="USER_ID", help="act as this user (default: the config's first admin)"
+    )
+    console.add_argument("--db", type=Path, help=f"demo database file (default: ./{DEMO_DATABASE})")
+    console.add_argument(
+        "--config", help=f"config file (default: $CXBOT_CONFIG; with --demo, {EXAMPLE_CONFIG})"
+    )
 
     digest = verbs.add_parser("digest", help="build a team's daily digest; print it with --dry-run")
     digest.add_argument("--team", help="team key (default: every team)")
@@ -191,7 +210,9 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
                 zone = ZoneInfo(team.timezone)
                 day = report_date or local_date(moment=now, zone=zone) - timedelta(days=1)
                 async with runtime.sessions() as session:
-                    digest = await build_team_digest(session, team=team, report_date=day, now=now)
+                    digest = await build_team_digest(
+                        session, team=team, report_date=day, now=now, config=config
+                    )
                 if args.dry_run:
                     print(render_team_digest(digest), end="\n\n")
                     continue
@@ -255,11 +276,68 @@ def cmd_serve(
     return EXIT_OK
 
 
+def _example_config() -> Path:
+    """The example configuration the demo data is written for: in the working directory or the checkout."""
+    for candidate in (Path.cwd() / EXAMPLE_CONFIG, Path(__file__).resolve().parent.parent / EXAMPLE_CONFIG):
+        if candidate.is_file():
+            return candidate
+    raise UsageError(f"--demo needs {EXAMPLE_CONFIG} (in the source checkout); or pass --config FILE")
+
+
+def _remove_sqlite(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def cmd_console(args: argparse.Namespace, settings: Settings, console: PlatformConsole | None) -> int:
+    """The shell adapter; with --demo on a fresh SQLite file and a demo clock that moves on `:advance`."""
+    from cxbot.clock import ManualClock
+    from cxbot.db import upgrade
+    from cxbot.runtime import Runtime, system_clock
+
+    if console is None:
+        raise UsageError("no console adapter was wired in; run `python bot.py console`")
+    if not args.verbose:
+        logging.getLogger().setLevel(logging.WARNING)  # log lines would tear the conversation apart
+    clock: ManualClock | None = None
+    database: Path | None = None
+    if args.demo:
+        from cxbot.demo import DEMO_NOW
+
+        config = load_config(Path(args.config) if args.config else _example_config())
+        database = (args.db or Path(DEMO_DATABASE)).resolve()
+        _remove_sqlite(database)
+        settings = settings.model_copy(update={"database_url": f"sqlite:///{database}"})
+        clock = ManualClock(DEMO_NOW)
+    else:
+        if args.db is not None:
+            raise UsageError("--db is for --demo; set DATABASE_URL to use another database")
+        config = _load(settings, args.config)
+    runtime = Runtime.build(settings=settings, config=config, clock=clock or system_clock)
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(upgrade(settings.database_url))
+        summary = None
+        if args.demo:
+            from cxbot.demo import seed_demo
+
+            print(f"Seeding demo data into {database} ...", file=sys.stderr, flush=True)
+            report = loop.run_until_complete(seed_demo(runtime))
+            summary = f"{report.summary()}; seeded in {report.seconds:.1f} s into {database}"
+        else:
+            loop.run_until_complete(runtime.sync_directory())
+        return console(runtime, run=loop.run_until_complete, user=args.user, clock=clock, demo=summary)
+    finally:
+        loop.run_until_complete(runtime.close())
+        loop.close()
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
     platforms: PlatformRoutes | None = None,
     services: PlatformServices | None = None,
+    console: PlatformConsole | None = None,
 ) -> int:
     """Run one verb and return its exit status; never lets a traceback reach the operator."""
     try:
@@ -287,6 +365,8 @@ def main(
             return cmd_digest(args, settings)
         if args.verb == "serve":
             return cmd_serve(args, settings, platforms, services)
+        if args.verb == "console":
+            return cmd_console(args, settings, console)
         raise UsageError(f"unknown verb {args.verb!r}")
     except UsageError as error:
         print(error, file=sys.stderr)

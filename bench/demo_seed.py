@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Seeding the console demo: how long `python bot.py console --demo` makes a newcomer wait.
+
+    python bench/demo_seed.py               # SQLite file in a temporary directory, three runs
+
+Each run migrates a fresh SQLite file and seeds it (cxbot.demo.seed_demo: the history imported in one
+transaction, then 7 live days hour by hour through the ingest, the case flows and the escalation
+tick). Printed per run: wall time and this process's CPU time (aiosqlite's worker thread included),
+so a busy machine shows up as wall ≫ CPU. The phases are timed by wrapping the three entry points the
+seeding calls, which leaves the code under test as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cxbot import demo
+from cxbot.clock import ManualClock
+from cxbot.config import load_config
+from cxbot.db import upgrade
+from cxbot.runtime import Runtime
+from cxbot.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def timed(phases: dict[str, float], name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await function(*args, **kwargs)
+        finally:
+            phases[name] += time.perf_counter() - started
+
+    return wrapper
+
+
+async def one_run(directory: Path) -> tuple[float, float, dict[str, float], demo.SeedReport]:
+    url = f"sqlite:///{directory / 'demo.db'}"
+    await upgrade(url)
+    settings = Settings(_env_file=None, DATABASE_URL=url)  # type: ignore[call-arg]
+    runtime = Runtime.build(
+        settings=settings, config=load_config(ROOT / "cxbot.example.yaml"), clock=ManualClock(demo.DEMO_NOW)
+    )
+    phases: dict[str, float] = defaultdict(float)
+    originals = (demo.ingest_items, demo._act, demo.escalation.tick)
+    demo.ingest_items = timed(phases, "ingest", demo.ingest_items)
+    demo._act = timed(phases, "case actions", demo._act)
+    demo.escalation.tick = timed(phases, "escalation ticks", demo.escalation.tick)
+    try:
+        cpu, wall = time.process_time(), time.perf_counter()
+        report = await demo.seed_demo(runtime)
+        return time.perf_counter() - wall, time.process_time() - cpu, dict(phases), report
+    finally:
+        demo.ingest_items, demo._act, demo.escalation.tick = originals
+        await runtime.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    walls, cpus = [], []
+    for run in range(1, args.runs + 1):
+        with tempfile.TemporaryDirectory() as folder:
+            wall, cpu, phases, report = asyncio.run(one_run(Path(folder)))
+        walls.append(wall)
+        cpus.append(cpu)
+        split = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in sorted(phases.items()))
+        print(f"run {run}: {wall:.2f} s wall, {cpu:.2f} s CPU ({split})")
+        print(f"  {report.summary()}, {report.actions} case actions")
+    print(
+        f"median of {args.runs}: {statistics.median(walls):.2f} s wall, {statistics.median(cpus):.2f} s CPU"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
