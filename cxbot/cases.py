@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cxbot.authz import Actor, Denied, require_manager, require_member
 from cxbot.config import Config
 from cxbot.db import insert_for
-from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, Feedback, OutboxMessage, TeamDestination
+from cxbot.detractors import raise_priority
+from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, Contact, Feedback, OutboxMessage, TeamDestination
 from cxbot.outbox import queue_case_cards
 from cxbot.routing import METRIC_LABELS
 from cxbot.sla import deadlines
@@ -27,6 +28,7 @@ __all__ = [
     "ActionResult",
     "CaseNotFound",
     "Denied",
+    "FieldRejected",
     "InvalidTransition",
     "NewCaseRejected",
     "acknowledge",
@@ -44,6 +46,10 @@ __all__ = [
 ]
 
 
+#: The one outcome that needs no contact attempt, only the reason (design.md §7).
+COULD_NOT_CONTACT = "could-not-contact"
+
+
 class CaseNotFound(LookupError):
     """No case with that id."""
 
@@ -52,12 +58,16 @@ class InvalidTransition(ValueError):
     """The case is in a state where this action makes no sense; the message says which."""
 
 
-class NewCaseRejected(InvalidTransition):
-    """A new case cannot be opened as asked; `field` names the input to fix, so a form can point at it."""
+class FieldRejected(InvalidTransition):
+    """Refused because of one input; `field` names it, so a form can point at it."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class NewCaseRejected(FieldRejected):
+    """A new case cannot be opened as asked; `field` names the input to fix."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,9 +360,14 @@ async def resolve(
     outcome: str,
     root_cause: str | None,
     note_text: str | None = None,
+    no_contact_reason: str | None = None,
     now: datetime,
 ) -> ActionResult:
-    """Resolve with an outcome and, if given, a root cause from the configured list."""
+    """Resolve with an outcome and, if given, a root cause from the configured list.
+
+    The loop must be closed or explicitly not (design.md §7): a case resolves only after a contact
+    attempt, or as `could-not-contact` with the reason.
+    """
     case = await get_case(session, case_id)
     require_member(config, actor, case.team_key, doing="resolve its cases")
     if root_cause is not None:
@@ -362,6 +377,24 @@ async def resolve(
         root_cause = known[root_cause.lower()]
     if case.state in ("resolved", "closed"):
         return ActionResult(case, False, f"{case.ref} is already {case.state}")
+    reason = (no_contact_reason or "").strip() or None
+    if outcome == COULD_NOT_CONTACT:
+        if reason is None:
+            raise FieldRejected(
+                "reason",
+                f"{COULD_NOT_CONTACT} needs the reason the customer could not be contacted, e.g. "
+                f"`{config.slash_command} resolve {case.ref} {COULD_NOT_CONTACT} no phone or email on file`",
+            )
+    else:
+        reason = None
+        attempted = await session.scalar(select(Contact.id).where(Contact.case_id == case.id).limit(1))
+        if attempted is None:
+            raise FieldRejected(
+                "outcome",
+                f"{case.ref} cannot be resolved as {outcome} before the customer was contacted: "
+                f"contact them first (`{config.slash_command} contact {case.ref}`), or resolve as "
+                f"{COULD_NOT_CONTACT} with the reason",
+            )
     changed = await _transition(
         session,
         case,
@@ -372,6 +405,7 @@ async def resolve(
             "outcome": outcome,
             "root_cause": root_cause,
             "resolution_note": note_text,
+            "no_contact_reason": reason,
             "snoozed_until": None,
             "updated_at": now,
         },
@@ -379,6 +413,7 @@ async def resolve(
     if not changed:
         return ActionResult(case, False, f"{case.ref} is already {case.state}")
     cause = f", root cause: {root_cause}" if root_cause else ""
+    cause += f" ({reason})" if reason else ""
     await _record(
         session,
         case,
@@ -387,7 +422,7 @@ async def resolve(
         detail=f"Resolved as {outcome}{cause} by {_mention(actor.user_id)}"
         + (f": {note_text}" if note_text else ""),
         now=now,
-        data={"outcome": outcome, "root_cause": root_cause},
+        data={"outcome": outcome, "root_cause": root_cause, "no_contact_reason": reason},
     )
     return ActionResult(case, True, f"{case.ref} resolved as {outcome}")
 
@@ -525,6 +560,7 @@ async def open_case(
         assert feedback_id is not None
         await _no_case_yet(session, feedback_id)
         raise NewCaseRejected("feedback", f"feedback {feedback_id} already has a case")
+    await raise_priority(session, config=config, case_ids=[case_id], now=now)
     detail = f"Opened by hand by {_mention(actor.user_id)}" + (f": {description}" if description else "")
     session.add(
         CaseEvent(

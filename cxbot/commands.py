@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from cxbot.config import parse_duration
+from cxbot.customers import Cursor
 
 CASE_REF = re.compile(r"^(?:#|cx-?)?(\d{1,9})$", re.IGNORECASE)
 # Slack escapes mentions as <@U123> or <@U123|name>; Teams and the console pass @name through.
@@ -153,8 +154,39 @@ def _p_resolve(words: list[str], verb: Verb) -> Command:
     outcome = words[1].lower()
     if outcome not in OUTCOMES:
         raise _fail(verb, f"{words[1]!r} is not an outcome: {', '.join(OUTCOMES)}")
-    root_cause = " ".join(words[2:]).strip() or None
-    return Command("resolve", ident, {"outcome": outcome, "root_cause": root_cause})
+    rest = " ".join(words[2:]).strip() or None
+    if outcome == "could-not-contact":
+        # The rest is why (design.md §7: no contact attempt needs an explicit reason).
+        if rest is None:
+            raise _fail(verb, "`could-not-contact` needs the reason, e.g. `no email or phone on record`")
+        return Command("resolve", ident, {"outcome": outcome, "root_cause": None, "reason": rest})
+    return Command("resolve", ident, {"outcome": outcome, "root_cause": rest})
+
+
+CONTACT_CHANNELS = ("email", "sms", "webhook")
+TEMPLATE_PREFIX = "template:"
+
+
+def _p_contact(words: list[str], verb: Verb) -> Command:
+    """`contact CX-42` alone asks for the composer; `contact CX-42 <channel> [template:<name>] [text…]` sends.
+
+    Without text the template (the team's default if none is named) is sent as it renders.
+    """
+    ident = _needs_case(words, verb)
+    if len(words) == 1:
+        return Command("contact", ident)
+    channel = words[1].lower()
+    if channel not in CONTACT_CHANNELS:
+        raise _fail(verb, f"{words[1]!r} is not a channel: {', '.join(CONTACT_CHANNELS)}")
+    rest = words[2:]
+    template = None
+    if rest and rest[0].lower().startswith(TEMPLATE_PREFIX):
+        template = rest[0][len(TEMPLATE_PREFIX) :].strip().lower() or None
+        if template is None:
+            raise _fail(verb, "`template:` needs a template name")
+        rest = rest[1:]
+    text = " ".join(rest).strip() or None
+    return Command("contact", ident, {"channel": channel, "template": template, "text": text})
 
 
 def _p_team(words: list[str], verb: Verb) -> Command:
@@ -193,6 +225,69 @@ def _p_new(words: list[str], verb: Verb) -> Command:
     return Command("new", args=args)
 
 
+SCORE_WINDOWS = ("1d", "7d", "28d", "90d")
+
+
+def _p_score(words: list[str], verb: Verb) -> Command:
+    """`score [team|touchpoint] [window]`, in either order; the handler resolves the scope word."""
+    scope = window = None
+    for word in words:
+        lowered = word.lower()
+        if lowered in SCORE_WINDOWS and window is None:
+            window = lowered
+        elif scope is None and lowered not in SCORE_WINDOWS:
+            scope = lowered
+        else:
+            raise _fail(verb, f"unexpected {word!r} (give at most one team or touchpoint and one window)")
+    return Command("score", args={"scope": scope, "window": window or "7d"})
+
+
+def _p_digest(words: list[str], verb: Verb) -> Command:
+    """`digest [team] [preview]`: the digest built now, shown only to the caller."""
+    rest = [w.lower() for w in words]
+    if rest and rest[-1] == "preview":
+        rest = rest[:-1]
+    if len(rest) > 1:
+        raise _fail(verb, f"unexpected {' '.join(words[1:])!r}")
+    return Command("digest", args={"team": rest[0] if rest else None})
+
+
+def _p_annotate(words: list[str], verb: Verb) -> Command:
+    if len(words) < 2:
+        raise _fail(verb, "`annotate` needs a touchpoint and what changed")
+    return Command("annotate", args={"touchpoint": words[0].lower(), "text": " ".join(words[1:]).strip()})
+
+
+BEFORE_PREFIX, AFTER_PREFIX = "before:", "after:"
+
+
+def _p_customer(words: list[str], verb: Verb) -> Command:
+    """`customer <external id or CX-42> [before:<position>|after:<position>]` (positions come from a page)."""
+    if not words:
+        raise _fail(verb, "`customer` needs a customer id, or a case such as CX-42")
+    args: dict[str, Any] = {"customer": words[0], "case_id": case_ref(words[0])}
+    args |= {"before": None, "after": None}
+    rest = words[1:]
+    if len(rest) > 1:
+        raise _fail(verb, f"unexpected {' '.join(rest[1:])!r}")
+    if rest:
+        word = rest[0]
+        key = "before" if word.lower().startswith(BEFORE_PREFIX) else "after"
+        if not word.lower().startswith((BEFORE_PREFIX, AFTER_PREFIX)):
+            raise _fail(verb, f"unexpected {word!r} (a page is `before:<position>` or `after:<position>`)")
+        try:
+            args[key] = Cursor.parse(word.partition(":")[2])
+        except ValueError as error:
+            raise _fail(verb, str(error)) from None
+    return Command("customer", args=args)
+
+
+def _p_forget(words: list[str], verb: Verb) -> Command:
+    if len(words) != 1:
+        raise _fail(verb, "`forget` needs exactly one customer id (their external id)")
+    return Command("forget", args={"customer": words[0]})
+
+
 VERBS: tuple[Verb, ...] = (
     Verb("help", "help [verb]", "what cxbot can do, or one verb's usage", _p_help, ("?",)),
     Verb(
@@ -203,6 +298,32 @@ VERBS: tuple[Verb, ...] = (
         ("ls",),
     ),
     Verb("show", "show CX-42", "one case with its timeline", _p_case_only),
+    Verb(
+        "score",
+        "score [team|touchpoint] [1d|7d|28d|90d]",
+        "scores with CIs vs the previous window, case KPIs, before/after of annotations",
+        _p_score,
+        ("scores",),
+    ),
+    Verb(
+        "digest",
+        "digest [team] [preview]",
+        "your team's digest as it would be posted, only to you",
+        _p_digest,
+    ),
+    Verb(
+        "annotate",
+        "annotate <touchpoint> <what changed>",
+        "mark a change at a touchpoint, to see the scores before and after it",
+        _p_annotate,
+    ),
+    Verb(
+        "customer",
+        "customer <customer id|CX-42> [before:<position>|after:<position>]",
+        "one customer's every score, comment and case, newest first",
+        _p_customer,
+        ("cust",),
+    ),
     Verb(
         "ack",
         "ack CX-42",
@@ -222,6 +343,12 @@ VERBS: tuple[Verb, ...] = (
     ),
     Verb("escalate", "escalate CX-42", "escalate a case to the next level now", _p_case_only),
     Verb(
+        "contact",
+        "contact CX-42 [email|sms|webhook] [template:<name>] [text]",
+        "message the customer (alone: the composer, where there is one)",
+        _p_contact,
+    ),
+    Verb(
         "resolve",
         f"resolve CX-42 <{'|'.join(OUTCOMES)}> [root cause]",
         "resolve a case with its outcome",
@@ -229,6 +356,15 @@ VERBS: tuple[Verb, ...] = (
         ("close",),
     ),
     Verb("reopen", "reopen CX-42", "reopen a resolved case", _p_case_only),
+    Verb(
+        "resurvey",
+        "resurvey CX-42",
+        "send the customer a one-time link to answer the question again",
+        _p_case_only,
+        ("re-survey",),
+    ),
+    Verb("reveal", "reveal CX-42", "show the customer's contact details, only to you (logged)", _p_case_only),
+    Verb("forget", "forget <customer id>", "erase a customer's personal data (admins)", _p_forget),
     Verb(
         "new",
         "new <team> [touchpoint:<key>] (<text> or feedback:<id>)",

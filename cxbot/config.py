@@ -23,6 +23,8 @@ from pydantic import (
     field_validator,
 )
 
+from cxbot.contact.options import ContactProvider, ContactTemplate, TeamContact, contact_errors, untag
+
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _DURATION_PART = re.compile(r"(\d+)\s*([wdhms])")
 _DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -141,6 +143,8 @@ class Digest(_Model):
     quiet_days: Literal["post", "skip"] = "post"
     cutoff: Duration = "3h"
     enabled: bool = True
+    #: A 28-day trend chart image with the CI band beside the digest (needs the `charts` extra).
+    charts: bool = False
 
 
 class LeadershipDigest(_Model):
@@ -151,6 +155,18 @@ class LeadershipDigest(_Model):
     timezone: TimeZoneName = "UTC"
     cutoff: Duration = "3h"
     enabled: bool = True
+
+
+class ResurveySettings(_Model):
+    """Re-survey links (design.md §7): sent by `/cx resurvey` or, when enabled, on resolve."""
+
+    enabled_on_resolve: bool = False
+    link_ttl: Duration = "7d"
+    suppression_window: Duration = "30d"
+    #: Where customers reach the bot; unset means the CXBOT_PUBLIC_URL setting.
+    base_url: str | None = None
+    #: How to send the link; unset means email when the customer has one, else SMS.
+    channel: Literal["email", "sms", "webhook"] | None = None
 
 
 class SlackDestination(_Model):
@@ -174,6 +190,9 @@ class Team(_Model):
     managers: list[str] = Field(default_factory=list)
     members: list[str] = Field(default_factory=list)
     escalation: Escalation = Field(default_factory=Escalation)
+    contact: TeamContact = Field(default_factory=TeamContact)
+    #: Overrides the global `resurvey` section for this team's cases.
+    resurvey: ResurveySettings | None = None
 
 
 class Touchpoint(_Model):
@@ -192,9 +211,19 @@ class RoutingRule(_Model):
     team: str
 
 
+class RepeatDetractor(_Model):
+    """A customer with `negatives` negative responses within `window` is a repeat detractor: flagged
+    on the card and in `/cx customer`; with `priority` set, the cases they open get that priority."""
+
+    negatives: int = Field(default=3, ge=2)
+    window: Duration = "90d"
+    priority: Literal["low", "normal", "high", "urgent"] | None = None
+
+
 class Routing(_Model):
     rules: list[RoutingRule] = Field(default_factory=list)
     fallback_team: str
+    repeat_detractor: RepeatDetractor = Field(default_factory=RepeatDetractor)
 
 
 class Sentiment(_Model):
@@ -218,6 +247,14 @@ class Config(_Model):
     slash_command: str = "/cx"
     webhooks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     leadership: LeadershipDigest | None = None
+    contact_providers: dict[str, ContactProvider] = Field(default_factory=dict)
+    contact_templates: dict[str, ContactTemplate] = Field(default_factory=dict)
+    resurvey: ResurveySettings = Field(default_factory=ResurveySettings)
+
+    def resurvey_for(self, team: str) -> ResurveySettings:
+        """The team's re-survey settings, or the global ones."""
+        spec = next((t for t in self.teams if t.key == team), None)
+        return spec.resurvey if spec is not None and spec.resurvey is not None else self.resurvey
 
     def team(self, key: str) -> Team:
         return next(t for t in self.teams if t.key == key)
@@ -265,7 +302,7 @@ def _format_location(loc: tuple[Any, ...]) -> str:
 
 
 def _format_pydantic(error: dict[str, Any]) -> str:
-    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    loc = untag(tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))))
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
@@ -360,6 +397,7 @@ def parse_config(raw: Any, *, source: str = "cxbot.yaml") -> Config:
         errors.extend(_format_pydantic(e) for e in exc.errors())
     errors.extend(_cross_references(raw))
     errors.extend(_webhook_options(raw))
+    errors.extend(contact_errors(raw))
     if errors or config is None:
         raise ConfigError(source, errors)
     return config

@@ -8,16 +8,26 @@ case, wrong state) come back as replies, never as exceptions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
 from cxbot import cases as flows
-from cxbot.authz import Actor, Denied, require_member, teams_of
+from cxbot import privacy, resurvey
+from cxbot.annotations import AnnotationRejected, record_annotation
+from cxbot.authz import Actor, Denied, is_admin, require_member, teams_of
 from cxbot.commands import Command, CommandError, help_text, parse, verb_named
+from cxbot.contact import flows as contact_flows
+from cxbot.customers import CustomerNotFound, customer_page
 from cxbot.db import insert_for, transaction
+from cxbot.digest.content import build_team_digest
+from cxbot.digest.schedule import local_date
+from cxbot.digest.text import render_team_digest
 from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, TeamDestination
 from cxbot.runtime import Runtime
+from cxbot.score_report import ScopeNotFound, build_score_report, render_score_report, resolve_scope
 
 LIST_LIMIT = 20
 
@@ -44,6 +54,9 @@ class Reply:
     usage: str | None = None
     #: The input a user must fix when a form-backed command is refused (`team`, `feedback`...).
     fix_field: str | None = None
+    #: A structured result renderers may draw richly (a `TeamDigest`, a `ScoreReport`); `text`
+    #: still says everything on its own.
+    report: Any = None
 
 
 async def run_text(runtime: Runtime, text: str, *, actor: Actor, where: Where) -> Reply:
@@ -66,7 +79,7 @@ async def run(runtime: Runtime, command: Command, *, actor: Actor, where: Where)
     try:
         async with transaction(runtime.sessions) as session:
             return await _HANDLERS[command.verb](runtime, session, command, actor, where)
-    except flows.NewCaseRejected as error:
+    except flows.FieldRejected as error:
         return Reply(str(error), ok=False, fix_field=error.field)
     except (flows.CaseNotFound, flows.InvalidTransition) as error:
         return Reply(str(error), ok=False)
@@ -157,8 +170,16 @@ async def _case_action(runtime: Runtime, session: Any, command: Command, actor: 
         result = await flows.escalate(session, **common)
     elif verb == "resolve":
         result = await flows.resolve(
-            session, outcome=command.args["outcome"], root_cause=command.args["root_cause"], **common
+            session,
+            outcome=command.args["outcome"],
+            root_cause=command.args["root_cause"],
+            no_contact_reason=command.args.get("reason"),
+            **common,
         )
+        if result.changed:  # the team may want the customer re-surveyed now (design.md §7)
+            followup = await resurvey.on_resolved(runtime, session, case_id=command.case_id, actor=actor)
+            if followup:
+                return Reply(f"{result.message}. {followup}", case=result.case)
     elif verb == "reopen":
         result = await flows.reopen(session, **common)
     else:  # pragma: no cover - the table below only routes case verbs here
@@ -259,14 +280,158 @@ async def _new(runtime: Runtime, session: Any, command: Command, actor: Actor, w
     return Reply(f"{result.message} (its card goes to the team's channel)", case=result.case)
 
 
+async def _score(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
+    try:
+        kind, key = resolve_scope(
+            runtime.config, command.args.get("scope"), default_teams=teams_of(runtime.config, actor)
+        )
+    except ScopeNotFound as error:
+        return Reply(str(error), ok=False)
+    report = await build_score_report(
+        session, config=runtime.config, kind=kind, key=key, window=command.args["window"], now=runtime.clock()
+    )
+    return Reply(render_score_report(report), report=report)
+
+
+async def _digest(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
+    config = runtime.config
+    team_key = command.args.get("team")
+    if team_key is None:
+        mine = teams_of(config, actor)
+        if len(mine) != 1:
+            return Reply(
+                f"Which team? Usage: {config.slash_command} digest <team> preview "
+                f"(teams are: {', '.join(config.team_keys)})",
+                ok=False,
+            )
+        team_key = mine[0]
+    if team_key not in config.team_keys:
+        return Reply(f"{team_key!r} is not a team (teams are: {', '.join(config.team_keys)})", ok=False)
+    if not is_admin(config, actor):
+        require_member(config, actor, team_key, doing="preview its digest")
+    team = config.team(team_key)
+    now = runtime.clock()
+    report_date = local_date(moment=now, zone=ZoneInfo(team.timezone)) - timedelta(days=1)
+    digest = await build_team_digest(session, team=team, report_date=report_date, now=now, config=config)
+    return Reply(render_team_digest(digest), report=digest)
+
+
+async def _annotate(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
+    try:
+        annotation = await record_annotation(
+            session,
+            config=runtime.config,
+            actor=actor,
+            touchpoint=command.args["touchpoint"],
+            text=command.args["text"],
+            now=runtime.clock(),
+        )
+    except AnnotationRejected as error:
+        return Reply(str(error), ok=False)
+    return Reply(
+        f"Noted at {annotation.touchpoint_key} ({annotation.effective_at:%Y-%m-%d %H:%M} UTC): "
+        f"“{annotation.text}”. `{runtime.config.slash_command} score {annotation.touchpoint_key}` "
+        "will show the scores before and after it."
+    )
+
+
+async def _customer(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
+    """The single customer view; the page itself is built (and any PII reveal audited) in cxbot.customers."""
+    args = command.args
+    try:
+        page = await customer_page(
+            session,
+            config=runtime.config,
+            actor=actor,
+            ident=args["customer"],
+            case_id=args.get("case_id"),
+            before=args.get("before"),
+            after=args.get("after"),
+            now=runtime.clock(),
+        )
+    except CustomerNotFound as error:
+        return Reply(str(error), ok=False)
+    return Reply(page.text(command=runtime.config.slash_command), report=page)
+
+
+async def _resurvey(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
+    assert command.case_id is not None
+    result = await resurvey.send_command(runtime, session, case_id=command.case_id, actor=actor)
+    return Reply(result.message, case=result.case)
+
+
+async def _reveal(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
+    """The customer's details, for the caller only: always ephemeral, whatever the platform."""
+    assert command.case_id is not None
+    shown = await privacy.reveal(
+        session, config=runtime.config, case_id=command.case_id, actor=actor, now=runtime.clock()
+    )
+    return Reply(shown.text, ephemeral=True)
+
+
+async def _forget(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
+    try:
+        done = await privacy.forget(
+            session,
+            config=runtime.config,
+            external_id=command.args["customer"],
+            actor=actor,
+            now=runtime.clock(),
+        )
+    except LookupError as error:
+        return Reply(f"{error}; give the customer's id as the survey tool sends it", ok=False)
+    return Reply(done.message)
+
+
+async def _contact(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
+    """Message the customer; `contact CX-42` alone lists the ways (Slack opens its composer instead)."""
+    assert command.case_id is not None
+    args = command.args
+    if not args:
+        form = await contact_flows.composer(
+            session, config=runtime.config, case_id=command.case_id, actor=actor
+        )
+        if form.problem:
+            return Reply(form.problem, ok=False)
+        lines = [f"Contact the customer of {form.ref}:"]
+        lines += [f"• {choice.channel}: {choice.label}" for choice in form.channels]
+        lines.append("Templates: " + ", ".join(name for name, _ in form.templates))
+        lines.append(
+            f"Send with `{runtime.config.slash_command} contact {form.ref} <channel> "
+            f"[template:<name>] [text]`; without text, template {form.rendered.name!r} goes as it reads:"
+        )
+        lines.append(form.rendered.body)
+        return Reply("\n".join(lines))
+    result = await contact_flows.contact(
+        session,
+        config=runtime.config,
+        case_id=command.case_id,
+        actor=actor,
+        channel=args.get("channel"),
+        template=args.get("template"),
+        text=args.get("text"),
+        now=runtime.clock(),
+        idempotency_key=args.get("idempotency_key"),
+    )
+    return Reply(result.message, case=result.case)
+
+
 _HANDLERS = {
     "help": _help,
+    "customer": _customer,
+    "score": _score,
+    "digest": _digest,
+    "annotate": _annotate,
     "list": _list,
     "show": _show,
     "team_link": _team_link,
     "teams": _teams,
     "config": _config,
     "new": _new,
+    "resurvey": _resurvey,
+    "reveal": _reveal,
+    "forget": _forget,
+    "contact": _contact,
     **{
         verb: _case_action
         for verb in ("ack", "take", "assign", "route", "note", "snooze", "escalate", "resolve", "reopen")

@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot.config import Config
-from cxbot.models import OPEN_CASE_STATES, Case, Customer, Feedback, Touchpoint
+from cxbot.detractors import current_flag
+from cxbot.models import OPEN_CASE_STATES, Case, Contact, Customer, Feedback, Touchpoint
 from cxbot.pii import mask_email, mask_name, mask_phone, mask_text
 from cxbot.routing import METRIC_LABELS
 
@@ -60,13 +61,22 @@ class CustomerHistory:
     negatives_in_window: int
     open_cases_elsewhere: int
     recent_scores: list[str] = field(default_factory=list)
+    #: `repeat detractor: 3 negatives in 90 days` (cxbot.detractors), when the customer is one.
+    repeat_detractor: str | None = None
+    #: The newest of those other open cases, named: `CX-12 with Billing & Payments`.
+    open_case_names: list[str] = field(default_factory=list)
 
     @property
     def summary(self) -> str | None:
-        parts = []
+        parts = [f"⚠ {self.repeat_detractor}"] if self.repeat_detractor else []
         if self.negatives_in_window > 1:
             parts.append(f"{_ordinal(self.negatives_in_window)} negative in {HISTORY_WINDOW.days} days")
-        if self.open_cases_elsewhere:
+        if self.open_cases_elsewhere and self.open_case_names:
+            more = self.open_cases_elsewhere - len(self.open_case_names)
+            plural = "s" if self.open_cases_elsewhere > 1 else ""
+            named = ", ".join(self.open_case_names) + (f" and {more} more" if more > 0 else "")
+            parts.append(f"open case{plural} {named}")
+        elif self.open_cases_elsewhere:
             plural = "s" if self.open_cases_elsewhere > 1 else ""
             parts.append(f"{self.open_cases_elsewhere} other open case{plural}")
         if self.recent_scores:
@@ -105,6 +115,10 @@ class CaseView:
     snooze_reason: str | None
     outcome: str | None
     now: datetime
+    priority: str = "normal"
+    #: The last attempt to reach the customer, as the card says it (`email failed: 400 invalid email`).
+    last_contact: str | None = None
+    contact_failed: bool = False
 
     @property
     def ref(self) -> str:
@@ -179,7 +193,7 @@ async def load_case_view(
     feedback = await session.get(Feedback, case.feedback_id) if case.feedback_id else None
     customer = await session.get(Customer, case.customer_id) if case.customer_id else None
     touchpoint = await session.get(Touchpoint, case.touchpoint_key) if case.touchpoint_key else None
-    history = await _history(session, case, now=now) if case.customer_id else None
+    history = await _history(session, case, config=config, now=now) if case.customer_id else None
     team_name = config.team(case.team_key).name if case.team_key in config.team_keys else case.team_key
     comment = feedback.comment if feedback and feedback.comment and customer_visible(customer) else None
     return CaseView(
@@ -205,7 +219,26 @@ async def load_case_view(
         snooze_reason=mask_text(case.snooze_reason) if case.snooze_reason else None,
         outcome=case.outcome,
         now=now,
+        priority=case.priority,
+        **await _last_contact(session, case.id),
     )
+
+
+async def _last_contact(session: AsyncSession, case_id: int) -> dict[str, Any]:
+    """The newest contact attempt in words: a failure must be seen on the card (design.md §7)."""
+    last = await session.scalar(
+        select(Contact).where(Contact.case_id == case_id).order_by(Contact.id.desc()).limit(1)
+    )
+    if last is None:
+        return {}
+    when = last.finished_at or last.created_at
+    if last.status == "failed":
+        text = f"{last.channel} failed: {last.result or 'unknown error'}"
+    elif last.status == "sent":
+        text = f"{last.channel} sent {when:%d %b %H:%M} UTC"
+    else:
+        text = f"{last.channel} pending" + (f" ({last.result})" if last.attempts and last.result else "")
+    return {"last_contact": mask_text(text), "contact_failed": last.status == "failed"}
 
 
 def customer_visible(customer: Customer | None) -> bool:
@@ -213,7 +246,7 @@ def customer_visible(customer: Customer | None) -> bool:
     return customer is None or customer.forgotten_at is None
 
 
-async def _history(session: AsyncSession, case: Case, *, now: datetime) -> CustomerHistory:
+async def _history(session: AsyncSession, case: Case, *, config: Config, now: datetime) -> CustomerHistory:
     since = now - HISTORY_WINDOW
     negatives = await session.execute(
         select(func.count())
@@ -243,7 +276,21 @@ async def _history(session: AsyncSession, case: Case, *, now: datetime) -> Custo
         negatives_in_window=int(negatives.scalar_one()),
         open_cases_elsewhere=int(open_elsewhere.scalar_one()),
         recent_scores=[f"{METRIC_LABELS.get(m, m)} {s:g}" for m, s in earlier.all()],
+        repeat_detractor=await current_flag(session, config=config, customer_id=case.customer_id, now=now),
+        open_case_names=await _open_case_names(session, case, config=config),
     )
+
+
+async def _open_case_names(session: AsyncSession, case: Case, *, config: Config, limit: int = 2) -> list[str]:
+    """The customer's newest other open cases with their teams, so the card can say where they are."""
+    rows = await session.execute(
+        select(Case.id, Case.team_key)
+        .where(Case.customer_id == case.customer_id, Case.id != case.id, Case.state.in_(OPEN_CASE_STATES))
+        .order_by(Case.id.desc())
+        .limit(limit)
+    )
+    names = {team.key: team.name for team in config.teams}
+    return [f"CX-{ident} with {names.get(team, team)}" for ident, team in rows.all()]
 
 
 @dataclass(frozen=True, slots=True)

@@ -300,11 +300,24 @@ class OutboxWorker:
                 await _hold_platform(session, row.platform, until=values["next_attempt_at"])
             if outcome.message_ref and row.case_id is not None and row.destination is not None:
                 await _bind_post(session, row, outcome.message_ref, now)
+            # A notifier may keep its own record (customer contacts: the contact row and the case card),
+            # in this transaction; it then also owns telling people about a dead message.
+            hook = getattr(self.notifiers.get(row.platform), "record_outcome", None)
+            if hook is not None and outcome.status != "released":
+                await hook(
+                    session,
+                    payload=dict(row.payload or {}),
+                    status=outcome.status,
+                    attempts=values["attempts"],
+                    result=outcome.result,
+                    error=str(outcome.report) if outcome.report is not None else outcome.error,
+                    now=now,
+                )
             if outcome.status == "dead":
                 log.warning(
                     "outbox %s (%s to %s) is dead: %s", row.id, row.kind, row.destination, outcome.error
                 )
-                if outcome.report is not None:
+                if outcome.report is not None and hook is None:
                     stats.reports += await self._queue_report(session, row, outcome.report, now)
                     if outcome.report.scope == "destination":
                         stats.dead += await _bury_destination(session, row, now)

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", alias="HOST")
     max_body_bytes: int = Field(default=5 * 1024 * 1024, alias="CXBOT_MAX_BODY_BYTES")
     public_url: str = Field(default="http://localhost:3000", alias="CXBOT_PUBLIC_URL")
+    #: Signs re-survey links (HMAC-SHA256); without it no link can be made or checked.
+    secret_key: str | None = Field(default=None, alias="CXBOT_SECRET_KEY")
 
     slack_bot_token: str | None = Field(default=None, alias="SLACK_BOT_TOKEN")
     slack_signing_secret: str | None = Field(default=None, alias="SLACK_SIGNING_SECRET")

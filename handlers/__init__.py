@@ -32,6 +32,12 @@ def platform_notifiers(runtime: Any) -> dict[str, Any]:
     slack = slack_notifier(runtime)
     if slack is not None:
         notifiers[slack.platform] = slack
+    # Customer contacts (email, SMS, helpdesk webhook) are the core's own way out, beside the chats.
+    from cxbot.contact import contact_notifier
+
+    contact = contact_notifier(runtime)
+    if contact is not None:
+        notifiers[contact.platform] = contact
     return notifiers
 
 

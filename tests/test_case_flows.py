@@ -20,10 +20,17 @@ ADMIN = Actor("U0ADMIN01")
 HERE = Where(platform="slack", channel="C0SUPPORT1")
 
 
-async def open_support_case(client: httpx.AsyncClient) -> str:
+async def open_support_case(client: httpx.AsyncClient, **extra: object) -> str:
     response = await client.post(
         "/feedback",
-        json={"external_id": "neg-1", "source": "t", "metric": "csat", "score": 1, "touchpoint": "Inbound"},
+        json={
+            "external_id": "neg-1",
+            "source": "t",
+            "metric": "csat",
+            "score": 1,
+            "touchpoint": "Inbound",
+            **extra,
+        },
     )
     return response.json()["results"][0]["case"]
 
@@ -111,9 +118,11 @@ async def test_snooze_needs_acknowledgement_and_reassigning_clears_it(
 
 
 async def test_resolve_with_root_cause_then_reopen(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    ref = await open_support_case(client)
+    ref = await open_support_case(client, customer={"id": "c-1", "email": "ada@example.com"})
     bad = await run_text(runtime, f'resolve {ref} recovered "bad luck"', actor=AGENT, where=HERE)
     assert bad.ok is False and "'bad luck' is not a root cause" in bad.text
+    # design.md §7: resolving as recovered needs a contact attempt first.
+    assert (await run_text(runtime, f"contact {ref} email", actor=AGENT, where=HERE)).ok
     done = await run_text(runtime, f'resolve {ref} recovered "Process gap"', actor=AGENT, where=HERE)
     assert done.text == f"{ref} resolved as recovered"
     again = await run_text(runtime, f"resolve {ref} recovered", actor=AGENT, where=HERE)
@@ -124,7 +133,7 @@ async def test_resolve_with_root_cause_then_reopen(client: httpx.AsyncClient, ru
     assert reopened.text == f"{ref} reopened"
     case = await scalar(runtime, select(Case))
     assert (case.state, case.reopened_count, case.outcome) == ("acknowledged", 1, None)
-    assert await _kinds(runtime) == ["created", "resolved", "reopened"]
+    assert await _kinds(runtime) == ["created", "contacted", "resolved", "reopened"]
 
 
 async def test_list_show_and_usage_replies(

@@ -174,7 +174,11 @@ async def test_acknowledging_after_the_breach_stops_the_repeats(
 async def test_resolving_stops_both_clocks(client: httpx.AsyncClient, runtime: Runtime) -> None:
     ref = await open_case(client)
     await ticks(runtime, at(12, 30))
-    assert (await run_text(runtime, f"resolve {ref} recovered", actor=AGENT, where=HERE)).ok
+    # No contact details on this case: resolved with the reason (design.md §7).
+    resolved = await run_text(
+        runtime, f"resolve {ref} could-not-contact no details on file", actor=AGENT, where=HERE
+    )
+    assert resolved.ok
     assert await ticks(runtime, at(13, 0), at(11, 55, day=3), at(12, 0, day=3), at(18, 0, day=4)) == 0
     assert await notices(runtime) == LEVEL_1
 
@@ -277,7 +281,9 @@ async def test_reopening_starts_the_resolve_clock_over(
     await run_text(runtime, f"ack {ref}", actor=MANAGER, where=HERE)
     assert await ticks(runtime, at(12, 0, day=3)) == 1  # resolve breach
     clock.now = at(13, 0, day=3)
-    await run_text(runtime, f"resolve {ref} recovered", actor=AGENT, where=HERE)
+    assert (
+        await run_text(runtime, f"resolve {ref} could-not-contact no details", actor=AGENT, where=HERE)
+    ).ok
     await run_text(runtime, f"reopen {ref}", actor=AGENT, where=HERE)  # new resolve deadline: 13:00 tomorrow
     assert await ticks(runtime, at(12, 49, day=4)) == 0
     assert await ticks(runtime, at(12, 50, day=4), at(13, 0, day=4)) == 2

@@ -96,11 +96,22 @@ def test_card_states_change_the_buttons_and_the_clock() -> None:
         [block] = [b for b in case_card(case) if b["type"] == "actions"]
         return [e["action_id"].split(":")[0] for e in block["elements"]]
 
-    assert actions(a_case()) == ["cx_ack", "cx_take", "cx_assign", "cx_resolve"]  # no snooze before ack
+    # No snooze before an acknowledgement.
+    assert actions(a_case()) == ["cx_ack", "cx_take", "cx_assign", "cx_contact", "cx_resolve", "cx_reveal"]
     acknowledged = a_case(state="acknowledged", assignee="U0SUPAGT1")
-    assert actions(acknowledged) == ["cx_take", "cx_assign", "cx_snooze", "cx_resolve"]
+    assert actions(acknowledged) == [
+        "cx_take",
+        "cx_assign",
+        "cx_snooze",
+        "cx_contact",
+        "cx_resolve",
+        "cx_reveal",
+    ]
     assert "resolve within 1d 0h" in json.dumps(case_card(acknowledged))
-    assert actions(a_case(state="resolved", outcome="recovered")) == ["cx_reopen"]
+    assert actions(a_case(state="resolved", outcome="recovered")) == ["cx_reopen", "cx_reveal"]
+    # Nothing to reveal without a customer, or once their data is erased.
+    assert "cx_reveal" not in actions(a_case(customer=None))
+    assert "cx_reveal" not in actions(a_case(customer="(erased customer)"))
     late = a_case(now=NOW + timedelta(hours=2), escalation_level=1)
     assert "acknowledge overdue by 1h 30m" in json.dumps(case_card(late))
     assert "escalated (level 1)" in json.dumps(case_card(late))

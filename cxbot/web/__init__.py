@@ -18,6 +18,7 @@ from cxbot.runtime import Runtime
 from cxbot.web.api import get_cases, get_scores, healthz, metrics
 from cxbot.web.common import HttpError
 from cxbot.web.ingest import post_feedback, post_webhook
+from cxbot.web.resurvey import get_resurvey, post_resurvey
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ def create_app(
             Route("/webhooks/{provider}", post_webhook, methods=["POST"]),
             Route("/api/scores", get_scores, methods=["GET"]),
             Route("/api/cases", get_cases, methods=["GET"]),
+            Route("/r/{token}", get_resurvey, methods=["GET"]),
+            Route("/r/{token}", post_resurvey, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             *routes,

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 
 from cxbot.models import CASE_STATES, OPEN_CASE_STATES, Case
+from cxbot.recovery import recovery_stats
 from cxbot.reports import WINDOWS, list_cases, parse_window, window_scores
 from cxbot.scores import METRICS, Change, Score, compare
 from cxbot.web.common import HttpError, require_api_key, runtime_of
@@ -89,6 +90,10 @@ async def get_scores(request: Request) -> JSONResponse:
             metrics=metrics,
             min_n=min_n,
         )
+        # Re-surveyed customers who answered in the window, and the share who moved up a category.
+        recovery = await recovery_stats(
+            session, team=team, start=until - window, end=until, touchpoint=touchpoint
+        )
     return JSONResponse(
         {
             "team": team,
@@ -97,6 +102,7 @@ async def get_scores(request: Request) -> JSONResponse:
             "from": (until - window).isoformat(),
             "to": until.isoformat(),
             "min_n": min_n,
+            "recovery": recovery.as_dict(),
             "scores": {
                 m: {
                     **_score_json(current[m]),

@@ -15,31 +15,38 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from cxbot.authz import Actor
-from cxbot.commands import OUTCOMES, Command
+from cxbot.commands import OUTCOMES, Command, CommandError, parse
 from cxbot.config import parse_duration
+from cxbot.contact.flows import composer_for
 from cxbot.dispatch import Reply, Where, run, run_text
-from handlers.slack.commands import FAILED, send_reply
+from handlers.slack.commands import FAILED, open_contact_composer, send_reply
+from handlers.slack.customer_view import CARD_ACTION, PAGE_ACTION
 from handlers.slack.deps import SlackDeps, log
 from handlers.slack.errors import SlackPermanentError, SlackTransientError
 from handlers.slack.renderers import (
     ACK,
     ASSIGN,
+    CONTACT,
+    CONTACT_MODAL,
+    CONTACT_TEMPLATE,
     MAX_TEXT,
     NEW_CASE_MODAL,
     REOPEN,
     RESOLVE,
     RESOLVE_MODAL,
+    REVEAL,
     SNOOZE,
     SNOOZE_CHOICES,
     SNOOZE_MODAL,
     case_id_from,
     clip,
+    contact_modal,
     parse_metadata,
     resolve_modal,
     snooze_modal,
 )
 
-VERB_OF_BUTTON = {ACK: "ack", "cx_take": "take", REOPEN: "reopen"}
+VERB_OF_BUTTON = {ACK: "ack", "cx_take": "take", REOPEN: "reopen", REVEAL: "reveal"}
 
 
 def _pattern(prefix: str) -> re.Pattern[str]:
@@ -64,6 +71,11 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
     app.view(SNOOZE_MODAL)(_snooze_submitted(deps))
     app.view(RESOLVE_MODAL)(_resolve_submitted(deps))
     app.view(NEW_CASE_MODAL)(_new_case_submitted(deps))
+    app.action(_pattern(CONTACT))(_contact_button(deps))
+    app.action(CONTACT_TEMPLATE)(_contact_template_changed(deps))
+    app.view(CONTACT_MODAL)(_contact_submitted(deps))
+    app.action(_pattern(CARD_ACTION))(_customer_history(deps))
+    app.action(re.compile(rf"^{PAGE_ACTION}:(older|newer)$"))(_customer_page(deps))
 
 
 async def _run(deps: SlackDeps, text: str, body: dict[str, Any]) -> Reply:
@@ -102,6 +114,40 @@ def _reassign(deps: SlackDeps) -> Any:
         await send_reply(respond, _private(reply), replace_original=False)
 
     return on_reassign
+
+
+def _customer_history(deps: SlackDeps) -> Any:
+    """The card's "Customer history" button: the single customer view, to the clicker only."""
+
+    async def on_customer_history(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        await ack()
+        reply = await _run(deps, f"customer CX-{case_id_from(action['action_id'])}", body)
+        await send_reply(respond, _private(reply), replace_original=False)
+
+    return on_customer_history
+
+
+def _customer_page(deps: SlackDeps) -> Any:
+    """Older ▸ / ◂ Newer on a customer page: run the page's command and replace the ephemeral message."""
+
+    async def on_customer_page(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        await ack()
+        text = action.get("value") or ""
+        try:
+            is_customer = parse(text).verb == "customer"
+        except CommandError:
+            is_customer = False
+        if not is_customer:  # a button only ever pages the customer view
+            log.warning("customer page button with an unexpected value %r", text)
+            return
+        reply = await _run(deps, text, body)
+        await send_reply(respond, _private(reply), replace_original=reply.ok)
+
+    return on_customer_page
 
 
 def _private(reply: Reply) -> Reply:
@@ -160,22 +206,145 @@ def _snooze_submitted(deps: SlackDeps) -> Any:
 
 
 def _resolve_submitted(deps: SlackDeps) -> Any:
+    """Resolve before answering, so the resolve rule's refusal shows on the field (design.md §7)."""
+
     async def on_resolve(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         values = view["state"]["values"]
         outcome = _selected(values, "outcome")
+        reason = (_selected(values, "reason") or "").strip() or None
         if outcome not in OUTCOMES:
             await ack(response_action="errors", errors={"outcome": "Pick an outcome"})
             return
-        await ack()
+        if outcome == "could-not-contact" and reason is None:
+            await ack(
+                response_action="errors", errors={"reason": "Say why the customer could not be contacted"}
+            )
+            return
         case_id, channel = parse_metadata(view.get("private_metadata", ""))
         if case_id is None:
+            await ack()
             return
-        command = Command(
-            "resolve", case_id, {"outcome": outcome, "root_cause": _selected(values, "root_cause")}
-        )
-        await _run_submitted(deps, command, body, channel)
+        args = {"outcome": outcome, "root_cause": _selected(values, "root_cause"), "reason": reason}
+        reply = await _run_command(deps, Command("resolve", case_id, args), body, channel)
+        if not reply.ok:
+            block = reply.fix_field if reply.fix_field in ("reason", "root_cause") else "outcome"
+            await ack(response_action="errors", errors={block: clip(reply.text, MAX_TEXT)})
+            return
+        await ack()
+        await _tell(deps, body, channel, reply)
 
     return on_resolve
+
+
+async def _run_command(deps: SlackDeps, command: Command, body: dict[str, Any], channel: str | None) -> Reply:
+    try:
+        return await run(
+            deps.runtime, command, actor=_actor(body), where=Where(platform="slack", channel=channel)
+        )
+    except Exception:
+        log.exception("modal command %s failed", command.verb)
+        return Reply(FAILED, ok=False)
+
+
+async def _tell(deps: SlackDeps, body: dict[str, Any], channel: str | None, reply: Reply) -> None:
+    """The submitter's answer, ephemerally in the card's channel."""
+    if channel is None:
+        return
+    user = _actor(body).user_id
+    try:
+        await deps.client.call("chat.postEphemeral", channel=channel, user=user, text=reply.text)
+    except (SlackTransientError, SlackPermanentError) as error:
+        log.warning("could not tell %s: %s", user, error)
+
+
+def _contact_button(deps: SlackDeps) -> Any:
+    async def on_contact(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        await ack()
+        case_id = case_id_from(action["action_id"])
+        assert case_id is not None
+        await open_contact_composer(
+            deps,
+            case_id=case_id,
+            actor=_actor(body),
+            trigger_id=body["trigger_id"],
+            channel=_channel(body),
+            respond=respond,
+        )
+
+    return on_contact
+
+
+def _contact_template_changed(deps: SlackDeps) -> Any:
+    """A template picked in the composer: redraw its text and preview with `views.update`."""
+
+    async def on_template(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        view = body.get("view") or {}
+        case_id, channel = parse_metadata(view.get("private_metadata", ""))
+        template = (action.get("selected_option") or {}).get("value")
+        if case_id is None:
+            return
+        runtime = deps.runtime
+        try:
+            form = await composer_for(
+                runtime.sessions,
+                config=runtime.config,
+                case_id=case_id,
+                actor=_actor(body),
+                template=template,
+            )
+            redrawn = contact_modal(
+                form, channel=channel, selected_channel=_selected(view["state"]["values"], "channel")
+            )
+            await deps.client.call("views.update", view_id=view["id"], hash=view.get("hash"), view=redrawn)
+        except Exception:
+            log.exception("could not redraw the contact composer for CX-%s", case_id)
+
+    return on_template
+
+
+#: The core's FieldRejected fields, as the composer's blocks (the text block's id names its template).
+_COMPOSER_FIELDS = ("channel", "template")
+
+
+def _contact_submitted(deps: SlackDeps) -> Any:
+    """Send before answering, so a refusal shows on its field; the view id makes a replay a no-op."""
+
+    async def on_contact(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        values = view["state"]["values"]
+        channel_choice = _selected(values, "channel")
+        template = ((values.get("template") or {}).get(CONTACT_TEMPLATE) or {}).get("selected_option") or {}
+        body_block = next((block for block in values if block.startswith("body")), "body")
+        text = ((values.get(body_block) or {}).get("value") or {}).get("value") or ""
+        errors = {}
+        if not channel_choice:
+            errors["channel"] = "Pick how to send it"
+        if not text.strip():
+            errors[body_block] = "Write the message"
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        case_id, channel = parse_metadata(view.get("private_metadata", ""))
+        if case_id is None:
+            await ack()
+            return
+        args = {
+            "channel": channel_choice,
+            "template": template.get("value"),
+            "text": text,
+            "idempotency_key": f"slack-view:{view.get('team_id') or ''}:{view['id']}",
+        }
+        reply = await _run_command(deps, Command("contact", case_id, args), body, channel)
+        if not reply.ok:
+            block = reply.fix_field if reply.fix_field in _COMPOSER_FIELDS else body_block
+            await ack(response_action="errors", errors={block: clip(reply.text, MAX_TEXT)})
+            return
+        await ack()
+        await _tell(deps, body, channel, reply)
+
+    return on_contact
 
 
 async def _run_submitted(

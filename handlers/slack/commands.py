@@ -10,12 +10,16 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
-from cxbot.authz import Actor, teams_of
+from cxbot.authz import Actor, Denied, teams_of
+from cxbot.cases import CaseNotFound, InvalidTransition
 from cxbot.commands import CommandError, parse
+from cxbot.contact.flows import composer_for
+from cxbot.customers import CustomerPage
 from cxbot.dispatch import Reply, Where, run_text
+from handlers.slack.customer_view import customer_message
 from handlers.slack.deps import SlackDeps, log
 from handlers.slack.errors import SlackPermanentError, SlackTransientError
-from handlers.slack.renderers import new_case_modal, reply_message
+from handlers.slack.renderers import contact_modal, new_case_modal, reply_message
 
 FAILED = "Sorry, that did not work; the error is in cxbot's log. Nothing was changed."
 
@@ -25,6 +29,20 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
         await ack()  # inside Slack's 3 seconds, before any database work
         if asks_for_form(command.get("text") or ""):
             await open_new_case_form(deps, command, respond)
+            return
+        composer_case = asks_for_composer(command.get("text") or "")
+        if composer_case is not None:
+            actor = Actor(
+                user_id=command["user_id"], platform="slack", display=command.get("user_name") or None
+            )
+            await open_contact_composer(
+                deps,
+                case_id=composer_case,
+                actor=actor,
+                trigger_id=command["trigger_id"],
+                channel=command.get("channel_id") or None,
+                respond=respond,
+            )
             return
         reply = await run_command(deps, command)
         await send_reply(respond, reply)
@@ -45,6 +63,9 @@ async def run_command(deps: SlackDeps, command: dict[str, Any]) -> Reply:
 
 async def send_reply(respond: AsyncRespond, reply: Reply, **extra: Any) -> None:
     try:
+        if isinstance(reply.report, CustomerPage):  # the single customer view has its own blocks
+            await respond(**customer_message(reply), **extra)
+            return
         await respond(**reply_message(reply), **extra)
     except Exception:  # the command already ran; a lost reply must not look like a failure to Slack
         log.exception("could not answer through response_url")
@@ -57,6 +78,46 @@ def asks_for_form(text: str) -> bool:
     except CommandError:
         return False
     return command.verb == "new" and not command.args
+
+
+def asks_for_composer(text: str) -> int | None:
+    """`/cx contact CX-42` with nothing after the case: the case whose composer to open."""
+    try:
+        command = parse(text)
+    except CommandError:
+        return None
+    return command.case_id if command.verb == "contact" and not command.args else None
+
+
+async def open_contact_composer(
+    deps: SlackDeps,
+    *,
+    case_id: int,
+    actor: Actor,
+    trigger_id: str,
+    channel: str | None,
+    respond: AsyncRespond,
+) -> None:
+    """Open the contact composer for a case; a refusal (not a member, closed case) answers ephemerally."""
+    runtime = deps.runtime
+    refusal: Reply | None = None
+    try:
+        form = await composer_for(runtime.sessions, config=runtime.config, case_id=case_id, actor=actor)
+    except (CaseNotFound, InvalidTransition) as error:
+        refusal = Reply(str(error), ok=False)
+    except Denied as error:
+        refusal = Reply(f"Not allowed: {error}", ok=False)
+    except Exception:
+        log.exception("could not prepare the contact composer for CX-%s", case_id)
+        refusal = Reply(FAILED, ok=False)
+    if refusal is not None:
+        await send_reply(respond, refusal, replace_original=False)
+        return
+    try:
+        await deps.client.open_view(trigger_id=trigger_id, view=contact_modal(form, channel=channel))
+    except (SlackTransientError, SlackPermanentError) as error:
+        log.warning("could not open the contact composer: %s", error)
+        await send_reply(respond, Reply(f"Could not open the form ({error}); try again.", ok=False))
 
 
 async def open_new_case_form(deps: SlackDeps, command: dict[str, Any], respond: AsyncRespond) -> None:

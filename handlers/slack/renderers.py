@@ -32,6 +32,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from cxbot.commands import OUTCOMES
+from cxbot.contact.flows import Composer
 from cxbot.dispatch import Reply
 from cxbot.notify import CaseView
 from cxbot.scores import Score
@@ -54,6 +55,14 @@ ACK, TAKE, ASSIGN, SNOOZE, RESOLVE, REOPEN = (
     "cx_reopen",
 )
 SNOOZE_MODAL, RESOLVE_MODAL = "cx_snooze_modal", "cx_resolve_modal"
+CONTACT = "cx_contact"
+CONTACT_MODAL = "cx_contact_modal"
+#: The composer's template select dispatches a block action, so the text and preview follow it.
+CONTACT_TEMPLATE = "cx_contact_template"
+#: The card's "Customer history" button: the single customer view, ephemerally (handlers/slack/customer_view).
+CUSTOMER = "cx_customer"
+#: "Reveal": the customer's real name, email and phone, ephemerally to the team, audited (`reveal CX-42`).
+REVEAL = "cx_reveal"
 NEW_CASE_MODAL = "cx_new_case_modal"
 #: The new-case form's blocks; the core's NewCaseRejected fields map onto them (its `text` is `title`).
 NEW_CASE_BLOCKS = ("team", "feedback", "title", "description", "touchpoint")
@@ -130,6 +139,7 @@ def case_card(case: CaseView) -> list[dict[str, Any]]:
         _md(f"*Customer*\n{escape(case.customer or 'unknown')}", MAX_FIELD),
         _md(f"*SLA*\n{escape(case.sla_clock)}", MAX_FIELD),
         _md(f"*Assignee*\n{_user(case.assignee)}", MAX_FIELD),
+        _md(f"*Priority*\n{escape(case.priority)}", MAX_FIELD),
     ]
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=clip(f"{case.ref} · {case.title}", MAX_HEADER))),
@@ -138,11 +148,22 @@ def case_card(case: CaseView) -> list[dict[str, Any]]:
     if case.comment:
         quoted = "\n".join(f"> {line}" for line in escape(case.comment).splitlines() or [""])
         blocks.append(SectionBlock(text=_md(f"*Comment*\n{quoted}")))
+    if case.history is not None:  # the case has a customer: their recent history, and the whole of it
+        summary = case.history.summary or "no earlier feedback"
+        blocks.append(
+            SectionBlock(
+                text=_md(f"*Customer history:* {escape(summary)}"),
+                accessory=ButtonElement(
+                    text="Customer history", action_id=action_id(CUSTOMER, case.id), value=str(case.id)
+                ),
+            )
+        )
     context = [_md(f"*Why here:* {escape(case.routing_reason)}")]
-    if case.history and case.history.summary:
-        context.append(_md(f"*Customer history:* {escape(case.history.summary)}"))
     if case.snoozed_until and case.snooze_reason and case.snoozed_until > case.now:
         context.append(_md(f"*Snoozed:* {escape(case.snooze_reason)}"))
+    if case.last_contact:
+        mark = ":warning: " if case.contact_failed else ""
+        context.append(_md(f"{mark}*Last contact:* {escape(case.last_contact)}"))
     blocks.append(ContextBlock(elements=context))
     blocks.append(ActionsBlock(block_id=f"cx_case:{case.id}", elements=_buttons(case)))
     return _checked(blocks)
@@ -150,8 +171,13 @@ def case_card(case: CaseView) -> list[dict[str, Any]]:
 
 def _buttons(case: CaseView) -> list[Any]:
     ident = str(case.id)
+    reveal = (
+        [ButtonElement(text="Reveal", action_id=action_id(REVEAL, case.id), value=ident)]
+        if case.customer and case.customer != "(erased customer)"
+        else []
+    )
     if not case.is_open:
-        return [ButtonElement(text="Reopen", action_id=action_id(REOPEN, case.id), value=ident)]
+        return [ButtonElement(text="Reopen", action_id=action_id(REOPEN, case.id), value=ident), *reveal]
     buttons: list[Any] = []
     if case.state == "new":
         buttons.append(
@@ -167,8 +193,9 @@ def _buttons(case: CaseView) -> list[Any]:
     ]
     if case.state != "new":  # a snooze needs an acknowledgement first (design.md §6)
         buttons.append(ButtonElement(text="Snooze", action_id=action_id(SNOOZE, case.id), value=ident))
+    buttons.append(ButtonElement(text="Contact customer", action_id=action_id(CONTACT, case.id), value=ident))
     buttons.append(ButtonElement(text="Resolve", action_id=action_id(RESOLVE, case.id), value=ident))
-    return buttons
+    return buttons + reveal
 
 
 def _user(user: str | None) -> str:
@@ -199,11 +226,21 @@ def text_message(
 
 
 def reply_message(reply: Reply) -> dict[str, Any]:
-    """A command's reply as `respond()` arguments; errors and private answers are ephemeral."""
-    return {
-        "response_type": "ephemeral" if reply.ephemeral or not reply.ok else "in_channel",
-        **text_message(reply.text),
-    }
+    """A command's reply as `respond()` arguments; errors and private answers are ephemeral.
+
+    A reply carrying a digest (`/cx digest preview`) shows it exactly as the channel would get it.
+    """
+    from cxbot.digest.model import LeadershipDigest, TeamDigest
+    from cxbot.score_report import ScoreReport
+    from handlers.slack.digest_blocks import digest_message, score_blocks
+
+    if isinstance(reply.report, TeamDigest | LeadershipDigest):
+        body = digest_message(reply.report)
+    elif isinstance(reply.report, ScoreReport):
+        body = {"text": clip(reply.text, MAX_FALLBACK_TEXT), "blocks": score_blocks(reply.report)}
+    else:
+        body = text_message(reply.text)
+    return {"response_type": "ephemeral" if reply.ephemeral or not reply.ok else "in_channel", **body}
 
 
 def _chunks(text: str, limit: int) -> list[str]:
@@ -350,6 +387,17 @@ def resolve_modal(case_id: int, *, channel: str | None, root_causes: Sequence[st
                 ),
             )
         )
+    blocks.append(
+        InputBlock(
+            block_id="reason",
+            label="Why the customer could not be contacted",
+            optional=True,
+            element=PlainTextInputElement(
+                action_id="value", max_length=500, placeholder="no email or phone on record"
+            ),
+            hint="Needed for the outcome “could not contact”; any other outcome needs a contact attempt.",
+        )
+    )
     view = View(
         type="modal",
         callback_id=RESOLVE_MODAL,
@@ -360,6 +408,85 @@ def resolve_modal(case_id: int, *, channel: str | None, root_causes: Sequence[st
         blocks=blocks,
     )
     return view.to_dict()
+
+
+def contact_modal(
+    form: Composer, *, channel: str | None, selected_channel: str | None = None
+) -> dict[str, Any]:
+    """The contact composer (design.md §5): channel, template, editable text and a preview.
+
+    The text block's id carries the template, so Slack shows the new template's text after
+    `views.update` instead of keeping what was typed for the old one.
+    """
+    title = clip(f"Contact {form.ref}", 24)
+    if form.problem or not form.channels:
+        blocks: list[Block] = [
+            SectionBlock(text=_md(escape(form.problem or "No way to reach this customer.")))
+        ]
+        view = View(
+            type="modal",
+            callback_id=CONTACT_MODAL,
+            title=title,
+            close="Close",
+            blocks=blocks,
+            private_metadata=_metadata(form.case_id, channel),
+        )
+        rendered = view.to_dict()
+        rendered["blocks"] = _checked(blocks)
+        return rendered
+    channel_options = [Option(value=c.channel, label=clip(c.label, 75)) for c in form.channels]
+    initial_channel = next((o for o in channel_options if o.value == selected_channel), channel_options[0])
+    template_options = [
+        Option(value=key, label=clip(label, 75)) for key, label in form.templates[:MAX_OPTIONS]
+    ]
+    initial_template = next(
+        (o for o in template_options if o.value == form.rendered.name), template_options[0]
+    )
+    preview = (
+        f"*Subject:* {escape(form.rendered.subject)}\n*Preview of “{escape(form.rendered.name)}”:* "
+        f"{escape(form.rendered.body)}"
+    )
+    blocks = [
+        InputBlock(
+            block_id="channel",
+            label="Send by",
+            element=StaticSelectElement(
+                action_id="value", options=channel_options, initial_option=initial_channel
+            ),
+        ),
+        InputBlock(
+            block_id="template",
+            label="Template",
+            dispatch_action=True,
+            element=StaticSelectElement(
+                action_id=CONTACT_TEMPLATE, options=template_options, initial_option=initial_template
+            ),
+        ),
+        InputBlock(
+            block_id=f"body:{form.rendered.name}",
+            label="Message",
+            element=PlainTextInputElement(
+                action_id="value",
+                multiline=True,
+                max_length=MAX_TEXT,
+                initial_value=clip(form.rendered.body, MAX_TEXT),
+            ),
+            hint="Edit freely; this is what the customer receives.",
+        ),
+        ContextBlock(block_id="preview", elements=[_md(preview)]),
+    ]
+    view = View(
+        type="modal",
+        callback_id=CONTACT_MODAL,
+        private_metadata=_metadata(form.case_id, channel),
+        title=title,
+        submit="Send",
+        close="Cancel",
+        blocks=blocks,
+    )
+    rendered = view.to_dict()
+    rendered["blocks"] = _checked(blocks)
+    return rendered
 
 
 def new_case_modal(

@@ -174,10 +174,15 @@ async def test_resolve_modal_offers_outcomes_and_root_causes_and_resolves(
         callback_id="cx_resolve_modal",
         private_metadata=view["private_metadata"],
         values={
-            "outcome": {"value": {"type": "static_select", "selected_option": {"value": "recovered"}}},
+            # This case has no customer details, so the loop is closed with the reason (design.md §7).
+            "outcome": {
+                "value": {"type": "static_select", "selected_option": {"value": "could-not-contact"}}
+            },
             "root_cause": {"value": {"type": "static_select", "selected_option": {"value": "process gap"}}},
+            "reason": {"value": {"type": "plain_text_input", "value": "no email or phone on record"}},
         },
     )
     await slack.post(submit, "application/x-www-form-urlencoded")
     case = await the_case(runtime)
-    assert (case.state, case.outcome, case.root_cause) == ("resolved", "recovered", "process gap")
+    assert (case.state, case.outcome, case.root_cause) == ("resolved", "could-not-contact", "process gap")
+    assert case.no_contact_reason == "no email or phone on record"

@@ -84,7 +84,8 @@ async def test_card_is_posted_once_then_updated_in_place_with_a_thread(
     assert len(Block.parse_all(card["blocks"])) == len(card["blocks"]) <= 50
     action_ids = [e["action_id"] for b in card["blocks"] if b["type"] == "actions" for e in b["elements"]]
     case_id = ref.removeprefix("CX-")
-    assert action_ids == [f"cx_{v}:{case_id}" for v in ("ack", "take", "assign", "resolve")]
+    verbs = ("ack", "take", "assign", "contact", "resolve", "reveal")
+    assert action_ids == [f"cx_{v}:{case_id}" for v in verbs]
 
     await run_text(runtime, f"ack {ref}", actor=MANAGER, where=HERE)
     clock.advance(seconds=1)

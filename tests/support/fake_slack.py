@@ -70,6 +70,9 @@ class FakeSlack:
         self._calls: list[Call] = []
         self._scripts: dict[str, list[Answer | None]] = {}
         self._ts = itertools.count(1)
+        self._files = itertools.count(1)
+        #: Bytes sent to upload URLs (files_upload_v2), by file id.
+        self.uploads: dict[str, bytes] = {}
         #: Where `apps.connections.open` sends a Socket Mode client (see :class:`FakeSocketMode`).
         self.socket_url: str | None = None
         fake = self
@@ -77,8 +80,11 @@ class FakeSlack:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length).decode("utf-8") if length else ""
-                answer = fake._handle(self.path, dict(self.headers.items()), raw)
+                data = self.rfile.read(length) if length else b""
+                if self.path.startswith("/upload/"):  # files_upload_v2's step 2: the file's bytes
+                    answer = fake._upload(self.path, dict(self.headers.items()), data)
+                else:
+                    answer = fake._handle(self.path, dict(self.headers.items()), data.decode("utf-8"))
                 payload = answer.body if isinstance(answer.body, str) else json.dumps(answer.body)
                 data = payload.encode("utf-8")
                 self.send_response(answer.status)
@@ -155,12 +161,24 @@ class FakeSlack:
         else:
             method = path
         body = _parse(raw, headers.get("Content-Type", ""))
+        if "?" in path:  # slack_sdk sends some methods' arguments (files.*) as the query string
+            body = {**dict(parse_qsl(path.split("?", 1)[1], keep_blank_values=True)), **body}
         with self._lock:
             self._calls.append(Call(method, path, body, {k.lower(): v for k, v in headers.items()}))
             self._lock.notify_all()
             scripted = self._scripts.get(method)
             answer = scripted.pop(0) if scripted else None
         return answer or self._default(method, body)
+
+    def _upload(self, path: str, headers: dict[str, str], data: bytes) -> Answer:
+        file_id = path.rsplit("/", 1)[-1]
+        with self._lock:
+            self.uploads[file_id] = data
+            self._calls.append(
+                Call("upload", path, {"length": len(data)}, {k.lower(): v for k, v in headers.items()})
+            )
+            self._lock.notify_all()
+        return Answer(200, f"OK - {len(data)}", {"Content-Type": "text/plain"})
 
     def _default(self, method: str, body: dict[str, Any]) -> Answer:
         if method == "respond":
@@ -189,7 +207,17 @@ class FakeSlack:
             if self.socket_url is None:
                 return Answer(body={"ok": False, "error": "invalid_auth"})
             return Answer(body={"ok": True, "url": self.socket_url})
-        if method in ("views.publish", "views.open"):
+        if method == "files.getUploadURLExternal":
+            file_id = f"F0CXFILE{next(self._files):02d}"
+            return Answer(
+                body={"ok": True, "upload_url": f"{self.base}/upload/{file_id}", "file_id": file_id}
+            )
+        if method == "files.completeUploadExternal":
+            files = json.loads(body.get("files") or "[]")
+            return Answer(
+                body={"ok": True, "files": [{"id": f["id"], "title": f.get("title")} for f in files]}
+            )
+        if method in ("views.publish", "views.open", "views.update"):
             return Answer(body={"ok": True, "view": {"id": "V0CXBOT01", **(body.get("view") or {})}})
         return Answer(body={"ok": False, "error": "unknown_method"})
 
