@@ -45,7 +45,7 @@ from cxbot.models import Case, Feedback  # noqa: E402
 from cxbot.runtime import Runtime  # noqa: E402
 from cxbot.settings import Settings  # noqa: E402
 from handlers.slack.customer_view import customer_message  # noqa: E402
-from tests.support.databases import postgres_admin  # noqa: E402
+from tests.support.databases import postgres_admin, postgres_connect  # noqa: E402
 
 SLACK_DEADLINE = 3.0
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -141,16 +141,7 @@ def load_sqlite(path: Path, *, others: int, target_rows: int, customer_count: in
 
 
 async def load_postgres(url: str, *, others: int, target_rows: int, customer_count: int) -> None:
-    import asyncpg
-
-    parsed = make_url(url)
-    connection = await asyncpg.connect(
-        host=parsed.host,
-        port=parsed.port or 5432,
-        user=parsed.username,
-        password=parsed.password,
-        database=parsed.database,
-    )
+    connection = await postgres_connect(url)
     try:
         await connection.copy_records_to_table(
             "customers", records=list(customers(customer_count)), columns=CUSTOMER_COLUMNS

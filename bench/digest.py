@@ -46,7 +46,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from cxbot.config import Config, parse_config  # noqa: E402
 from cxbot.db import create_engine, session_factory, upgrade  # noqa: E402
 from cxbot.digest.content import build_team_digest, day_boundaries, explain_window_query  # noqa: E402
-from tests.support.databases import postgres_admin  # noqa: E402
+from tests.support.databases import postgres_admin, postgres_connect  # noqa: E402
 
 TEAMS = 50
 ZONES = [
@@ -159,16 +159,7 @@ def load_sqlite(path: Path, rows: Iterator[tuple]) -> None:
 
 
 async def load_postgres(url: str, rows: Iterator[tuple]) -> None:
-    import asyncpg
-
-    parsed = make_url(url)
-    connection = await asyncpg.connect(
-        host=parsed.host,
-        port=parsed.port or 5432,
-        user=parsed.username,
-        password=parsed.password,
-        database=parsed.database,
-    )
+    connection = await postgres_connect(url)
     try:
         batch: list[tuple] = []
         for row in rows:

@@ -25,16 +25,22 @@ def postgres_admin_url() -> str | None:
     return os.environ.get(POSTGRES_ENV) or None
 
 
-async def postgres_admin(url: str, sql: str) -> None:
-    """Run one statement (CREATE/DROP DATABASE) outside a transaction on the server `url` names."""
+async def postgres_connect(url: str) -> asyncpg.Connection:
+    """A plain asyncpg connection to the database `url` names (for COPY and statements outside a
+    transaction, which SQLAlchemy's pool does not give)."""
     parsed = make_url(url)
-    connection = await asyncpg.connect(
+    return await asyncpg.connect(
         host=parsed.host or "127.0.0.1",
         port=parsed.port or 5432,
         user=parsed.username or "postgres",
         password=parsed.password,
         database=parsed.database or "postgres",
     )
+
+
+async def postgres_admin(url: str, sql: str) -> None:
+    """Run one statement (CREATE/DROP DATABASE) outside a transaction on the server `url` names."""
+    connection = await postgres_connect(url)
     try:
         await connection.execute(sql)
     finally:
