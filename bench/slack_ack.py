@@ -6,10 +6,13 @@
 
 The real server (`python bot.py serve`, a subprocess) gets N signed requests at a fixed concurrency
 over loopback: `/cx take CX-n`, `/cx note CX-n …` and Acknowledge clicks (`block_actions`), each of
-which writes the case, its event and its outbox rows, and answers through `response_url`. Bolt runs
-the listener before it answers (process_before_response), so the time to the HTTP response is the
-time Slack would wait for the acknowledgement with the work done. The same requests then go to a bare
-Bolt AsyncApp that only acks, served the same way, in the same run: the floor Bolt itself costs.
+which writes the case, its event and its outbox rows, and answers through `response_url`. cxbot
+acknowledges a command or click at once and does that work after the HTTP answer, so the time to the
+HTTP response is the time Slack waits for the acknowledgement, not for the work. The work is timed
+apart: the bench waits until every `response_url` reply has arrived (each is sent after its
+transaction committed) and until the outbox has delivered every card refresh and thread line, and
+prints both times and the "work throughput" (requests / time until done). The same requests then go
+to a bare Bolt AsyncApp that only acks, served the same way, in the same run: the floor Bolt costs.
 The fake Slack Web API (tests/support/fake_slack.py) runs in a child process so that its threads do
 not share the client's interpreter. Afterwards the database is checked: every take, acknowledgement
 and note must be there, so the numbers are for real work.
@@ -388,6 +391,55 @@ def warm_up_bodies(fake_base: str, count: int) -> list[str]:
     ]
 
 
+# --------------------------------------------------------------------------- waiting for the work
+
+
+async def outbox_open(database_url: str) -> int:
+    """Outbox rows not yet delivered (pending or being sent)."""
+    from sqlalchemy import func, select
+
+    from cxbot.db import create_engine
+    from cxbot.models import OutboxMessage
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            query = select(func.count()).select_from(OutboxMessage)
+            query = query.where(OutboxMessage.status.in_(("pending", "sending")))
+            return int((await connection.execute(query)).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+@dataclass
+class Work:
+    """When the work behind the answers was done, counted from the first request sent."""
+
+    requests: int
+    replied: float  # seconds until the last response_url reply arrived
+    delivered: float  # seconds until the outbox had nothing left to deliver
+
+    def line(self) -> str:
+        return (
+            f"{'cxbot work done':<28} {self.requests / self.replied:>7,.0f} req/s   every reply sent after "
+            f"{self.replied:.2f} s; outbox delivered after {self.delivered:.2f} s "
+            f"({self.requests / self.delivered:,.0f} req/s)"
+        )
+
+
+def wait_for_work(
+    fake: RemoteFakeSlack, database_url: str, *, started: float, requests: int, replies_before: int
+) -> Work:
+    """Poll the fake Slack for the replies, then the database for an empty outbox (every 50 ms)."""
+    deadline = time.monotonic() + 300
+    while fake.count("respond") < replies_before + requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    replied = time.perf_counter() - started
+    while asyncio.run(outbox_open(database_url)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return Work(requests, replied, time.perf_counter() - started)
+
+
 # --------------------------------------------------------------------------- checking the work
 
 
@@ -481,6 +533,9 @@ def run(args: argparse.Namespace, directory: Path, fake: RemoteFakeSlack) -> int
             planned = plan(case_ids, count=args.requests, fake_base=fake.base)
             warm = warm_up_bodies(fake.base, args.concurrency * 2)
             asyncio.run(fire(server.url, warm, concurrency=args.concurrency, label="warm-up"))
+            fake.wait_for("respond", len(warm), timeout=60)
+            replies_before = fake.count("respond")
+            started = time.perf_counter()
             cxbot = asyncio.run(
                 fire(
                     server.url,
@@ -488,6 +543,9 @@ def run(args: argparse.Namespace, directory: Path, fake: RemoteFakeSlack) -> int
                     concurrency=args.concurrency,
                     label="cxbot (writes)",
                 )
+            )
+            work = wait_for_work(
+                fake, database_url, started=started, requests=len(planned), replies_before=replies_before
             )
         with served([sys.executable, str(Path(__file__).resolve()), "--serve-bare"], env) as bare_server:
             asyncio.run(fire(bare_server.url, warm, concurrency=args.concurrency, label="warm-up"))
@@ -510,6 +568,7 @@ def run(args: argparse.Namespace, directory: Path, fake: RemoteFakeSlack) -> int
     print(f"{len(case_ids)} cases seeded ({posted} opening cards delivered); {len(planned)} requests: {mix}")
     print(cxbot.line())
     print(bare.line())
+    print(work.line())
     ratio = cxbot.rate / bare.rate
     p99_ok = cxbot.percentile(99) < TARGET_P99_MS
     ratio_ok = ratio >= TARGET_RATIO

@@ -19,8 +19,8 @@ from cxbot.authz import Actor, Denied, require_manager, require_member
 from cxbot.config import Config
 from cxbot.db import insert_for
 from cxbot.detractors import raise_priority
-from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, Contact, Feedback, OutboxMessage, TeamDestination
-from cxbot.outbox import queue_case_cards
+from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, Contact, Feedback
+from cxbot.outbox import queue_case_cards, queue_case_update
 from cxbot.routing import METRIC_LABELS
 from cxbot.sla import deadlines
 
@@ -96,15 +96,22 @@ async def timeline(session: AsyncSession, case_id: int) -> list[CaseEvent]:
 async def _transition(
     session: AsyncSession, case: Case, *, allowed_from: tuple[str, ...], values: dict[str, Any]
 ) -> bool:
-    """Compare-and-set: apply `values` only if the case is still in one of `allowed_from`."""
-    result = await session.execute(
+    """Compare-and-set: apply `values` only if the case is still in one of `allowed_from`.
+
+    `UPDATE … RETURNING` refreshes `case` in the same round trip when it changed; only a lost race
+    reads it again, to say who won.
+    """
+    changed = await session.execute(
         update(Case)
         .where(Case.id == case.id, Case.state.in_(allowed_from))
         .values(**values)
-        .execution_options(synchronize_session=False)
+        .returning(Case)
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
-    await session.refresh(case)
-    return result.rowcount == 1
+    if changed.scalar_one_or_none() is None:
+        await session.refresh(case)
+        return False
+    return True
 
 
 async def _record(
@@ -120,26 +127,10 @@ async def _record(
     """Append the event and queue the card refresh and thread line for every destination of the team."""
     event = CaseEvent(case_id=case.id, at=now, actor=actor.user_id, kind=kind, detail=detail, data=data)
     session.add(event)
-    await session.flush()
-    destinations = await session.execute(
-        select(TeamDestination).where(TeamDestination.team_key == case.team_key)
+    await session.flush()  # the event's id names its outbox rows
+    await queue_case_update(
+        session, case_id=case.id, team_key=case.team_key, event_id=event.id, text=detail, now=now
     )
-    for destination in destinations.scalars():
-        for message_kind in ("case.card", "case.thread"):
-            session.add(
-                OutboxMessage(
-                    kind=message_kind,
-                    platform=destination.platform,
-                    destination=destination.address,
-                    payload={"case_id": case.id, "event_id": event.id, "text": detail},
-                    dedupe_key=f"{message_kind}:{destination.platform}:{case.id}:{event.id}",
-                    case_id=case.id,
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-            )
     return event
 
 

@@ -186,13 +186,24 @@ def customer_label(customer: Customer | None) -> str | None:
 async def load_case_view(
     session: AsyncSession, case_id: int, *, config: Config, now: datetime
 ) -> CaseView | None:
-    """Read a case with its feedback, customer and history; None when the case is gone."""
-    case = await session.get(Case, case_id, populate_existing=True)
-    if case is None:
+    """Read a case with its feedback, customer and history; None when the case is gone.
+
+    The case and what it points at come in one joined select: the outbox worker calls this for every
+    card refresh, on the same database as the requests.
+    """
+    found = (
+        await session.execute(
+            select(Case, Feedback, Customer, Touchpoint)
+            .outerjoin(Feedback, Feedback.id == Case.feedback_id)
+            .outerjoin(Customer, Customer.id == Case.customer_id)
+            .outerjoin(Touchpoint, Touchpoint.key == Case.touchpoint_key)
+            .where(Case.id == case_id)
+            .execution_options(populate_existing=True)
+        )
+    ).first()
+    if found is None:
         return None
-    feedback = await session.get(Feedback, case.feedback_id) if case.feedback_id else None
-    customer = await session.get(Customer, case.customer_id) if case.customer_id else None
-    touchpoint = await session.get(Touchpoint, case.touchpoint_key) if case.touchpoint_key else None
+    case, feedback, customer, touchpoint = found
     history = await _history(session, case, config=config, now=now) if case.customer_id else None
     team_name = config.team(case.team_key).name if case.team_key in config.team_keys else case.team_key
     comment = feedback.comment if feedback and feedback.comment and customer_visible(customer) else None
@@ -248,7 +259,7 @@ def customer_visible(customer: Customer | None) -> bool:
 
 async def _history(session: AsyncSession, case: Case, *, config: Config, now: datetime) -> CustomerHistory:
     since = now - HISTORY_WINDOW
-    negatives = await session.execute(
+    negatives = (
         select(func.count())
         .select_from(Feedback)
         .where(
@@ -257,11 +268,15 @@ async def _history(session: AsyncSession, case: Case, *, config: Config, now: da
             Feedback.received_at >= since,
         )
     )
-    open_elsewhere = await session.execute(
+    open_elsewhere = (
         select(func.count())
         .select_from(Case)
         .where(Case.customer_id == case.customer_id, Case.id != case.id, Case.state.in_(OPEN_CASE_STATES))
     )
+    # Both counts in one round trip.
+    negatives_in_window, open_cases_elsewhere = (
+        await session.execute(select(negatives.scalar_subquery(), open_elsewhere.scalar_subquery()))
+    ).one()
     earlier = await session.execute(
         select(Feedback.metric, Feedback.score)
         .where(
@@ -273,8 +288,8 @@ async def _history(session: AsyncSession, case: Case, *, config: Config, now: da
         .limit(3)
     )
     return CustomerHistory(
-        negatives_in_window=int(negatives.scalar_one()),
-        open_cases_elsewhere=int(open_elsewhere.scalar_one()),
+        negatives_in_window=int(negatives_in_window),
+        open_cases_elsewhere=int(open_cases_elsewhere),
         recent_scores=[f"{METRIC_LABELS.get(m, m)} {s:g}" for m, s in earlier.all()],
         repeat_detractor=await current_flag(session, config=config, customer_id=case.customer_id, now=now),
         open_case_names=await _open_case_names(session, case, config=config),

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy import and_, delete, exists, insert, literal, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -80,9 +80,11 @@ class RunStats:
     released: int = 0
     reports: int = 0
     fenced: int = 0
+    #: Card refreshes not sent because an earlier refresh of the same card already showed their state.
+    superseded: int = 0
 
     def add(self, other: RunStats) -> None:
-        for name in ("claimed", "sent", "retried", "dead", "released", "reports", "fenced"):
+        for name in ("claimed", "sent", "retried", "dead", "released", "reports", "fenced", "superseded"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -212,7 +214,7 @@ class OutboxWorker:
 
     async def _deliver(self, row: OutboxMessage, now: datetime) -> _Outcome:
         notifier = self.notifiers[row.platform]
-        delivery = await self._prepare(row, now)
+        delivery, supersedes = await self._prepare(row, now)
         try:
             result = await notifier.deliver(delivery)
         except TransientDeliveryError as error:
@@ -226,7 +228,9 @@ class OutboxWorker:
         except Exception as error:  # a bug or an unmapped network failure: retry, loudly
             log.exception("outbox %s: unexpected delivery failure", row.id)
             return self._transient(row, now, f"{type(error).__name__}: {error}", None)
-        return _Outcome("sent", result=result, message_ref=_ref(result))
+        outcome = _Outcome("sent", result=result, message_ref=_ref(result))
+        outcome.extra["supersedes"] = supersedes
+        return outcome
 
     def _transient(
         self, row: OutboxMessage, now: datetime, error: str, retry_after: float | None
@@ -241,12 +245,20 @@ class OutboxWorker:
         outcome.extra["platform_paused"] = retry_after is not None
         return outcome
 
-    async def _prepare(self, row: OutboxMessage, now: datetime) -> Delivery:
-        """Read what the notifier needs (case snapshot, card reference) in a short read-only session."""
+    async def _prepare(self, row: OutboxMessage, now: datetime) -> tuple[Delivery, list[int]]:
+        """Read what the notifier needs (case snapshot, card reference) in a short read-only session.
+
+        For a card refresh, also the later refreshes of the same card already queued: they are read
+        first, so the snapshot read after them includes their changes, and once this card is sent
+        they have nothing left to show (the card always shows the case as it is).
+        """
         case_view = None
         message_ref = None
+        supersedes: list[int] = []
         if row.case_id is not None and row.kind in CASE_KINDS:
             async with self.runtime.sessions() as session:
+                if row.kind == "case.card":
+                    supersedes = await _later_refreshes(session, row)
                 case_view = await load_case_view(session, row.case_id, config=self.runtime.config, now=now)
                 if row.destination is not None:
                     message_ref = await session.scalar(
@@ -265,7 +277,7 @@ class OutboxWorker:
             attempt=row.attempts + 1,
             case=case_view,
             message_ref=message_ref,
-        )
+        ), supersedes
 
     async def _record(self, row: OutboxMessage, outcome: _Outcome, now: datetime, stats: RunStats) -> None:
         values: dict[str, Any] = {"attempts": row.attempts + (1 if outcome.counted else 0)}
@@ -300,6 +312,8 @@ class OutboxWorker:
                 await _hold_platform(session, row.platform, until=values["next_attempt_at"])
             if outcome.message_ref and row.case_id is not None and row.destination is not None:
                 await _bind_post(session, row, outcome.message_ref, now)
+            if outcome.status == "sent" and outcome.extra.get("supersedes"):
+                stats.superseded += await _supersede(session, row, outcome.extra["supersedes"], now)
             # A notifier may keep its own record (customer contacts: the contact row and the case card),
             # in this transaction; it then also owns telling people about a dead message.
             hook = getattr(self.notifiers.get(row.platform), "record_outcome", None)
@@ -375,6 +389,33 @@ class OutboxWorker:
         if not targets:
             log.error("no admin configured to report dead outbox message %s to", row.id)
         return queued
+
+
+async def _later_refreshes(session: AsyncSession, row: OutboxMessage) -> list[int]:
+    """Card refreshes of the same case and destination queued after `row` and not yet claimed."""
+    later = await session.execute(
+        select(OutboxMessage.id).where(
+            OutboxMessage.kind == "case.card",
+            OutboxMessage.case_id == row.case_id,
+            OutboxMessage.platform == row.platform,
+            OutboxMessage.destination == row.destination,
+            OutboxMessage.id > row.id,
+            OutboxMessage.status == "pending",
+        )
+    )
+    return list(later.scalars())
+
+
+async def _supersede(session: AsyncSession, row: OutboxMessage, ids: list[int], now: datetime) -> int:
+    """Close refreshes that the card just sent already showed; still pending only, so none is lost."""
+    closed = await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "pending")
+        .values(status="sent", sent_at=now, result={"superseded_by": row.id}, last_error=None)
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False)
+    )
+    return len(closed.all())
 
 
 async def _hold_platform(session: AsyncSession, platform: str, *, until: datetime) -> None:
@@ -511,6 +552,39 @@ async def queue_case_cards(
             ),
             rows,
         )
+
+
+async def queue_case_update(
+    session: AsyncSession, *, case_id: int, team_key: str, event_id: int, text: str, now: datetime
+) -> None:
+    """Queue the card refresh and the thread line of one case event for every destination of the team.
+
+    One INSERT … SELECT over the team's destinations, not a read then a write: each action's
+    transaction holds the database (SQLite's single writer) for one statement fewer.
+    """
+    table = OutboxMessage.__table__
+    columns = ("kind", "platform", "destination", "payload", "dedupe_key", "case_id", "status")
+    columns += ("attempts", "next_attempt_at", "created_at")
+    payload = {"case_id": case_id, "event_id": event_id, "text": text}
+
+    def per_destination(kind: str) -> Any:
+        return select(
+            literal(kind, table.c.kind.type),
+            TeamDestination.platform,
+            TeamDestination.address,
+            literal(payload, table.c.payload.type),
+            literal(f"{kind}:", table.c.dedupe_key.type)
+            + TeamDestination.platform
+            + literal(f":{case_id}:{event_id}", table.c.dedupe_key.type),
+            literal(case_id, table.c.case_id.type),
+            literal("pending", table.c.status.type),
+            literal(0, table.c.attempts.type),
+            literal(now, table.c.next_attempt_at.type),
+            literal(now, table.c.created_at.type),
+        ).where(TeamDestination.team_key == team_key)
+
+    rows = union_all(*(per_destination(kind) for kind in CASE_KINDS))
+    await session.execute(insert(table).from_select(columns, rows))
 
 
 async def forget_inbound_events(runtime: Runtime, *, before: datetime) -> int:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from cxbot.background import BackgroundWork
 from cxbot.config import Config
 from cxbot.db import create_engine, session_factory, transaction
 from cxbot.directory import sync_directory
@@ -35,6 +36,8 @@ class Runtime:
     ingestor: Ingestor
     clock: Callable[[], datetime] = system_clock
     counters: Counters = field(default_factory=Counters)
+    #: Work requests handed off so they could answer at once (Slack's acknowledgement); drained on close.
+    background: BackgroundWork = field(default_factory=BackgroundWork)
 
     @classmethod
     def build(
@@ -58,4 +61,5 @@ class Runtime:
             await sync_directory(session, config=self.config)
 
     async def close(self) -> None:
+        await self.background.drain()
         await self.engine.dispose()

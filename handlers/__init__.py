@@ -67,6 +67,9 @@ async def platform_services(runtime: Any, *, idle_seconds: float = 2.0) -> Async
     finally:
         if socket_mode is not None:
             await socket_mode.close_async()
+        # Requests answered before their work was done (Slack's acknowledgement): finish that work
+        # while the database is still open, and let the worker deliver what it queued.
+        await runtime.background.drain()
         stop.set()
         if worker_task is not None:
             await worker_task

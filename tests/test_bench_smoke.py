@@ -19,6 +19,7 @@ def test_slack_ack_bench_runs_and_checks_the_database() -> None:
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert "30 requests: 10 take, 10 note, 10 ack" in finished.stdout
     assert "database checked: every take, acknowledgement and note is recorded" in finished.stdout
+    assert "cxbot work done" in finished.stdout  # the work after the early answers is timed too
 
 
 def test_ingest_bench_runs_every_leg() -> None:

@@ -3,7 +3,9 @@
 Every click runs the same command a user could type (`ack CX-42`, `take CX-42`, `assign CX-42 @x`)
 through :mod:`cxbot.dispatch`, so authorization, compare-and-set state changes and outbox writes are
 the core's: a double click or a replayed request changes the case once and refreshes the card once.
-The clicker gets an ephemeral answer; the card itself is updated by the outbox worker.
+The clicker gets an ephemeral answer; the card itself is updated by the outbox worker. A click is
+acknowledged at once and its command runs as tracked background work after the HTTP answer; what opens
+a modal (needs the trigger_id) and modal submissions (field errors go in the answer) run before it.
 The new-case modal (opened by `/cx new`) runs the core `new` command the same way.
 """
 
@@ -94,8 +96,7 @@ def _button(deps: SlackDeps, verb: str) -> Any:
     ) -> None:
         await ack()
         case_id = case_id_from(action["action_id"])
-        reply = await _run(deps, f"{verb} CX-{case_id}", body)
-        await send_reply(respond, _private(reply), replace_original=False)
+        _after_ack(deps, _answer(deps, f"{verb} CX-{case_id}", body, respond), name=f"slack-{verb}")
 
     on_button.__name__ = f"on_{verb}_button"
     return on_button
@@ -110,8 +111,7 @@ def _reassign(deps: SlackDeps) -> Any:
         user = action.get("selected_user")
         if not user:
             return
-        reply = await _run(deps, f"assign CX-{case_id} <@{user}>", body)
-        await send_reply(respond, _private(reply), replace_original=False)
+        _after_ack(deps, _answer(deps, f"assign CX-{case_id} <@{user}>", body, respond), name="slack-assign")
 
     return on_reassign
 
@@ -123,8 +123,8 @@ def _customer_history(deps: SlackDeps) -> Any:
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
     ) -> None:
         await ack()
-        reply = await _run(deps, f"customer CX-{case_id_from(action['action_id'])}", body)
-        await send_reply(respond, _private(reply), replace_original=False)
+        text = f"customer CX-{case_id_from(action['action_id'])}"
+        _after_ack(deps, _answer(deps, text, body, respond), name="slack-customer")
 
     return on_customer_history
 
@@ -144,10 +144,22 @@ def _customer_page(deps: SlackDeps) -> Any:
         if not is_customer:  # a button only ever pages the customer view
             log.warning("customer page button with an unexpected value %r", text)
             return
-        reply = await _run(deps, text, body)
-        await send_reply(respond, _private(reply), replace_original=reply.ok)
+        _after_ack(deps, _answer(deps, text, body, respond, replace_if_ok=True), name="slack-customer-page")
 
     return on_customer_page
+
+
+def _after_ack(deps: SlackDeps, work: Any, *, name: str) -> None:
+    """Let Bolt answer the click now; the command and its reply run after, tracked (design.md §10)."""
+    deps.runtime.background.start(work, name=name)
+
+
+async def _answer(
+    deps: SlackDeps, text: str, body: dict[str, Any], respond: AsyncRespond, *, replace_if_ok: bool = False
+) -> None:
+    """Run a click's command and answer the clicker through response_url."""
+    reply = await _run(deps, text, body)
+    await send_reply(respond, _private(reply), replace_original=replace_if_ok and reply.ok)
 
 
 def _private(reply: Reply) -> Reply:

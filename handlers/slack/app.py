@@ -42,14 +42,16 @@ def build_client(runtime: Runtime) -> SlackClient:
 
 
 def build_app(runtime: Runtime, client: SlackClient) -> AsyncApp:
-    """The Bolt app: signatures verified (Bolt's check on), listeners finished before the HTTP answer."""
+    """The Bolt app: signatures verified (Bolt's check on), answered when the listener returns."""
     app = AsyncApp(
         client=client.web,
         # Socket Mode needs no signing secret (Bolt skips the check for its requests); HTTP mode does.
         signing_secret=runtime.settings.slack_signing_secret or "",
         request_verification_enabled=True,
-        # HTTP mode: the listener (ack first, then the flow) runs before Bolt answers, so nothing is
-        # left running after the response and no work is lost when a replica stops.
+        # HTTP mode: Bolt answers when the listener returns. Commands and clicks ack and hand their
+        # work to `runtime.background`, so Slack has its answer at once; shutdown drains that work
+        # (handlers.platform_services), so none is lost when a replica stops. Modal submissions and
+        # modal openings run before the answer (field errors, the trigger_id's 3 seconds).
         process_before_response=True,
         logger=logging.getLogger("slack_bolt"),
     )

@@ -1,5 +1,9 @@
 """The slash command (`/cx` by default): acknowledge at once, run the one grammar, answer the caller.
 
+The HTTP answer goes back as soon as the listener has acked; the command itself runs as tracked
+background work (:class:`cxbot.background.BackgroundWork`) and answers through `response_url`. Only
+what needs the trigger_id (opening a modal) runs before the answer.
+
 The text goes to :func:`cxbot.dispatch.run_text` untouched (mentions arrive as `<@U123|name>`, which
 the grammar understands); the reply is rendered by :func:`handlers.slack.renderers.reply_message`.
 """
@@ -44,10 +48,15 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
                 respond=respond,
             )
             return
-        reply = await run_command(deps, command)
-        await send_reply(respond, reply)
+        # Answer Slack now; the transaction and the response_url reply run after (design.md §10).
+        deps.runtime.background.start(answer_command(deps, command, respond), name="slack-command")
 
     app.command(deps.runtime.config.slash_command)(cx_command)
+
+
+async def answer_command(deps: SlackDeps, command: dict[str, Any], respond: AsyncRespond) -> None:
+    """The command's work once Slack has its acknowledgement: run it, then reply through response_url."""
+    await send_reply(respond, await run_command(deps, command))
 
 
 async def run_command(deps: SlackDeps, command: dict[str, Any]) -> Reply:

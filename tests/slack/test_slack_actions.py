@@ -53,6 +53,8 @@ async def test_double_clicked_and_replayed_acknowledge_changes_the_case_once(
     slack: SlackSender, fake_slack: FakeSlack, runtime: Runtime, clock: FrozenClock
 ) -> None:
     case_id = await open_case(slack)
+    worker = OutboxWorker(runtime, platform_notifiers(runtime))
+    await worker.run_once(now=clock.now)  # the card is in the channel before anyone clicks it
     body = slack.block_action(f"cx_ack:{case_id}", user=MANAGER, value=str(case_id))
     first, second = await asyncio.gather(
         slack.post(body, "application/x-www-form-urlencoded"),
@@ -80,7 +82,6 @@ async def test_double_clicked_and_replayed_acknowledge_changes_the_case_once(
     )
 
     # Delivered: the card is posted once, updated once in place, and one line goes in its thread.
-    worker = OutboxWorker(runtime, platform_notifiers(runtime))
     await worker.run_once(now=clock.now)
     posts = fake_slack.calls("chat.postMessage")
     assert [("thread_ts" in p.body) for p in posts] == [False, True]

@@ -251,10 +251,11 @@ async def test_two_workers_at_once_deliver_each_message_once(
     client: httpx.AsyncClient, runtime: Runtime, fake_slack: FakeSlack, clock: FrozenClock
 ) -> None:
     refs = [await open_case(client, f"neg-{n}") for n in range(6)]
-    for ref in refs:
-        await run_text(runtime, f"ack {ref}", actor=MANAGER, where=HERE)
     first = OutboxWorker(runtime, platform_notifiers(runtime), batch_size=4)
     second = OutboxWorker(runtime, platform_notifiers(runtime), batch_size=4)
+    await asyncio.gather(first.run_once(now=clock.now), second.run_once(now=clock.now))
+    for ref in refs:
+        await run_text(runtime, f"ack {ref}", actor=MANAGER, where=HERE)
     await asyncio.gather(first.run_once(now=clock.now), second.run_once(now=clock.now))
     await first.run_once(now=clock.now)  # whatever a round left behind
     assert len(cards(fake_slack)) == 6  # one card per case, never two

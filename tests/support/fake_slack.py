@@ -16,7 +16,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,6 +69,7 @@ class FakeSlack:
         self._lock = threading.Condition()
         self._calls: list[Call] = []
         self._scripts: dict[str, list[Answer | None]] = {}
+        self._holds: dict[str, threading.Event] = {}
         self._ts = itertools.count(1)
         self._files = itertools.count(1)
         #: Bytes sent to upload URLs (files_upload_v2), by file id.
@@ -133,6 +134,13 @@ class FakeSlack:
         with self._lock:
             self._scripts.setdefault(method, []).extend(answers)
 
+    def hold(self, method: str) -> threading.Event:
+        """Calls of `method` are recorded, then answered only once the returned event is set."""
+        gate = threading.Event()
+        with self._lock:
+            self._holds[method] = gate
+        return gate
+
     def calls(self, method: str | None = None) -> list[Call]:
         with self._lock:
             return [c for c in self._calls if method is None or c.method == method]
@@ -168,6 +176,9 @@ class FakeSlack:
             self._lock.notify_all()
             scripted = self._scripts.get(method)
             answer = scripted.pop(0) if scripted else None
+            gate = self._holds.get(method)
+        if gate is not None and not gate.wait(timeout=30):
+            return Answer(500, {"ok": False, "error": "held_too_long"})
         return answer or self._default(method, body)
 
     def _upload(self, path: str, headers: dict[str, str], data: bytes) -> Answer:
@@ -250,10 +261,18 @@ def sign(secret: str, body: str, timestamp: int) -> str:
 class SlackSender:
     """Sends signed requests to `POST /slack/events` of the app under test, as Slack does."""
 
-    def __init__(self, http: httpx.AsyncClient, *, secret: str, fake: FakeSlack) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        secret: str,
+        fake: FakeSlack,
+        drain: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.http = http
         self.secret = secret
         self.fake = fake
+        self._drain = drain
         self._responses = itertools.count(1)
 
     async def post(
@@ -265,7 +284,10 @@ class SlackSender:
         secret: str | None = None,
         signed: bool = True,
         retry_num: int | None = None,
+        wait: bool = True,
     ) -> httpx.Response:
+        """Post as Slack does; with `wait` (the default) also wait for the work the app ran after
+        answering (commands and clicks are acknowledged first), so the test sees their effects."""
         stamp = int(time.time()) if timestamp is None else timestamp
         headers = {"Content-Type": content_type}
         if signed:
@@ -274,7 +296,10 @@ class SlackSender:
         if retry_num is not None:
             headers["X-Slack-Retry-Num"] = str(retry_num)
             headers["X-Slack-Retry-Reason"] = "http_timeout"
-        return await self.http.post("/slack/events", content=body.encode(), headers=headers)
+        response = await self.http.post("/slack/events", content=body.encode(), headers=headers)
+        if wait and self._drain is not None:
+            await self._drain()
+        return response
 
     async def command(
         self, text: str, *, user: str, channel: str = "C0SUPPORT1", **options: Any
@@ -427,7 +452,7 @@ async def slack_sender(runtime: Any, fake: FakeSlack, api_key: str) -> AsyncIter
     async with httpx.AsyncClient(
         transport=transport, base_url="http://cxbot.test", headers={"Authorization": f"Bearer {api_key}"}
     ) as http:
-        yield SlackSender(http, secret=SIGNING_SECRET, fake=fake)
+        yield SlackSender(http, secret=SIGNING_SECRET, fake=fake, drain=runtime.background.drain)
 
 
 class FakeSocketMode:
