@@ -35,10 +35,12 @@ def missing_settings(runtime: Runtime) -> list[str]:
     return [name for name, value in wanted.items() if not value]
 
 
-def build_client(runtime: Runtime) -> SlackClient:
+def build_client(runtime: Runtime, *, interactive: bool) -> SlackClient:
+    """The Web API client: `interactive` for the calls users wait on (quick retries), not for the outbox."""
     settings = runtime.settings
     assert settings.slack_bot_token
-    return SlackClient(build_web_client(settings.slack_bot_token, base_url=settings.slack_api_url))
+    web = build_web_client(settings.slack_bot_token, base_url=settings.slack_api_url, interactive=interactive)
+    return SlackClient(web)
 
 
 def build_app(runtime: Runtime, client: SlackClient) -> AsyncApp:
@@ -70,7 +72,7 @@ def slack_routes(runtime: Runtime) -> list[Route]:
             "Slack is off: %s not set (set both SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN)", ", ".join(missing)
         )
         return []
-    handler = AsyncSlackRequestHandler(build_app(runtime, build_client(runtime)))
+    handler = AsyncSlackRequestHandler(build_app(runtime, build_client(runtime, interactive=True)))
 
     async def slack_events(request: Request) -> Response:
         return await handler.handle(request)
@@ -82,7 +84,7 @@ def slack_notifier(runtime: Runtime) -> SlackNotifier | None:
     """The outbox's way to Slack; only the bot token is needed to post."""
     if not runtime.settings.slack_bot_token:
         return None
-    return SlackNotifier(build_client(runtime))
+    return SlackNotifier(build_client(runtime, interactive=False))
 
 
 def socket_mode_handler(runtime: Runtime) -> AsyncSocketModeHandler | None:
@@ -93,5 +95,5 @@ def socket_mode_handler(runtime: Runtime) -> AsyncSocketModeHandler | None:
     if not settings.slack_bot_token:
         log.warning("SLACK_APP_TOKEN is set but SLACK_BOT_TOKEN is not: Socket Mode stays off")
         return None
-    app = build_app(runtime, build_client(runtime))
+    app = build_app(runtime, build_client(runtime, interactive=True))
     return AsyncSocketModeHandler(app, settings.slack_app_token)

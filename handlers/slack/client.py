@@ -1,8 +1,13 @@
 """The one wrapper around slack_sdk's AsyncWebClient: every Web API call the bot makes goes here.
 
 Calls return plain dicts; failures raise the typed exceptions of :mod:`handlers.slack.errors`, so no
-caller ever inspects a SlackApiError or an aiohttp exception. Retries are not done here: the outbox
-owns retrying (with backoff and Retry-After) so that there is exactly one retry policy.
+caller ever inspects a SlackApiError or an aiohttp exception.
+
+Retries: what the outbox delivers (cards, thread lines, digests) is retried by the outbox alone, with
+backoff and Retry-After, so its client retries nothing. Calls made while a user waits (opening and
+updating modals, App Home) cannot wait for the outbox: their client retries once, at once, on a
+dropped connection or a 500/503, and once on a 429 whose Retry-After is short enough to still answer
+in time (a modal's trigger_id lives 3 seconds).
 """
 
 from __future__ import annotations
@@ -11,16 +16,60 @@ from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers.slack.errors import SlackServerError, from_response
 
 DEFAULT_TIMEOUT_SECONDS = 10
+#: The longest Retry-After an interactive call waits for before retrying once.
+MAX_INTERACTIVE_WAIT_SECONDS = 1
 
 
-def build_web_client(token: str, *, base_url: str, timeout: int = DEFAULT_TIMEOUT_SECONDS) -> AsyncWebClient:
-    """An AsyncWebClient with slack_sdk's own retries off: the outbox decides when to try again."""
-    return AsyncWebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])
+class ShortRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
+    """Retry a 429 once, only when Slack asks for a wait short enough for a user who is waiting."""
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        values = {k.lower(): v for k, v in response.headers.items()}.get("retry-after") or ["1"]
+        try:
+            return int(values[0]) <= MAX_INTERACTIVE_WAIT_SECONDS
+        except ValueError:
+            return False
+
+
+def interactive_retry_handlers() -> list[AsyncRetryHandler]:
+    """One quick retry each for a dropped connection, a 500/503 and a short rate limit."""
+    return [
+        AsyncConnectionErrorRetryHandler(max_retry_count=1),
+        AsyncServerErrorRetryHandler(max_retry_count=1),
+        ShortRateLimitRetryHandler(max_retry_count=1),
+    ]
+
+
+def build_web_client(
+    token: str, *, base_url: str, timeout: int = DEFAULT_TIMEOUT_SECONDS, interactive: bool = False
+) -> AsyncWebClient:
+    """An AsyncWebClient: without retries for the outbox (it retries itself), with quick ones for the
+    calls a user waits on."""
+    handlers = interactive_retry_handlers() if interactive else []
+    return AsyncWebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=handlers)
 
 
 class SlackClient:
