@@ -18,15 +18,10 @@ import asyncio
 import csv
 import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +34,7 @@ if str(ROOT) not in sys.path:  # the PostgreSQL helpers live with the tests
     sys.path.insert(0, str(ROOT))
 
 from tests.support.databases import postgres_admin  # noqa: E402
+from tests.support.server import ServerProcess  # noqa: E402
 
 CONFIG = ROOT / "cxbot.example.yaml"
 API_KEY = "bench-api-key-0123456789abcdef"
@@ -204,57 +200,6 @@ async def _migrated(url: str) -> None:
 # --------------------------------------------------------------------------- (a) HTTP
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(log: Path, lines: int = 20) -> str:
-    """The end of the server's log, for an error message (the temporary directory goes away)."""
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-
-
-@contextmanager
-def server(database_url: str, *, log: Path) -> Iterator[str]:
-    """`python bot.py serve` on a free loopback port; yields its base URL once /healthz answers."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "DATABASE_URL": database_url,
-        "CXBOT_API_KEY": API_KEY,
-        "CXBOT_CONFIG": str(CONFIG),
-    }
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "bot.py", "serve"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the server exited with {process.returncode}:\n{_tail(log)}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not answer /healthz within 60 s:\n{_tail(log)}")
-            time.sleep(0.1)
-        yield base
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 async def post_all(base: str, items: list[dict[str, Any]], *, batch: int, connections: int) -> float:
     """POST every item in batches over a few keep-alive connections; returns seconds taken."""
     batches = [items[i : i + batch] for i in range(0, len(items), batch)]
@@ -286,12 +231,10 @@ async def post_all(base: str, items: list[dict[str, Any]], *, batch: int, connec
     return seconds
 
 
-def run_http(
-    items: list[dict[str, Any]], databases: Databases, *, batch: int, connections: int, log: Path
-) -> float:
-    url = databases.fresh("http")
-    with server(url, log=log) as base:
-        return asyncio.run(post_all(base, items, batch=batch, connections=connections))
+def run_http(items: list[dict[str, Any]], databases: Databases, *, batch: int, connections: int) -> float:
+    env = {"DATABASE_URL": databases.fresh("http"), "CXBOT_API_KEY": API_KEY, "CXBOT_CONFIG": str(CONFIG)}
+    with ServerProcess(env) as server:
+        return asyncio.run(post_all(server.url, items, batch=batch, connections=connections))
 
 
 # --------------------------------------------------------------------------- (b) CSV
@@ -422,7 +365,6 @@ def main(argv: list[str] | None = None) -> int:
                     databases,
                     batch=args.batch,
                     connections=args.connections,
-                    log=directory / "server.log",
                 )
                 rates["http"] = len(items) / seconds
                 print(

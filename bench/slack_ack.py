@@ -26,14 +26,10 @@ import json
 import multiprocessing
 import os
 import re
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +43,7 @@ if str(ROOT) not in sys.path:  # the fake Slack and the signing helpers live wit
 
 from tests.support.databases import postgres_admin  # noqa: E402
 from tests.support.fake_slack import BOT_TOKEN, SIGNING_SECRET, TEAM_ID, FakeSlack, sign  # noqa: E402
-from tests.support.server import READY_LINE, free_port  # noqa: E402
+from tests.support.server import ServerProcess  # noqa: E402
 
 CONFIG = ROOT / "cxbot.example.yaml"
 API_KEY = "bench-api-key-0123456789abcdef"
@@ -110,55 +106,6 @@ class RemoteFakeSlack:
 
 
 # --------------------------------------------------------------------------- servers
-
-
-class Served:
-    """A server subprocess on a free loopback port, ready once uvicorn says so (its log kept)."""
-
-    def __init__(self, command: list[str], env: dict[str, str], *, timeout: float = 60.0) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env={**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), **env},
-            stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            text=True,
-        )
-        self.log: list[str] = []
-        ready = threading.Event()
-
-        def pump() -> None:
-            assert self.process.stderr is not None
-            for line in self.process.stderr:
-                self.log.append(line)
-                if READY_LINE in line:
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not ready.wait(timeout) or self.process.poll() is not None:
-            self.stop()
-            raise RuntimeError("server did not start:\n" + "".join(self.log[-30:]))
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-@contextmanager
-def served(command: list[str], env: dict[str, str]) -> Iterator[Served]:
-    server = Served(command, env)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def serve_bare() -> None:
@@ -526,7 +473,7 @@ def run(args: argparse.Namespace, directory: Path, fake: RemoteFakeSlack) -> int
         serve = [sys.executable, "bot.py", "serve"]
         if args.profile:
             serve = [sys.executable, str(Path(__file__).resolve()), "--serve-profiled", str(args.profile)]
-        with served(serve, env) as server:
+        with ServerProcess(env, command=serve) as server:
             case_ids = asyncio.run(seed(server.url, cases_needed))
             # Let the outbox post the opening cards first, so the run measures the requests alone.
             posted = fake.wait_for("chat.postMessage", len(case_ids), timeout=120)
@@ -547,7 +494,8 @@ def run(args: argparse.Namespace, directory: Path, fake: RemoteFakeSlack) -> int
             work = wait_for_work(
                 fake, database_url, started=started, requests=len(planned), replies_before=replies_before
             )
-        with served([sys.executable, str(Path(__file__).resolve()), "--serve-bare"], env) as bare_server:
+        bare_command = [sys.executable, str(Path(__file__).resolve()), "--serve-bare"]
+        with ServerProcess(env, command=bare_command) as bare_server:
             asyncio.run(fire(bare_server.url, warm, concurrency=args.concurrency, label="warm-up"))
             bare = asyncio.run(
                 fire(

@@ -20,14 +20,20 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """Starts the server and returns once uvicorn says it is ready (no polling, no sleeps)."""
+    """Starts the server and returns once uvicorn says it is ready (no polling, no sleeps).
 
-    def __init__(self, env: dict[str, str], *, timeout: float = 60.0) -> None:
+    `command` defaults to `python bot.py serve`; the benches pass their own (a profiled server, a
+    bare Bolt app), which must also run uvicorn on $HOST:$PORT.
+    """
+
+    def __init__(
+        self, env: dict[str, str], *, command: list[str] | None = None, timeout: float = 60.0
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), **env}
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "bot.py"), "serve"],
+            command or [sys.executable, str(ROOT / "bot.py"), "serve"],
             cwd=env.get("CXBOT_CWD", str(ROOT)),
             env=full_env,
             stderr=subprocess.PIPE,
@@ -54,7 +60,7 @@ class ServerProcess:
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=20)
+                self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
