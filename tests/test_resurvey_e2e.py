@@ -6,7 +6,7 @@ here from the answers and the thresholds in the example configuration."""
 from __future__ import annotations
 
 import csv
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -24,7 +24,7 @@ from cxbot.settings import Settings
 from cxbot.web import create_app
 from tests.conftest import API_KEY, FIXTURES, ROOT
 from tests.support.clock import FrozenClock
-from tests.support.mailbox import FakeMailbox
+from tests.support.fake_providers import FakeProviders
 from tests.support.resurvey import LINK, SECRET, say, with_contact
 
 SAMPLE = FIXTURES / "data" / "flipkart_csat_support_sample.csv"
@@ -35,14 +35,24 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 @pytest.fixture
-def mailbox() -> AsyncIterator[FakeMailbox]:
-    with FakeMailbox.running() as box:
-        yield box
+def providers() -> Iterator[FakeProviders]:
+    with FakeProviders.running() as fake:
+        yield fake
+
+
+def sent_mails(providers: FakeProviders) -> list[tuple[str, str, str | None]]:
+    """(recipient, text, idempotency key) of every message the fake SendGrid received."""
+    mails = []
+    for request in providers.requests("/v3/mail/send"):
+        body = request.json()
+        to, text = body["personalizations"][0]["to"][0]["email"], body["content"][0]["value"]
+        mails.append((to, text, request.idempotency_key))
+    return mails
 
 
 @pytest.fixture
 async def runtime(
-    database_url: str, example_config: Config, clock: FrozenClock, mailbox: FakeMailbox
+    database_url: str, example_config: Config, clock: FrozenClock, providers: FakeProviders
 ) -> AsyncIterator[Runtime]:
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
@@ -52,7 +62,7 @@ async def runtime(
         CXBOT_PUBLIC_URL="https://cx.example.com",
     )
     built = Runtime.build(
-        settings=settings, config=with_contact(example_config, email_url=mailbox.url), clock=clock
+        settings=settings, config=with_contact(example_config, email_url=providers.base), clock=clock
     )
     await built.sync_directory()
     try:
@@ -94,7 +104,7 @@ def someone_in(config: Config, team: str) -> str:
 
 
 async def test_recovery_rate_of_real_support_data_matches_an_independent_count(
-    runtime: Runtime, mailbox: FakeMailbox, clock: FrozenClock, tmp_path: Path
+    runtime: Runtime, providers: FakeProviders, clock: FrozenClock, tmp_path: Path
 ) -> None:
     path = tmp_path / "support.csv"
     tagged = sample_with_customers(path)
@@ -138,9 +148,10 @@ async def test_recovery_rate_of_real_support_data_matches_an_independent_count(
         runtime, {"contact": ContactNotifier(runtime.config, env={"SENDGRID_API_KEY": "SG.x"})}
     )
     await worker.run_once(now=clock.now)
-    assert len(mailbox.mails) == 2 * RESURVEYED
-    assert len({m.headers["idempotency-key"] for m in mailbox.mails}) == 2 * RESURVEYED
-    links = {m.to: LINK.search(m.text) for m in mailbox.mails if "/r/" in m.text}
+    mails = sent_mails(providers)
+    assert len(mails) == 2 * RESURVEYED
+    assert len({key for _, _, key in mails}) == 2 * RESURVEYED
+    links = {to: LINK.search(text) for to, text, _ in mails if "/r/" in text}
     assert sorted(links) == sorted(email for *_, email in cases)
 
     clock.advance(hours=3)
