@@ -43,8 +43,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from cxbot.config import Config, SlaPolicy, Team, parse_duration
-from cxbot.db import insert_for, transaction
-from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, OutboxMessage, TeamDestination
+from cxbot.db import transaction
+from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, TeamDestination
+from cxbot.outbox import queue_message
 from cxbot.pii import mask_text
 from cxbot.runtime import Runtime
 from cxbot.sla import add_clock, policy_of
@@ -436,21 +437,15 @@ async def _queue(
     now: datetime,
 ) -> None:
     """One outbox row; the dedupe key names the event, so the same firing can never queue twice."""
-    await session.execute(
-        insert_for(session, OutboxMessage.__table__)
-        .values(
-            kind=kind,
-            platform=platform,
-            destination=destination,
-            payload={"case_id": row.id, "event_id": event_id, "text": text},
-            dedupe_key=f"{kind}:{platform}:{row.id}:{event_id}:{destination}",
-            case_id=row.id,
-            status="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key])
+    await queue_message(
+        session,
+        kind=kind,
+        platform=platform,
+        destination=destination,
+        payload={"case_id": row.id, "event_id": event_id, "text": text},
+        dedupe_key=f"{kind}:{platform}:{row.id}:{event_id}:{destination}",
+        case_id=row.id,
+        now=now,
     )
 
 

@@ -368,24 +368,15 @@ class OutboxWorker:
             targets = [row.destination] if row.destination else list(self.runtime.config.admins)
         queued = 0
         for target in targets:
-            inserted = await session.execute(
-                insert_for(session, OutboxMessage)
-                .values(
-                    kind=REPORT_KIND,
-                    platform=row.platform,
-                    destination=target,
-                    payload={"text": text, "dead_id": row.id, "code": error.code},
-                    dedupe_key=f"report:{row.id}:{target}",
-                    case_id=None,
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-                .on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key])
-                .returning(OutboxMessage.id)
+            queued += await queue_message(
+                session,
+                kind=REPORT_KIND,
+                platform=row.platform,
+                destination=target,
+                payload={"text": text, "dead_id": row.id, "code": error.code},
+                dedupe_key=f"report:{row.id}:{target}",
+                now=now,
             )
-            queued += len(inserted.all())
         if not targets:
             log.error("no admin configured to report dead outbox message %s to", row.id)
         return queued
@@ -472,6 +463,42 @@ async def _bind_post(session: AsyncSession, row: OutboxMessage, message_ref: str
     )
 
 
+async def queue_message(
+    session: AsyncSession,
+    *,
+    kind: str,
+    platform: str,
+    destination: str | None,
+    payload: dict[str, Any],
+    dedupe_key: str,
+    now: datetime,
+    case_id: int | None = None,
+) -> bool:
+    """Queue one side effect in the caller's transaction, unless its dedupe key is already queued.
+
+    Every writer of the outbox goes through here, so a replayed job, click or firing can never queue
+    the same message twice. Returns whether a row was added.
+    """
+    inserted = await session.execute(
+        insert_for(session, OutboxMessage.__table__)
+        .values(
+            kind=kind,
+            platform=platform,
+            destination=destination,
+            payload=payload,
+            dedupe_key=dedupe_key,
+            case_id=case_id,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key])
+        .returning(OutboxMessage.id)
+    )
+    return inserted.first() is not None
+
+
 async def enqueue_for_team(
     session: AsyncSession,
     *,
@@ -491,24 +518,15 @@ async def enqueue_for_team(
     )
     added = 0
     for platform, address in destinations.all():
-        inserted = await session.execute(
-            insert_for(session, OutboxMessage.__table__)
-            .values(
-                kind=kind,
-                platform=platform,
-                destination=address,
-                payload=payload,
-                dedupe_key=f"{dedupe_key}:{platform}",
-                case_id=None,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key])
-            .returning(OutboxMessage.id)
+        added += await queue_message(
+            session,
+            kind=kind,
+            platform=platform,
+            destination=address,
+            payload=payload,
+            dedupe_key=f"{dedupe_key}:{platform}",
+            now=now,
         )
-        added += len(inserted.all())
     return added
 
 

@@ -34,8 +34,8 @@ from cxbot.digest.schedule import Slot, parse_clock, recent_slots
 from cxbot.digest.serialize import digest_to_json, slim_for_table
 from cxbot.digest.text import render_leadership_digest, render_team_digest
 from cxbot.escalation import tick as escalation_tick
-from cxbot.models import DigestRun, OutboxMessage
-from cxbot.outbox import enqueue_for_team
+from cxbot.models import DigestRun
+from cxbot.outbox import enqueue_for_team, queue_message
 from cxbot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -78,20 +78,14 @@ async def deliver_digest(
     if isinstance(digest, LeadershipDigest):
         text = render_leadership_digest(digest)
         if leadership_channel:
-            await session.execute(
-                insert_for(session, OutboxMessage.__table__)
-                .values(
-                    kind="digest",
-                    platform="slack",
-                    destination=leadership_channel,
-                    payload={"text": text, "scope": scope, "digest": digest_to_json(slim_for_table(digest))},
-                    dedupe_key=f"digest:{scope}:{digest.report_date.isoformat()}:slack",
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-                .on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key])
+            await queue_message(
+                session,
+                kind="digest",
+                platform="slack",
+                destination=leadership_channel,
+                payload={"text": text, "scope": scope, "digest": digest_to_json(slim_for_table(digest))},
+                dedupe_key=f"digest:{scope}:{digest.report_date.isoformat()}:slack",
+                now=now,
             )
         return text
     text = render_team_digest(digest)

@@ -36,7 +36,8 @@ from cxbot.config import Config
 from cxbot.contact.options import CHANNELS, PROVIDER_CHANNEL
 from cxbot.contact.templates import Rendered, default_template, fields, render, templates_for
 from cxbot.db import insert_for
-from cxbot.models import OPEN_CASE_STATES, Case, Contact, Customer, Feedback, OutboxMessage, Touchpoint
+from cxbot.models import OPEN_CASE_STATES, Case, Contact, Customer, Feedback, Touchpoint
+from cxbot.outbox import queue_message
 from cxbot.pii import mask_email, mask_phone, mask_text
 
 KIND = "contact"
@@ -265,21 +266,15 @@ async def queue_contact(
         "idempotency_key": key,
         "customer": customer_fields,
     }
-    await session.execute(
-        insert_for(session, OutboxMessage.__table__)
-        .values(
-            kind=KIND,
-            platform=PLATFORM,
-            destination=channel,
-            payload=payload,
-            dedupe_key=f"contact:{key}",
-            case_id=case.id,
-            status="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key])
+    await queue_message(
+        session,
+        kind=KIND,
+        platform=PLATFORM,
+        destination=channel,
+        payload=payload,
+        dedupe_key=f"contact:{key}",
+        case_id=case.id,
+        now=now,
     )
     return ContactQueued(contact_id, True, channel, choice.provider)
 
