@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot.authz import Actor, Denied, is_admin, is_member, require_admin
 from cxbot.cases import get_case
+from cxbot.customers import PII_REVEAL, record_pii_reveal
 from cxbot.models import (
     AuditEvent,
     Case,
@@ -70,21 +71,19 @@ async def reveal(
     assert customer is not None
     if customer.forgotten_at is not None:
         return Revealed(case.ref, f"{case.ref}'s customer was erased on {customer.forgotten_at:%Y-%m-%d}.")
-    session.add(
-        AuditEvent(
-            at=now,
-            actor=actor.user_id,
-            action="pii_reveal",
-            subject=f"customer:{customer.id}",
-            detail=f"revealed on case:{case.id} via {actor.platform}",
-        )
+    await record_pii_reveal(
+        session,
+        actor=actor,
+        customer_id=customer.id,
+        now=now,
+        detail=f"revealed on case:{case.id} via {actor.platform}",
     )
     session.add(
         CaseEvent(
             case_id=case.id,
             at=now,
             actor=actor.user_id,
-            kind="pii_reveal",
+            kind=PII_REVEAL,
             detail=f"Customer details shown to <@{actor.user_id}>",
             data={"customer_id": customer.id},
         )
