@@ -36,11 +36,11 @@ from sqlalchemy import select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from cxbot.authz import Actor  # noqa: E402
+from cxbot.cases.customers import PAGE_SIZE, CustomerPage  # noqa: E402
+from cxbot.commands.dispatch import Where, run_text  # noqa: E402
 from cxbot.config import load_config  # noqa: E402
-from cxbot.customers import PAGE_SIZE, CustomerPage  # noqa: E402
 from cxbot.db import create_engine, session_factory, upgrade  # noqa: E402
 from cxbot.directory import sync_directory  # noqa: E402
-from cxbot.dispatch import Where, run_text  # noqa: E402
 from cxbot.models import Case, Feedback  # noqa: E402
 from cxbot.runtime import Runtime  # noqa: E402
 from cxbot.settings import Settings  # noqa: E402

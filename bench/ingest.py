@@ -280,7 +280,7 @@ async def import_file(path: Path, database_url: str, *, batch: int) -> tuple[flo
 def baseline_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The feedback rows a bare INSERT writes: the item's columns, routed, no customers or cases."""
     from cxbot.config import load_config
-    from cxbot.routing import Router
+    from cxbot.ingest.routing import Router
 
     router = Router(load_config(CONFIG))
     now = datetime.now(UTC)

@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from cxbot.cases.sla import policy_of
 from cxbot.config import parse_duration
 from cxbot.digest.schedule import local_date, parse_clock, slot_for
 from cxbot.models import OPEN_CASE_STATES, Case
 from cxbot.runtime import Runtime
-from cxbot.sla import policy_of
 
 
 def digest_instants(runtime: Runtime, *, after: datetime, until: datetime) -> list[datetime]:

@@ -183,9 +183,9 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
 
     from cxbot.config import parse_duration
     from cxbot.digest import build_team_digest, render_team_digest
+    from cxbot.digest.posting import claim_and_deliver, instance_name
     from cxbot.digest.schedule import local_date, parse_clock, slot_for
     from cxbot.runtime import Runtime
-    from cxbot.scheduler import claim_and_deliver, instance_name
 
     config = _load(settings)
     if args.team is not None and args.team not in config.team_keys:

@@ -23,7 +23,7 @@ from pydantic import (
     field_validator,
 )
 
-from cxbot.contact.options import ContactProvider, ContactTemplate, TeamContact, contact_errors, untag
+from cxbot.loop.contact.options import ContactProvider, ContactTemplate, TeamContact, contact_errors, untag
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _DURATION_PART = re.compile(r"(\d+)\s*([wdhms])")

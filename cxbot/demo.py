@@ -31,17 +31,16 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from cxbot import cases as flows
-from cxbot import escalation
 from cxbot.authz import Actor, Denied
-from cxbot.cases import COULD_NOT_CONTACT
+from cxbot.cases import escalation, flows
+from cxbot.cases.flows import COULD_NOT_CONTACT
+from cxbot.cases.sla import policy_of
 from cxbot.config import Config
-from cxbot.contact import flows as contact_flows
 from cxbot.db import transaction
 from cxbot.ingest.service import ingest_items
+from cxbot.loop.contact import flows as contact_flows
 from cxbot.models import Case, Feedback
 from cxbot.runtime import Runtime
-from cxbot.sla import policy_of
 
 #: The demo's "now": a Tuesday morning in Europe, before most teams' digest time (so yesterday was busy).
 DEMO_NOW = datetime(2026, 11, 17, 8, 0, tzinfo=UTC)

@@ -218,7 +218,7 @@ class Case(Base):
     ack_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     resolve_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
-    # Escalation state per SLA clock (cxbot/escalation.py), claimed with compare-and-set UPDATEs.
+    # Escalation state per SLA clock (cxbot/cases/escalation.py), claimed with compare-and-set UPDATEs.
     # `*_clock_due_at` is the deadline the rest refers to: when a flow moves the deadline (reopen),
     # the clock's warning and steps start over without that flow knowing about escalation.
     ack_clock_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

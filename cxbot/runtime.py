@@ -16,9 +16,9 @@ from cxbot.background import BackgroundWork
 from cxbot.config import Config
 from cxbot.db import create_engine, session_factory, transaction
 from cxbot.directory import sync_directory
+from cxbot.ingest.routing import Router
 from cxbot.ingest.service import Ingestor
 from cxbot.observability import Counters
-from cxbot.routing import Router
 from cxbot.settings import Settings
 
 

@@ -25,7 +25,7 @@ def platform_routes(runtime: Any) -> Sequence[Any]:
 
 
 def platform_notifiers(runtime: Any) -> dict[str, Any]:
-    """Notifiers by platform for :class:`cxbot.outbox.OutboxWorker`; unconfigured platforms are absent."""
+    """Notifiers by platform for the outbox worker; unconfigured platforms are absent."""
     from handlers.slack import slack_notifier
 
     notifiers: dict[str, Any] = {}
@@ -33,7 +33,7 @@ def platform_notifiers(runtime: Any) -> dict[str, Any]:
     if slack is not None:
         notifiers[slack.platform] = slack
     # Customer contacts (email, SMS, helpdesk webhook) are the core's own way out, beside the chats.
-    from cxbot.contact import contact_notifier
+    from cxbot.loop.contact.notifier import contact_notifier
 
     contact = contact_notifier(runtime)
     if contact is not None:
@@ -45,7 +45,7 @@ def platform_notifiers(runtime: Any) -> dict[str, Any]:
 async def platform_services(runtime: Any, *, idle_seconds: float = 2.0) -> AsyncIterator[None]:
     """Background work for `serve` while the context is open: the outbox worker, and Slack Socket
     Mode when SLACK_APP_TOKEN is set."""
-    from cxbot.outbox import OutboxWorker
+    from cxbot.outbox.worker import OutboxWorker
     from handlers.slack import socket_mode_handler
 
     stop = asyncio.Event()

@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from cxbot.annotations import judge
 from cxbot.authz import Actor
-from cxbot.dispatch import Where, run_text
+from cxbot.commands.dispatch import Where, run_text
 from cxbot.models import Annotation, Feedback
 from cxbot.runtime import Runtime
-from cxbot.score_report import ScoreReport
+from cxbot.scores.annotations import judge
+from cxbot.scores.report import ScoreReport
 from tests.support.clock import FrozenClock
 
 LOGISTICS_AGENT = Actor("U0LOGAGT1", platform="console")

@@ -1,6 +1,6 @@
 """`GET /api/scores`, `GET /api/cases`, `/healthz` and `/metrics` through the real ASGI app (design.md §11).
 
-Scores are checked against numbers worked out by hand in the comments, not against cxbot.scores.
+Scores are checked against numbers worked out by hand in the comments, not against cxbot.scores.stats.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import httpx
 from sqlalchemy import select
 
 from cxbot.authz import Actor
-from cxbot.dispatch import Where, run_text
+from cxbot.commands.dispatch import Where, run_text
 from cxbot.models import Case, CaseEvent, OutboxMessage, TeamDestination
 from cxbot.runtime import Runtime
 from tests.support.clock import FrozenClock

@@ -6,7 +6,16 @@ from datetime import timedelta
 
 import pytest
 
-from cxbot.commands import OUTCOMES, VERBS, Command, CommandError, case_ref, help_text, parse, user_ref
+from cxbot.commands.grammar import (
+    OUTCOMES,
+    VERBS,
+    Command,
+    CommandError,
+    case_ref,
+    help_text,
+    parse,
+    user_ref,
+)
 
 OUTCOME_LIST = "recovered, partially-recovered, not-recovered, could-not-contact, no-action-needed"
 assert ", ".join(OUTCOMES) == OUTCOME_LIST

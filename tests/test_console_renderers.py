@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from cxbot.dispatch import Reply
-from cxbot.notify import CaseView, CustomerHistory, Delivery
+from cxbot.cases.view import CaseView, CustomerHistory
+from cxbot.commands.dispatch import Reply
+from cxbot.outbox.contract import Delivery
 from handlers.console.notifier import ConsoleNotifier
 from handlers.console.renderers import (
     case_actions,

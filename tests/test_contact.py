@@ -19,12 +19,12 @@ import pytest
 from sqlalchemy import select
 
 from cxbot.authz import Actor
-from cxbot.commands import Command, CommandError, parse
+from cxbot.cases.view import load_case_view
+from cxbot.commands.dispatch import Where, run_text
+from cxbot.commands.grammar import Command, CommandError, parse
 from cxbot.config import ConfigError, parse_config
-from cxbot.dispatch import Where, run_text
 from cxbot.models import Case, CaseEvent, Contact, OutboxMessage
-from cxbot.notify import load_case_view
-from cxbot.outbox import OutboxWorker
+from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
 from handlers import platform_notifiers
@@ -441,7 +441,7 @@ def test_contact_config_errors_have_paths() -> None:
 
 
 def test_webhook_body_is_stable_json() -> None:
-    from cxbot.contact.providers import OutgoingMessage, webhook_body
+    from cxbot.loop.contact.providers import OutgoingMessage, webhook_body
 
     message = OutgoingMessage(
         "webhook", None, "S", "B", "k1", "CX-1", "support", "contact", {"external_id": "c"}

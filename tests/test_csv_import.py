@@ -24,8 +24,8 @@ from sqlalchemy import func, select
 
 from cxbot.ingest.csv_import import FALLBACK_DATE_FORMATS, ImportOptions, ImportUsageError, import_csv
 from cxbot.models import Case, CaseEvent, Customer, Feedback
-from cxbot.reports import window_scores
 from cxbot.runtime import Runtime
+from cxbot.scores.queries import window_scores
 from tests.conftest import FIXTURES, ROOT
 from tests.support.clock import FrozenClock
 

@@ -21,15 +21,15 @@ from slack_sdk.models.blocks import Block
 from sqlalchemy import select
 
 from cxbot.authz import Actor
+from cxbot.cases.customers import COMMENT_CHARS, PAGE_SIZE, CustomerPage
+from cxbot.cases.detractors import raise_priority
+from cxbot.cases.view import load_case_view
+from cxbot.commands.dispatch import Reply, Where, run_text
 from cxbot.config import RepeatDetractor
-from cxbot.customers import COMMENT_CHARS, PAGE_SIZE, CustomerPage
 from cxbot.db import transaction
-from cxbot.detractors import raise_priority
-from cxbot.dispatch import Reply, Where, run_text
 from cxbot.ingest.csv_import import ImportOptions, import_csv
 from cxbot.ingest.service import ingest_items
 from cxbot.models import AuditEvent, Case, Customer
-from cxbot.notify import load_case_view
 from cxbot.pii import mask_text
 from cxbot.runtime import Runtime
 from handlers.slack.customer_view import customer_message

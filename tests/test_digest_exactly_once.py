@@ -14,10 +14,10 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import select
 
 from cxbot.config import Config
+from cxbot.digest.posting import LEADERSHIP_SCOPE, claim_and_deliver, tick
 from cxbot.digest.schedule import slot_for
 from cxbot.models import DigestRun, Feedback
 from cxbot.runtime import Runtime
-from cxbot.scheduler import LEADERSHIP_SCOPE, claim_and_deliver, tick
 from cxbot.settings import Settings
 from tests.support.clock import FrozenClock
 from tests.test_digest_schedule import make_config, running

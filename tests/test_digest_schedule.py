@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import select
 
 from cxbot.config import Config, parse_config
+from cxbot.digest.posting import tick
 from cxbot.digest.schedule import local_day_bounds, local_instant
 from cxbot.models import DigestRun
 from cxbot.runtime import Runtime
-from cxbot.scheduler import tick
 from cxbot.settings import Settings
 from tests.support.clock import FrozenClock
 

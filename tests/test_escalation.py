@@ -16,9 +16,9 @@ import httpx
 from sqlalchemy import select
 
 from cxbot.authz import Actor
+from cxbot.cases.escalation import ACKNOWLEDGE, ESCALATION_KINDS, ClockState, Due, plan, tick
+from cxbot.commands.dispatch import Where, run_text
 from cxbot.config import Config, SlaPolicy
-from cxbot.dispatch import Where, run_text
-from cxbot.escalation import ACKNOWLEDGE, ESCALATION_KINDS, ClockState, Due, plan, tick
 from cxbot.models import Case, CaseEvent, OutboxMessage
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings

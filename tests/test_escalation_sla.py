@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from cxbot.cases.sla import add_business_time, deadlines
 from cxbot.config import BusinessHours, Config
-from cxbot.sla import add_business_time, deadlines
 
 BERLIN = ZoneInfo("Europe/Berlin")
 LONDON = ZoneInfo("Europe/London")

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cxbot.recovery import category_level, recovery_outcome, recovery_rate
-from cxbot.scores import wilson_interval
+from cxbot.loop.recovery import category_level, recovery_outcome, recovery_rate
+from cxbot.scores.stats import wilson_interval
 
 
 @pytest.mark.parametrize(

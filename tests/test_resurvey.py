@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from cxbot.config import Config
+from cxbot.loop.resurvey import read_token
 from cxbot.models import Case, CaseEvent, Customer, Feedback, OutboxMessage, Resurvey
-from cxbot.resurvey import read_token
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
 from cxbot.web import create_app

@@ -15,10 +15,10 @@ import yaml
 from sqlalchemy import select
 
 from cxbot.config import Config
-from cxbot.contact.notifier import ContactNotifier
 from cxbot.ingest.csv_import import ImportOptions, import_csv
+from cxbot.loop.contact.notifier import ContactNotifier
 from cxbot.models import Case, Customer, Feedback
-from cxbot.outbox import OutboxWorker
+from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
 from cxbot.web import create_app

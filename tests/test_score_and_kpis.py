@@ -11,12 +11,12 @@ import statistics
 from datetime import UTC, date, datetime, timedelta
 
 from cxbot.authz import Actor
+from cxbot.commands.dispatch import Where, run_text
 from cxbot.digest import TeamDigest, build_team_digest, render_team_digest
 from cxbot.digest.text import format_duration
-from cxbot.dispatch import Where, run_text
 from cxbot.models import Case, Contact, Feedback, Resurvey
 from cxbot.runtime import Runtime
-from cxbot.score_report import ScoreReport
+from cxbot.scores.report import ScoreReport
 from tests.support.clock import FrozenClock
 
 AGENT = Actor("U0SUPAGT1", platform="console")

@@ -1,4 +1,4 @@
-"""Tests for cxbot.scores: hand-computed examples plus hypothesis properties (design.md §2)."""
+"""Tests for cxbot.scores.stats: hand-computed examples plus hypothesis properties (design.md §2)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cxbot.scores import (
+from cxbot.scores.stats import (
     Change,
     Score,
     ces_easy,

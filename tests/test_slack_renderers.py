@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from slack_sdk.models.blocks import Block
 
-from cxbot.dispatch import Reply
-from cxbot.notify import CaseView, CustomerHistory
+from cxbot.cases.view import CaseView, CustomerHistory
+from cxbot.commands.dispatch import Reply
 from cxbot.pii import mask_email, mask_name, mask_phone, mask_text
 from handlers.slack.renderers import (
     MAX_BLOCKS,
@@ -135,7 +135,7 @@ def test_long_replies_are_split_and_cut_to_slacks_limits() -> None:
 
 
 def test_scores_say_low_sample_and_margin() -> None:
-    from cxbot.scores import csat_from_counts, nps_from_counts
+    from cxbot.scores.stats import csat_from_counts, nps_from_counts
 
     assert (
         score_text(nps_from_counts(promoters=60, passives=20, detractors=20)) == "NPS +40 ±16 (n=100)"

@@ -21,16 +21,16 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, String, bindparam, case, func, literal, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cxbot.annotations import annotation_effects
 from cxbot.config import Config, Team
 from cxbot.digest.model import CaseHealth, DayPoint, MetricDigest, NegativeComment, TeamDigest
 from cxbot.digest.schedule import local_day_bounds
 from cxbot.digest.themes import extract_themes
-from cxbot.kpis import case_kpis
+from cxbot.loop.recovery import recovery_stats
 from cxbot.models import OPEN_CASE_STATES, Case, Contact, Feedback, UtcDateTime
 from cxbot.pii import mask_text
-from cxbot.recovery import recovery_stats
-from cxbot.scores import LABELS, METRICS, SCALES, Score, compare, score_from_distribution
+from cxbot.scores.annotations import annotation_effects
+from cxbot.scores.kpis import case_kpis
+from cxbot.scores.stats import LABELS, METRICS, SCALES, Score, compare, score_from_distribution
 
 TREND_DAYS = 28
 WEEK = 7

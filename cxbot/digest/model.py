@@ -1,7 +1,7 @@
 """The platform-neutral digest: plain frozen dataclasses that renderers read (design.md §8).
 
 Nothing here knows about Slack, Teams or text. Every score carries its n, CI and low-sample flag
-(`cxbot.scores.Score`); every comparison carries its verdict (`cxbot.scores.Change`:
+(`cxbot.scores.stats.Score`); every comparison carries its verdict (`cxbot.scores.stats.Change`:
 "significant" / "no real change" / "low sample"). A figure the data cannot support is `None`
 and renders as "n/a", never as a made-up number.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from cxbot.annotations import AnnotationEffect
-from cxbot.scores import Change, Score
+from cxbot.scores.annotations import AnnotationEffect
+from cxbot.scores.stats import Change, Score
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +103,7 @@ class CaseHealth:
     cases_in_window: int
     contact_rate: float | None  # percent of the window's cases with a contact attempt
     # The recovery slot: percent of re-surveyed customers who moved up a category, and on how many
-    # re-survey answers it rests, from `cxbot.recovery.recovery_stats`.
+    # re-survey answers it rests, from `cxbot.loop.recovery.recovery_stats`.
     recovery_rate: float | None
     resurveyed_n: int
     # Case KPIs (design.md §2) over the cases *resolved* in the window: first contact resolution

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, timedelta
 
-from cxbot.annotations import VERDICT_FEW_BEFORE, VERDICT_TOO_RECENT, AnnotationEffect, describe_window
 from cxbot.digest.model import CaseHealth, LeadershipDigest, MetricDigest, TeamDigest
-from cxbot.scores import VERDICT_LOW_SAMPLE, Change, Score
+from cxbot.scores.annotations import VERDICT_FEW_BEFORE, VERDICT_TOO_RECENT, AnnotationEffect, describe_window
+from cxbot.scores.stats import VERDICT_LOW_SAMPLE, Change, Score
 
 SPARK = "▁▂▃▄▅▆▇█"
 NO_DATA = "·"

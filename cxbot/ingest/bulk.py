@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from cxbot.detractors import raise_priority
+from cxbot.cases.detractors import raise_priority
+from cxbot.cases.sla import deadlines
 from cxbot.ingest.common import SYSTEM_ACTOR, case_title, refresh_customers, routing_reason
+from cxbot.ingest.routing import Router, Verdict
 from cxbot.ingest.schema import CustomerIn, FeedbackIn
 from cxbot.models import Case, CaseEvent, Customer, Feedback
-from cxbot.outbox import queue_case_cards
-from cxbot.routing import Router, Verdict
-from cxbot.sla import deadlines
+from cxbot.outbox.queue import queue_case_cards
 
 if TYPE_CHECKING:
     from cxbot.ingest.service import _Pending

@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cxbot.ingest.routing import METRIC_LABELS, Route
 from cxbot.ingest.schema import CustomerIn, FeedbackIn
 from cxbot.models import Customer
-from cxbot.routing import METRIC_LABELS, Route
 
 SYSTEM_ACTOR = "cxbot"
 #: cases.routing_reason is VARCHAR(500); a quoted unknown touchpoint can make the reason longer.

@@ -17,15 +17,15 @@ from typing import Any
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cxbot.cases.detractors import raise_priority
+from cxbot.cases.sla import deadlines
 from cxbot.db import insert_for
-from cxbot.detractors import raise_priority
 from cxbot.ingest.bulk import BulkWriter
 from cxbot.ingest.common import SYSTEM_ACTOR, case_title, refresh_customers, routing_reason
+from cxbot.ingest.routing import Route, Router
 from cxbot.ingest.schema import CustomerIn, FeedbackIn, ItemError, validate_item
 from cxbot.models import Case, CaseEvent, Customer, Feedback
-from cxbot.outbox import queue_case_cards
-from cxbot.routing import Route, Router
-from cxbot.sla import deadlines
+from cxbot.outbox.queue import queue_case_cards
 
 CHUNK = 500
 #: Distinct touchpoint spellings whose route is remembered (a configured set, so small in practice).

@@ -9,10 +9,10 @@ from sqlalchemy import func, select, text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 
+from cxbot.loop.recovery import recovery_stats
 from cxbot.models import CASE_STATES, OPEN_CASE_STATES, Case
-from cxbot.recovery import recovery_stats
-from cxbot.reports import WINDOWS, list_cases, parse_window, window_scores
-from cxbot.scores import METRICS, Change, Score, compare
+from cxbot.scores.queries import WINDOWS, list_cases, parse_window, window_scores
+from cxbot.scores.stats import METRICS, Change, Score, compare
 from cxbot.web.common import HttpError, require_api_key, runtime_of
 
 log = logging.getLogger(__name__)

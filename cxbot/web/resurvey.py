@@ -15,8 +15,8 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from cxbot import resurvey as flows
 from cxbot.db import transaction
+from cxbot.loop import resurvey as flows
 from cxbot.settings import MissingSetting
 from cxbot.web.common import HttpError, read_body, runtime_of
 

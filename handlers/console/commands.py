@@ -1,6 +1,6 @@
 """The console's command source: lines typed at a prompt, run through the one `/cx` grammar.
 
-`/cx ack CX-3`, `cx ack CX-3` and plain `ack CX-3` all go to :func:`cxbot.dispatch.run_text`, exactly
+`/cx ack CX-3`, `cx ack CX-3` and plain `ack CX-3` all go to :func:`cxbot.commands.dispatch.run_text`, exactly
 as Slack's slash command does; the reply is printed for the caller. After every line the console does
 what `serve` does in the background: the digest and escalation ticks, then one outbox round, whose
 deliveries to console channels are printed by :class:`handlers.console.notifier.ConsoleNotifier`.
@@ -22,14 +22,15 @@ from typing import Any, TextIO
 
 from sqlalchemy import select
 
-from cxbot import escalation, scheduler
 from cxbot.agenda import next_wakeup
 from cxbot.authz import Actor, is_admin, teams_of
+from cxbot.cases import escalation
 from cxbot.clock import ManualClock
+from cxbot.commands.dispatch import Reply, Where, run_text
 from cxbot.config import parse_duration
-from cxbot.dispatch import Reply, Where, run_text
+from cxbot.digest import posting
 from cxbot.models import TeamDestination
-from cxbot.outbox import OutboxWorker
+from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
 from handlers.console.notifier import PLATFORM, ConsoleNotifier
 from handlers.console.renderers import render_reply, reply_text
@@ -172,7 +173,7 @@ class Console:
     async def pump(self) -> None:
         """What `serve` runs every minute: digests due, SLA warnings and escalations, then the outbox."""
         now = self.runtime.clock()
-        for outcome in await scheduler.tick(self.runtime, now=now):
+        for outcome in await posting.tick(self.runtime, now=now):
             log.info("digest %s %s: %s", outcome.scope, outcome.local_date, outcome.status)
         await escalation.tick(self.runtime, now=now)
         stats = await self.worker.run_once(now=now)

@@ -2,7 +2,7 @@
 
 The console is one more platform on the outbox: team channels linked with `/cx team link` (the demo
 links `#<team>` for every team) get case cards, thread lines, digests and escalation notices queued
-for platform "console", and :class:`cxbot.outbox.OutboxWorker` hands them here. A card printed once
+for platform "console", and :class:`cxbot.outbox.worker.OutboxWorker` hands them here. A card printed once
 is "updated" afterwards, as Slack updates its message in place.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from cxbot.escalation import DM_KIND, ESCALATION_KINDS
-from cxbot.notify import Delivery, PermanentDeliveryError
+from cxbot.cases.escalation import DM_KIND, ESCALATION_KINDS
+from cxbot.outbox.contract import Delivery, PermanentDeliveryError
 from handlers.console.renderers import case_card, digest_post, escalation_notice, report, thread_line
 
 PLATFORM = "console"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 import textwrap
 
-from cxbot.dispatch import Reply
-from cxbot.notify import CaseView
+from cxbot.cases.view import CaseView
+from cxbot.commands.dispatch import Reply
 
 WIDTH = 100
 EMOJI = {":rotating_light:": "🚨", ":warning:": "⚠", ":white_check_mark:": "✔"}

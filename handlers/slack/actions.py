@@ -1,7 +1,7 @@
 """Buttons, the Reassign select and the Snooze/Resolve modals on a case card.
 
 Every click runs the same command a user could type (`ack CX-42`, `take CX-42`, `assign CX-42 @x`)
-through :mod:`cxbot.dispatch`, so authorization, compare-and-set state changes and outbox writes are
+through :mod:`cxbot.commands.dispatch`, so authorization, compare-and-set state changes and outbox writes are
 the core's: a double click or a replayed request changes the case once and refreshes the card once.
 The clicker gets an ephemeral answer; the card itself is updated by the outbox worker. A click is
 acknowledged at once and its command runs as tracked background work after the HTTP answer; what opens
@@ -17,10 +17,10 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from cxbot.authz import Actor
-from cxbot.commands import OUTCOMES, Command, CommandError, parse
+from cxbot.commands.dispatch import Reply, Where, run, run_text
+from cxbot.commands.grammar import OUTCOMES, Command, CommandError, parse
 from cxbot.config import parse_duration
-from cxbot.contact.flows import composer_for
-from cxbot.dispatch import Reply, Where, run, run_text
+from cxbot.loop.contact.flows import composer_for
 from handlers.slack.commands import FAILED, open_contact_composer, send_reply
 from handlers.slack.customer_view import CARD_ACTION, PAGE_ACTION
 from handlers.slack.deps import SlackDeps, log
@@ -377,7 +377,7 @@ async def _run_submitted(
         log.warning("could not tell %s the result of %s: %s", actor.user_id, command.verb, error)
 
 
-#: The core names the input to fix (cxbot.cases.NewCaseRejected); the form calls free text `title`.
+#: The core names the input to fix (cxbot.cases.flows.NewCaseRejected); the form calls free text `title`.
 _FORM_BLOCK_OF = {"text": "title"}
 
 

@@ -4,7 +4,7 @@ The HTTP answer goes back as soon as the listener has acked; the command itself 
 background work (:class:`cxbot.background.BackgroundWork`) and answers through `response_url`. Only
 what needs the trigger_id (opening a modal) runs before the answer.
 
-The text goes to :func:`cxbot.dispatch.run_text` untouched (mentions arrive as `<@U123|name>`, which
+The text goes to :func:`cxbot.commands.dispatch.run_text` untouched (mentions arrive as `<@U123|name>`, which
 the grammar understands); the reply is rendered by :func:`handlers.slack.renderers.reply_message`.
 """
 
@@ -15,11 +15,11 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from cxbot.authz import Actor, Denied, teams_of
-from cxbot.cases import CaseNotFound, InvalidTransition
-from cxbot.commands import CommandError, parse
-from cxbot.contact.flows import composer_for
-from cxbot.customers import CustomerPage
-from cxbot.dispatch import Reply, Where, run_text
+from cxbot.cases.customers import CustomerPage
+from cxbot.cases.flows import CaseNotFound, InvalidTransition
+from cxbot.commands.dispatch import Reply, Where, run_text
+from cxbot.commands.grammar import CommandError, parse
+from cxbot.loop.contact.flows import composer_for
 from handlers.slack.customer_view import customer_message
 from handlers.slack.deps import SlackDeps, log
 from handlers.slack.errors import SlackPermanentError, SlackTransientError

@@ -1,6 +1,6 @@
 """The single customer view on Slack: one page of a customer's history as Block Kit, with Older/Newer buttons.
 
-The core (:mod:`cxbot.customers`) cuts the pages; this module only draws one. Each button carries the
+The core (:mod:`cxbot.cases.customers`) cuts the pages; this module only draws one. Each button carries the
 `customer …` command for its page, so a click runs the same grammar a user could type, with the same
 authorization, and the answer replaces the ephemeral message through `response_url`.
 """
@@ -20,8 +20,8 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from cxbot.customers import CustomerPage, HistoryItem
-from cxbot.dispatch import Reply
+from cxbot.cases.customers import CustomerPage, HistoryItem
+from cxbot.commands.dispatch import Reply
 from handlers.slack.renderers import (
     CUSTOMER,
     MAX_FALLBACK_TEXT,

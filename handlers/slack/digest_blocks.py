@@ -26,7 +26,6 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from cxbot.annotations import AnnotationEffect, describe_window
 from cxbot.digest.model import CaseHealth, LeadershipDigest, MetricDigest, TeamDigest
 from cxbot.digest.text import (
     NA,
@@ -39,8 +38,9 @@ from cxbot.digest.text import (
     render_team_digest,
     sparkline,
 )
-from cxbot.score_report import ScoreReport, kpi_line, render_score_report
-from cxbot.scores import VERDICT_SIGNIFICANT, Change, Score
+from cxbot.scores.annotations import AnnotationEffect, describe_window
+from cxbot.scores.report import ScoreReport, kpi_line, render_score_report
+from cxbot.scores.stats import VERDICT_SIGNIFICANT, Change, Score
 from handlers.slack.renderers import (
     MAX_BLOCKS,
     MAX_FALLBACK_TEXT,

@@ -2,12 +2,12 @@
 
 Transient failures (rate limits, 5xx, timeouts) are worth retrying; permanent ones are not, and each
 says whether the destination, the credentials or the message itself is at fault, because that
-decides who gets told (see :class:`cxbot.notify.PermanentDeliveryError`).
+decides who gets told (see :class:`cxbot.outbox.contract.PermanentDeliveryError`).
 """
 
 from __future__ import annotations
 
-from cxbot.notify import ErrorScope, PermanentDeliveryError, TransientDeliveryError
+from cxbot.outbox.contract import ErrorScope, PermanentDeliveryError, TransientDeliveryError
 
 #: Slack error codes that retrying cannot fix, with who is at fault.
 PERMANENT_CODES: dict[str, ErrorScope] = {

@@ -15,10 +15,10 @@ from slack_bolt.async_app import AsyncApp
 from sqlalchemy import select
 
 from cxbot.authz import Actor, teams_of
+from cxbot.cases.view import CaseView, load_case_view
 from cxbot.models import OPEN_CASE_STATES, Case
-from cxbot.notify import CaseView, load_case_view
-from cxbot.outbox import remember_inbound_event
-from cxbot.reports import window_scores
+from cxbot.outbox.inbox import remember_inbound_event
+from cxbot.scores.queries import window_scores
 from handlers.slack.deps import SlackDeps, log
 from handlers.slack.errors import SlackPermanentError, SlackTransientError
 from handlers.slack.renderers import home_view

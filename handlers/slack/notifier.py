@@ -1,6 +1,6 @@
 """Delivers outbox rows to Slack: the case card (posted once, then updated in place), its thread, reports.
 
-Network only: the worker hands over a :class:`cxbot.notify.Delivery` with the case snapshot and the
+Network only: the worker hands over a :class:`cxbot.outbox.contract.Delivery` with the case snapshot and the
 card's `ts` if one was posted, and stores the `message_ref` this returns.
 """
 
@@ -10,11 +10,11 @@ import asyncio
 import logging
 from typing import Any
 
+from cxbot.cases.escalation import ESCALATION_KINDS
 from cxbot.digest.chart import trend_chart_png
 from cxbot.digest.model import TeamDigest
 from cxbot.digest.serialize import digest_from_json
-from cxbot.escalation import ESCALATION_KINDS
-from cxbot.notify import Delivery, DeliveryError, PermanentDeliveryError
+from cxbot.outbox.contract import Delivery, DeliveryError, PermanentDeliveryError
 from cxbot.pii import mask_text
 from handlers.slack.client import SlackClient
 from handlers.slack.digest_blocks import digest_message

@@ -31,11 +31,11 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from cxbot.commands import OUTCOMES
-from cxbot.contact.flows import Composer
-from cxbot.dispatch import Reply
-from cxbot.notify import CaseView
-from cxbot.scores import Score
+from cxbot.cases.view import CaseView
+from cxbot.commands.dispatch import Reply
+from cxbot.commands.grammar import OUTCOMES
+from cxbot.loop.contact.flows import Composer
+from cxbot.scores.stats import Score
 
 MAX_BLOCKS = 50
 MAX_HOME_BLOCKS = 100
@@ -231,7 +231,7 @@ def reply_message(reply: Reply) -> dict[str, Any]:
     A reply carrying a digest (`/cx digest preview`) shows it exactly as the channel would get it.
     """
     from cxbot.digest.model import LeadershipDigest, TeamDigest
-    from cxbot.score_report import ScoreReport
+    from cxbot.scores.report import ScoreReport
     from handlers.slack.digest_blocks import digest_message, score_blocks
 
     if isinstance(reply.report, TeamDigest | LeadershipDigest):

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from cxbot.models import Case, Contact
-from cxbot.outbox import OutboxWorker
+from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
 from handlers import platform_notifiers

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from cxbot.models import Case
-from cxbot.outbox import OutboxWorker
+from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
 from handlers import platform_notifiers
 from tests.conftest import API_KEY

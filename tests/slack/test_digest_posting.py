@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import httpx
 from sqlalchemy import select
 
+from cxbot.digest.posting import tick
 from cxbot.models import DigestRun, OutboxMessage
-from cxbot.outbox import OutboxWorker
+from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
-from cxbot.scheduler import tick
 from handlers import platform_notifiers
 from tests.support.clock import FrozenClock
 from tests.support.fake_slack import FakeSlack

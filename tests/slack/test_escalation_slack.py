@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import httpx
 
-from cxbot.escalation import tick
-from cxbot.outbox import OutboxWorker
+from cxbot.cases.escalation import tick
+from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
 from handlers import platform_notifiers
 from handlers.slack.renderers import escalation_message

@@ -12,8 +12,8 @@ from slack_sdk.models.views import View
 from sqlalchemy import select
 
 from cxbot.authz import Actor
-from cxbot.commands import Command, CommandError, parse
-from cxbot.dispatch import Where, run_text
+from cxbot.commands.dispatch import Where, run_text
+from cxbot.commands.grammar import Command, CommandError, parse
 from cxbot.models import Case, CaseEvent, OutboxMessage
 from cxbot.runtime import Runtime
 from tests.conftest import API_KEY

@@ -13,9 +13,9 @@ import httpx
 from sqlalchemy import select
 
 from cxbot.authz import Actor
-from cxbot.dispatch import Where, run_text
+from cxbot.commands.dispatch import Where, run_text
 from cxbot.models import OutboxMessage
-from cxbot.outbox import OutboxWorker
+from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
 from handlers import platform_notifiers
 from tests.support.clock import FrozenClock

@@ -11,7 +11,7 @@ from sqlalchemy import JSON, String, Text, select
 
 from cxbot.config import Config
 from cxbot.models import AuditEvent, Base, CaseEvent, Contact, Customer, OutboxMessage, Resurvey
-from cxbot.outbox import OutboxWorker
+from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
 from handlers import platform_notifiers

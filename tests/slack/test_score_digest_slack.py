@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy import select
 
 from cxbot.config import Config, load_config
+from cxbot.digest.posting import tick
 from cxbot.models import OutboxMessage
-from cxbot.outbox import OutboxWorker
+from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
-from cxbot.scheduler import tick
 from handlers import platform_notifiers
 from tests.conftest import API_KEY
 from tests.support.clock import FrozenClock

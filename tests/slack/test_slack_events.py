@@ -11,7 +11,7 @@ from slack_sdk.models.blocks import Block
 from sqlalchemy import func, select
 
 from cxbot.authz import Actor
-from cxbot.dispatch import Where, run_text
+from cxbot.commands.dispatch import Where, run_text
 from cxbot.models import InboundEvent
 from cxbot.runtime import Runtime
 from tests.conftest import API_KEY

@@ -16,10 +16,10 @@ from slack_sdk.models.blocks import Block
 from sqlalchemy import delete, select
 
 from cxbot.authz import Actor
-from cxbot.dispatch import Where, run_text
+from cxbot.commands.dispatch import Where, run_text
 from cxbot.models import CasePost, OutboxMessage
-from cxbot.notify import Delivery
-from cxbot.outbox import OutboxWorker
+from cxbot.outbox.contract import Delivery
+from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
 from handlers import platform_notifiers
 from tests.support.clock import FrozenClock
@@ -215,7 +215,7 @@ async def test_revoked_token_is_dead_and_only_logged(
 async def test_too_many_transient_failures_give_up_and_report(
     client: httpx.AsyncClient, runtime: Runtime, fake_slack: FakeSlack, clock: FrozenClock
 ) -> None:
-    from cxbot.outbox import RetryPolicy
+    from cxbot.outbox.worker import RetryPolicy
 
     worker = OutboxWorker(runtime, platform_notifiers(runtime), retry=RetryPolicy(max_attempts=2))
     await open_case(client)
@@ -290,7 +290,7 @@ async def test_thread_line_without_a_card_posts_the_card_once_even_if_the_line_f
 
 
 async def test_old_inbound_event_ids_are_forgotten(runtime: Runtime, clock: FrozenClock) -> None:
-    from cxbot.outbox import forget_inbound_events, remember_inbound_event
+    from cxbot.outbox.inbox import forget_inbound_events, remember_inbound_event
 
     assert await remember_inbound_event(runtime, platform="slack", event_id="Ev1", kind="x", now=clock.now)
     assert not await remember_inbound_event(
@@ -345,7 +345,7 @@ async def test_a_team_wide_message_is_queued_once_per_destination_and_posted(
     runtime: Runtime, worker: OutboxWorker, fake_slack: FakeSlack, clock: FrozenClock
 ) -> None:
     from cxbot.db import transaction
-    from cxbot.outbox import enqueue_for_team
+    from cxbot.outbox.queue import enqueue_for_team
 
     text = "*Customer Support, Sunday 1 November*\n" + "\n".join(f"• line {n}" for n in range(400))
     for attempt in range(2):  # a replayed job queues nothing more

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from cxbot.outbox import OutboxWorker
+from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
 from handlers import platform_notifiers
 from tests.conftest import API_KEY

@@ -9,8 +9,8 @@ import httpx
 from sqlalchemy import select
 
 from cxbot.authz import Actor
+from cxbot.commands.dispatch import Reply, Where, run_text
 from cxbot.config import Config, parse_config
-from cxbot.dispatch import Reply, Where, run_text
 from cxbot.models import OutboxMessage
 from cxbot.runtime import Runtime
 

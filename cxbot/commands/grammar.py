@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from cxbot.cases.customers import Cursor
 from cxbot.config import parse_duration
-from cxbot.customers import Cursor
 
 CASE_REF = re.compile(r"^(?:#|cx-?)?(\d{1,9})$", re.IGNORECASE)
 # Slack escapes mentions as <@U123> or <@U123|name>; Teams and the console pass @name through.

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from string import Template
 
 from cxbot.config import Config
-from cxbot.contact.options import TEMPLATE_FIELDS, ContactTemplate
-from cxbot.routing import METRIC_LABELS
+from cxbot.ingest.routing import METRIC_LABELS
+from cxbot.loop.contact.options import TEMPLATE_FIELDS, ContactTemplate
 
 #: Used when the team names no template and has none: still a polite, editable start.
 FALLBACK = ContactTemplate(

@@ -1,7 +1,7 @@
 """Recovery: did a re-surveyed customer move up a category? (design.md §2, §7).
 
 The pure part (categories, the verdict of one re-survey, the rate over many) uses the same scales
-as :mod:`cxbot.scores`; :func:`recovery_stats` is the one query the API and the digest share.
+as :mod:`cxbot.scores.stats`; :func:`recovery_stats` is the one query the API and the digest share.
 
 Categories, lowest first:
 
@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot.models import Case, Resurvey
-from cxbot.scores import ces_easy, csat_satisfied, nps_category, wilson_interval
+from cxbot.scores.stats import ces_easy, csat_satisfied, nps_category, wilson_interval
 
 Outcome = Literal["recovered", "unchanged", "worse"]
 OUTCOMES: tuple[Outcome, ...] = ("recovered", "unchanged", "worse")

@@ -21,14 +21,14 @@ from typing import Any
 
 import httpx
 
-from cxbot.contact.options import (
+from cxbot.loop.contact.options import (
     ContactProvider,
     MailgunProvider,
     SendGridProvider,
     TwilioProvider,
     WebhookProvider,
 )
-from cxbot.notify import PermanentDeliveryError, TransientDeliveryError
+from cxbot.outbox.contract import PermanentDeliveryError, TransientDeliveryError
 
 USER_AGENT = "cxbot-contact/1"
 MAX_DETAIL = 200

@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot.config import Config
-from cxbot.contact.flows import KIND, PLATFORM, record_delivery
-from cxbot.contact.providers import OutgoingMessage, send
-from cxbot.notify import Delivery, PermanentDeliveryError
+from cxbot.loop.contact.flows import KIND, PLATFORM, record_delivery
+from cxbot.loop.contact.providers import OutgoingMessage, send
+from cxbot.outbox.contract import Delivery, PermanentDeliveryError
 
 
 class ContactNotifier:

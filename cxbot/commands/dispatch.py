@@ -14,20 +14,20 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from cxbot import cases as flows
-from cxbot import privacy, resurvey
-from cxbot.annotations import AnnotationRejected, record_annotation
 from cxbot.authz import Actor, Denied, is_admin, require_member, teams_of
-from cxbot.commands import Command, CommandError, help_text, parse, verb_named
-from cxbot.contact import flows as contact_flows
-from cxbot.customers import CustomerNotFound, customer_page
+from cxbot.cases import flows, privacy
+from cxbot.cases.customers import CustomerNotFound, customer_page
+from cxbot.commands.grammar import Command, CommandError, help_text, parse, verb_named
 from cxbot.db import insert_for, transaction
 from cxbot.digest.content import build_team_digest
 from cxbot.digest.schedule import local_date
 from cxbot.digest.text import render_team_digest
+from cxbot.loop import resurvey
+from cxbot.loop.contact import flows as contact_flows
 from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, TeamDestination
 from cxbot.runtime import Runtime
-from cxbot.score_report import ScopeNotFound, build_score_report, render_score_report, resolve_scope
+from cxbot.scores.annotations import AnnotationRejected, record_annotation
+from cxbot.scores.report import ScopeNotFound, build_score_report, render_score_report, resolve_scope
 
 LIST_LIMIT = 20
 
@@ -336,7 +336,7 @@ async def _annotate(runtime: Runtime, session: Any, command: Command, actor: Act
 
 
 async def _customer(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
-    """The single customer view; the page itself is built (and any PII reveal audited) in cxbot.customers."""
+    """The single customer view; the page itself is built (and any PII reveal audited) in cases.customers."""
     args = command.args
     try:
         page = await customer_page(

@@ -22,35 +22,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, exists, insert, literal, or_, select, union_all, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from cxbot.cases.view import load_case_view
 from cxbot.db import insert_for, transaction
-from cxbot.models import CasePost, InboundEvent, OutboxMessage, TeamDestination
-from cxbot.notify import (
+from cxbot.models import CasePost, OutboxMessage
+from cxbot.outbox.contract import (
+    CASE_KINDS,
+    OPEN_STATUSES,
+    REPORT_KIND,
     Delivery,
     Notifier,
     PermanentDeliveryError,
     TransientDeliveryError,
-    load_case_view,
 )
+from cxbot.outbox.inbox import KEEP_INBOUND_EVENTS, forget_inbound_events
+from cxbot.outbox.queue import queue_message
 
 if TYPE_CHECKING:  # runtime → ingest → outbox: only the type is needed here
     from cxbot.runtime import Runtime
 
+
 log = logging.getLogger(__name__)
 
-OPEN_STATUSES = ("pending", "sending")
-CASE_KINDS = ("case.card", "case.thread")
-REPORT_KIND = "report"
-#: Slack retries an event for about an hour at most; a day of event ids is plenty to deduplicate.
-KEEP_INBOUND_EVENTS = timedelta(days=1)
+
 PRUNE_EVERY = timedelta(hours=1)
 
 
@@ -461,168 +463,3 @@ async def _bind_post(session: AsyncSession, row: OutboxMessage, message_ref: str
             set_={"message_ref": message_ref, "updated_at": now},
         )
     )
-
-
-async def queue_message(
-    session: AsyncSession,
-    *,
-    kind: str,
-    platform: str,
-    destination: str | None,
-    payload: dict[str, Any],
-    dedupe_key: str,
-    now: datetime,
-    case_id: int | None = None,
-) -> bool:
-    """Queue one side effect in the caller's transaction, unless its dedupe key is already queued.
-
-    Every writer of the outbox goes through here, so a replayed job, click or firing can never queue
-    the same message twice. Returns whether a row was added.
-    """
-    inserted = await session.execute(
-        insert_for(session, OutboxMessage.__table__)
-        .values(
-            kind=kind,
-            platform=platform,
-            destination=destination,
-            payload=payload,
-            dedupe_key=dedupe_key,
-            case_id=case_id,
-            status="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key])
-        .returning(OutboxMessage.id)
-    )
-    return inserted.first() is not None
-
-
-async def enqueue_for_team(
-    session: AsyncSession,
-    *,
-    team_key: str,
-    kind: str,
-    payload: dict[str, Any],
-    dedupe_key: str,
-    now: datetime,
-) -> int:
-    """Queue one message for every chat destination of a team, in the caller's transaction.
-
-    For team-wide posts such as digests (`kind="digest"`, payload `{"text": ...}`): the same
-    `dedupe_key` queued twice (a replayed job) is one message per destination. Returns rows added.
-    """
-    destinations = await session.execute(
-        select(TeamDestination.platform, TeamDestination.address).where(TeamDestination.team_key == team_key)
-    )
-    added = 0
-    for platform, address in destinations.all():
-        added += await queue_message(
-            session,
-            kind=kind,
-            platform=platform,
-            destination=address,
-            payload=payload,
-            dedupe_key=f"{dedupe_key}:{platform}",
-            now=now,
-        )
-    return added
-
-
-async def queue_case_cards(
-    session: AsyncSession, opened: Iterable[tuple[int, str]], *, now: datetime, text: str = "Case opened"
-) -> None:
-    """Queue the first card of newly opened cases, one row per destination of the owning team.
-
-    Called by the ingest in the transaction that opens the cases; `opened` is (case id, team key).
-    """
-    by_team: dict[str, list[int]] = {}
-    for case_id, team in opened:
-        by_team.setdefault(team, []).append(case_id)
-    if not by_team:
-        return
-    destinations = await session.execute(
-        select(TeamDestination.team_key, TeamDestination.platform, TeamDestination.address).where(
-            TeamDestination.team_key.in_(sorted(by_team))
-        )
-    )
-    rows = [
-        {
-            "kind": "case.card",
-            "platform": platform,
-            "destination": address,
-            "payload": {"case_id": case_id, "event_id": None, "text": text},
-            "dedupe_key": f"case.card:{platform}:{case_id}:opened",
-            "case_id": case_id,
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-        }
-        for team, platform, address in destinations.all()
-        for case_id in by_team[team]
-    ]
-    if rows:
-        await session.execute(
-            insert_for(session, OutboxMessage.__table__).on_conflict_do_nothing(
-                index_elements=[OutboxMessage.dedupe_key]
-            ),
-            rows,
-        )
-
-
-async def queue_case_update(
-    session: AsyncSession, *, case_id: int, team_key: str, event_id: int, text: str, now: datetime
-) -> None:
-    """Queue the card refresh and the thread line of one case event for every destination of the team.
-
-    One INSERT … SELECT over the team's destinations, not a read then a write: each action's
-    transaction holds the database (SQLite's single writer) for one statement fewer.
-    """
-    table = OutboxMessage.__table__
-    columns = ("kind", "platform", "destination", "payload", "dedupe_key", "case_id", "status")
-    columns += ("attempts", "next_attempt_at", "created_at")
-    payload = {"case_id": case_id, "event_id": event_id, "text": text}
-
-    def per_destination(kind: str) -> Any:
-        return select(
-            literal(kind, table.c.kind.type),
-            TeamDestination.platform,
-            TeamDestination.address,
-            literal(payload, table.c.payload.type),
-            literal(f"{kind}:", table.c.dedupe_key.type)
-            + TeamDestination.platform
-            + literal(f":{case_id}:{event_id}", table.c.dedupe_key.type),
-            literal(case_id, table.c.case_id.type),
-            literal("pending", table.c.status.type),
-            literal(0, table.c.attempts.type),
-            literal(now, table.c.next_attempt_at.type),
-            literal(now, table.c.created_at.type),
-        ).where(TeamDestination.team_key == team_key)
-
-    rows = union_all(*(per_destination(kind) for kind in CASE_KINDS))
-    await session.execute(insert(table).from_select(columns, rows))
-
-
-async def forget_inbound_events(runtime: Runtime, *, before: datetime) -> int:
-    """Drop remembered event ids older than any retry (Slack retries for minutes, not days)."""
-    async with transaction(runtime.sessions) as session:
-        deleted = await session.execute(
-            delete(InboundEvent).where(InboundEvent.received_at < before).returning(InboundEvent.id)
-        )
-        return len(deleted.all())
-
-
-async def remember_inbound_event(
-    runtime: Runtime, *, platform: str, event_id: str, kind: str | None, now: datetime
-) -> bool:
-    """The inbox side of the same idea: True the first time an event id is seen, False on a retry."""
-    async with transaction(runtime.sessions) as session:
-        inserted = await session.execute(
-            insert_for(session, InboundEvent)
-            .values(platform=platform, event_id=event_id, kind=kind, received_at=now)
-            .on_conflict_do_nothing(index_elements=[InboundEvent.platform, InboundEvent.event_id])
-            .returning(InboundEvent.id)
-        )
-        return inserted.first() is not None

@@ -16,13 +16,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot.authz import Actor, Denied, require_manager, require_member
+from cxbot.cases.detractors import raise_priority
+from cxbot.cases.sla import deadlines
 from cxbot.config import Config
 from cxbot.db import insert_for
-from cxbot.detractors import raise_priority
+from cxbot.ingest.routing import METRIC_LABELS
 from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, Contact, Feedback
-from cxbot.outbox import queue_case_cards, queue_case_update
-from cxbot.routing import METRIC_LABELS
-from cxbot.sla import deadlines
+from cxbot.outbox.queue import queue_case_cards, queue_case_update
 
 __all__ = [
     "ActionResult",
@@ -426,7 +426,7 @@ async def reopen(
     require_member(config, actor, case.team_key, doing="reopen its cases")
     if case.state in OPEN_CASE_STATES:
         return ActionResult(case, False, f"{case.ref} is open already ({case.state})")
-    from cxbot.sla import deadlines
+    from cxbot.cases.sla import deadlines
 
     ack_due, resolve_due = deadlines(config, team=case.team_key, start=now)
     changed = await _transition(

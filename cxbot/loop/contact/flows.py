@@ -24,20 +24,13 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cxbot.authz import Actor, require_member
-from cxbot.cases import (
-    ActionResult,
-    FieldRejected,
-    InvalidTransition,
-    _record,
-    _transition,
-    get_case,
-)
+from cxbot.cases.flows import ActionResult, FieldRejected, InvalidTransition, _record, _transition, get_case
 from cxbot.config import Config
-from cxbot.contact.options import CHANNELS, PROVIDER_CHANNEL
-from cxbot.contact.templates import Rendered, default_template, fields, render, templates_for
 from cxbot.db import insert_for
+from cxbot.loop.contact.options import CHANNELS, PROVIDER_CHANNEL
+from cxbot.loop.contact.templates import Rendered, default_template, fields, render, templates_for
 from cxbot.models import OPEN_CASE_STATES, Case, Contact, Customer, Feedback, Touchpoint
-from cxbot.outbox import queue_message
+from cxbot.outbox.queue import queue_message
 from cxbot.pii import mask_email, mask_phone, mask_text
 
 KIND = "contact"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from cxbot.config import Config, RoutingRule, Touchpoint, slugify
 from cxbot.ingest.schema import FeedbackIn
-from cxbot.sentiment import compound
+from cxbot.ingest.sentiment import compound
 
 # The score from which a response counts as clearly positive; sentiment never adds cases above it.
 POSITIVE_FROM = {"nps": 9.0, "csat": 4.0, "ces": 5.0}

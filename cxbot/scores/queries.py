@@ -13,7 +13,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot.models import OPEN_CASE_STATES, Case, Feedback
-from cxbot.scores import METRICS, Score, score_from_distribution
+from cxbot.scores.stats import METRICS, Score, score_from_distribution
 
 WINDOWS: dict[str, timedelta] = {
     "1d": timedelta(days=1),

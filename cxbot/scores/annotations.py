@@ -4,7 +4,7 @@
 and the team's digest then show, for each annotation of the last 90 days, the score in two equal
 windows that meet at the annotation: `window = min(time since the annotation, 28 days)`, before =
 [effective − window, effective), after = [effective, effective + window). The difference is judged
-with :func:`cxbot.scores.compare` (significant only when the CIs say so). An annotation whose after
+with :func:`cxbot.scores.stats.compare` (significant only when the CIs say so). An annotation whose after
 window holds fewer responses than the team's floor is "too recent": it says how many more responses
 after it are still needed to reach the floor.
 
@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cxbot.authz import Actor, require_member
 from cxbot.config import Config
 from cxbot.models import Annotation, Feedback
-from cxbot.scores import (
+from cxbot.scores.stats import (
     METRICS,
     VERDICT_LOW_SAMPLE,
     VERDICT_NO_CHANGE,

@@ -14,7 +14,7 @@ Every case has two clocks: *acknowledge* (`ack_due_at`, runs while the case is `
    escalation always reaches someone.
 
 `warn_before` is wall-clock time before the deadline (so "escalates in 15 min" is literally true,
-business hours or not); deadlines and `repeat_every` run on the SLA clock (:mod:`cxbot.sla`).
+business hours or not); deadlines and `repeat_every` run on the SLA clock (:mod:`cxbot.cases.sla`).
 Direct messages and channel notices are queued on each platform the team has a chat destination on.
 
 Acknowledging stops the acknowledge clock; resolving (or closing) stops both. A snoozed case fires
@@ -42,13 +42,13 @@ from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from cxbot.cases.sla import add_clock, policy_of
 from cxbot.config import Config, SlaPolicy, Team, parse_duration
 from cxbot.db import transaction
 from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, TeamDestination
-from cxbot.outbox import queue_message
+from cxbot.outbox.queue import queue_message
 from cxbot.pii import mask_text
 from cxbot.runtime import Runtime
-from cxbot.sla import add_clock, policy_of
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ the customer a link to `GET /r/<token>` through the customer-contact outbox. The
 `CXBOT_SECRET_KEY`; the row must also still hold the nonce and be unanswered and unexpired, so a
 tampered, expired or reused link changes nothing. The answer is stored as new feedback (source
 `resurvey`) through the normal ingest, never opening a case of its own, and closes the case with its
-recovery outcome (:mod:`cxbot.recovery`). At most one re-survey per customer per suppression window.
+recovery outcome (:mod:`cxbot.loop.recovery`). At most one re-survey per customer per suppression window.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot.authz import Actor, require_member
-from cxbot.cases import ActionResult, InvalidTransition, _record, _transition, get_case
+from cxbot.cases.flows import ActionResult, InvalidTransition, _record, _transition, get_case
 from cxbot.config import Config, parse_duration
-from cxbot.contact.flows import channels_for, queue_contact
+from cxbot.ingest.routing import METRIC_LABELS
 from cxbot.ingest.service import ingest_items
+from cxbot.loop.contact.flows import channels_for, queue_contact
+from cxbot.loop.recovery import recovery_outcome
 from cxbot.models import Case, Customer, Feedback, Resurvey, Touchpoint
-from cxbot.recovery import recovery_outcome
-from cxbot.routing import METRIC_LABELS
 from cxbot.runtime import Runtime
 from cxbot.settings import MissingSetting, Settings
 
@@ -303,7 +303,7 @@ async def _queue_link(
     actor: Actor,
     now: datetime,
 ) -> None:
-    """Hand the link to the customer-contact outbox (cxbot.contact), in this transaction: one
+    """Hand the link to the customer-contact outbox (cxbot.loop.contact), in this transaction: one
     attempt, delivered and recorded like any other message to the customer."""
     await queue_contact(
         session,

@@ -15,12 +15,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cxbot.annotations import AnnotationEffect, annotation_effects
 from cxbot.config import Config
 from cxbot.digest.text import annotation_lines, format_change, format_duration, format_score, format_value
-from cxbot.kpis import CaseKpis, case_kpis
-from cxbot.reports import WINDOWS, window_scores
-from cxbot.scores import DEFAULT_MIN_N, LABELS, METRICS, Change, Score, compare
+from cxbot.scores.annotations import AnnotationEffect, annotation_effects
+from cxbot.scores.kpis import CaseKpis, case_kpis
+from cxbot.scores.queries import WINDOWS, window_scores
+from cxbot.scores.stats import DEFAULT_MIN_N, LABELS, METRICS, Change, Score, compare
 
 DEFAULT_WINDOW = "7d"
 

@@ -23,12 +23,12 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot.authz import Actor, is_admin, is_member
+from cxbot.cases.detractors import flag, window_of
+from cxbot.cases.view import customer_label
 from cxbot.config import Config
-from cxbot.detractors import flag, window_of
+from cxbot.ingest.routing import METRIC_LABELS
 from cxbot.models import OPEN_CASE_STATES, AuditEvent, Case, Customer, Feedback
-from cxbot.notify import customer_label
 from cxbot.pii import mask_text
-from cxbot.routing import METRIC_LABELS
 
 #: 15 items plus the header and the buttons stay far inside Slack's 50 blocks a message.
 PAGE_SIZE = 15

@@ -29,8 +29,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot.authz import Actor, Denied, is_admin, is_member, require_admin
-from cxbot.cases import get_case
-from cxbot.customers import PII_REVEAL, record_pii_reveal
+from cxbot.cases.customers import PII_REVEAL, record_pii_reveal
+from cxbot.cases.flows import get_case
 from cxbot.models import (
     AuditEvent,
     Case,

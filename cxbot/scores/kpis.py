@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot.models import Case, Contact
-from cxbot.scores import duration_stats
+from cxbot.scores.stats import duration_stats
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,164 @@
+"""Writing the outbox (design.md §9): every side effect queued in the caller's transaction.
+
+Flows write `outbox` rows in the same transaction as the state change; the worker
+(cxbot.outbox.worker) delivers them later. Each row has a unique dedupe key, so a replayed job, click
+or firing never queues the same message twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import insert, literal, select, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cxbot.db import insert_for
+from cxbot.models import OutboxMessage, TeamDestination
+from cxbot.outbox.contract import CASE_KINDS
+
+if TYPE_CHECKING:  # runtime → ingest → outbox: only the type is needed here
+    pass
+
+
+async def queue_message(
+    session: AsyncSession,
+    *,
+    kind: str,
+    platform: str,
+    destination: str | None,
+    payload: dict[str, Any],
+    dedupe_key: str,
+    now: datetime,
+    case_id: int | None = None,
+) -> bool:
+    """Queue one side effect in the caller's transaction, unless its dedupe key is already queued.
+
+    Every writer of the outbox goes through here, so a replayed job, click or firing can never queue
+    the same message twice. Returns whether a row was added.
+    """
+    inserted = await session.execute(
+        insert_for(session, OutboxMessage.__table__)
+        .values(
+            kind=kind,
+            platform=platform,
+            destination=destination,
+            payload=payload,
+            dedupe_key=dedupe_key,
+            case_id=case_id,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key])
+        .returning(OutboxMessage.id)
+    )
+    return inserted.first() is not None
+
+
+async def enqueue_for_team(
+    session: AsyncSession,
+    *,
+    team_key: str,
+    kind: str,
+    payload: dict[str, Any],
+    dedupe_key: str,
+    now: datetime,
+) -> int:
+    """Queue one message for every chat destination of a team, in the caller's transaction.
+
+    For team-wide posts such as digests (`kind="digest"`, payload `{"text": ...}`): the same
+    `dedupe_key` queued twice (a replayed job) is one message per destination. Returns rows added.
+    """
+    destinations = await session.execute(
+        select(TeamDestination.platform, TeamDestination.address).where(TeamDestination.team_key == team_key)
+    )
+    added = 0
+    for platform, address in destinations.all():
+        added += await queue_message(
+            session,
+            kind=kind,
+            platform=platform,
+            destination=address,
+            payload=payload,
+            dedupe_key=f"{dedupe_key}:{platform}",
+            now=now,
+        )
+    return added
+
+
+async def queue_case_cards(
+    session: AsyncSession, opened: Iterable[tuple[int, str]], *, now: datetime, text: str = "Case opened"
+) -> None:
+    """Queue the first card of newly opened cases, one row per destination of the owning team.
+
+    Called by the ingest in the transaction that opens the cases; `opened` is (case id, team key).
+    """
+    by_team: dict[str, list[int]] = {}
+    for case_id, team in opened:
+        by_team.setdefault(team, []).append(case_id)
+    if not by_team:
+        return
+    destinations = await session.execute(
+        select(TeamDestination.team_key, TeamDestination.platform, TeamDestination.address).where(
+            TeamDestination.team_key.in_(sorted(by_team))
+        )
+    )
+    rows = [
+        {
+            "kind": "case.card",
+            "platform": platform,
+            "destination": address,
+            "payload": {"case_id": case_id, "event_id": None, "text": text},
+            "dedupe_key": f"case.card:{platform}:{case_id}:opened",
+            "case_id": case_id,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for team, platform, address in destinations.all()
+        for case_id in by_team[team]
+    ]
+    if rows:
+        await session.execute(
+            insert_for(session, OutboxMessage.__table__).on_conflict_do_nothing(
+                index_elements=[OutboxMessage.dedupe_key]
+            ),
+            rows,
+        )
+
+
+async def queue_case_update(
+    session: AsyncSession, *, case_id: int, team_key: str, event_id: int, text: str, now: datetime
+) -> None:
+    """Queue the card refresh and the thread line of one case event for every destination of the team.
+
+    One INSERT … SELECT over the team's destinations, not a read then a write: each action's
+    transaction holds the database (SQLite's single writer) for one statement fewer.
+    """
+    table = OutboxMessage.__table__
+    columns = ("kind", "platform", "destination", "payload", "dedupe_key", "case_id", "status")
+    columns += ("attempts", "next_attempt_at", "created_at")
+    payload = {"case_id": case_id, "event_id": event_id, "text": text}
+
+    def per_destination(kind: str) -> Any:
+        return select(
+            literal(kind, table.c.kind.type),
+            TeamDestination.platform,
+            TeamDestination.address,
+            literal(payload, table.c.payload.type),
+            literal(f"{kind}:", table.c.dedupe_key.type)
+            + TeamDestination.platform
+            + literal(f":{case_id}:{event_id}", table.c.dedupe_key.type),
+            literal(case_id, table.c.case_id.type),
+            literal("pending", table.c.status.type),
+            literal(0, table.c.attempts.type),
+            literal(now, table.c.next_attempt_at.type),
+            literal(now, table.c.created_at.type),
+        ).where(TeamDestination.team_key == team_key)
+
+    rows = union_all(*(per_destination(kind) for kind in CASE_KINDS))
+    await session.execute(insert(table).from_select(columns, rows))
