@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
 )
 
+from cxbot.ingest.providers import PROVIDERS
 from cxbot.loop.contact.options import ContactProvider, ContactTemplate, TeamContact, contact_errors, untag
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -367,8 +368,6 @@ def _cross_references(raw: dict[str, Any]) -> list[str]:
 
 def _webhook_options(raw: dict[str, Any]) -> list[str]:
     """Validate `webhooks.<provider>` against each provider's own options model."""
-    from cxbot.ingest.providers import PROVIDERS
-
     errors: list[str] = []
     hooks = raw.get("webhooks")
     if not isinstance(hooks, dict):

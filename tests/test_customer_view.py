@@ -32,8 +32,14 @@ from cxbot.ingest.service import ingest_items
 from cxbot.models import AuditEvent, Case, Customer
 from cxbot.pii import mask_text
 from cxbot.runtime import Runtime
+from handlers.slack.blocks import (
+    MAX_BLOCKS,
+    MAX_TEXT,
+)
 from handlers.slack.customer_view import customer_message
-from handlers.slack.renderers import MAX_BLOCKS, MAX_TEXT, case_card
+from handlers.slack.renderers import (
+    case_card,
+)
 from tests.conftest import FIXTURES
 from tests.support.clock import FrozenClock
 from tests.test_csv_import import Thresholds, _vader

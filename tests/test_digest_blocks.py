@@ -15,8 +15,12 @@ from cxbot.digest.content import metric_digest
 from cxbot.digest.model import CaseHealth, LeadershipDigest, NegativeComment, TeamDigest, Theme
 from cxbot.digest.serialize import digest_from_json, digest_to_json, slim_for_table
 from cxbot.scores.annotations import AnnotationEffect, judge
+from handlers.slack.blocks import (
+    MAX_BLOCKS,
+    MAX_HEADER,
+    MAX_TEXT,
+)
 from handlers.slack.digest_blocks import digest_message, leadership_rows
-from handlers.slack.renderers import MAX_BLOCKS, MAX_HEADER, MAX_TEXT
 
 DAY = date(2026, 11, 2)
 NOW = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)

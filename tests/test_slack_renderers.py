@@ -14,9 +14,11 @@ from slack_sdk.models.blocks import Block
 from cxbot.cases.view import CaseView, CustomerHistory
 from cxbot.commands.dispatch import Reply
 from cxbot.pii import mask_email, mask_name, mask_phone, mask_text
-from handlers.slack.renderers import (
+from handlers.slack.blocks import (
     MAX_BLOCKS,
     MAX_TEXT,
+)
+from handlers.slack.renderers import (
     case_card,
     home_view,
     reply_message,

@@ -93,7 +93,7 @@ async def timeline(session: AsyncSession, case_id: int) -> list[CaseEvent]:
     return list(rows.scalars())
 
 
-async def _transition(
+async def transition(
     session: AsyncSession, case: Case, *, allowed_from: tuple[str, ...], values: dict[str, Any]
 ) -> bool:
     """Compare-and-set: apply `values` only if the case is still in one of `allowed_from`.
@@ -114,7 +114,7 @@ async def _transition(
     return True
 
 
-async def _record(
+async def record_event(
     session: AsyncSession,
     case: Case,
     *,
@@ -147,7 +147,7 @@ async def acknowledge(
     if case.state != "new":
         who = f" by {_mention(case.acknowledged_by)}" if case.acknowledged_by else ""
         return ActionResult(case, False, f"{case.ref} was already acknowledged{who}")
-    changed = await _transition(
+    changed = await transition(
         session,
         case,
         allowed_from=("new",),
@@ -162,7 +162,7 @@ async def acknowledge(
         return ActionResult(
             case, False, f"{case.ref} was already acknowledged by {_mention(case.acknowledged_by)}"
         )
-    await _record(
+    await record_event(
         session,
         case,
         actor=actor,
@@ -192,12 +192,12 @@ async def take(
         values.update(acknowledged_at=now, acknowledged_by=actor.user_id)
     if case.in_progress_at is None:
         values["in_progress_at"] = now
-    changed = await _transition(
+    changed = await transition(
         session, case, allowed_from=("new", "acknowledged", "in_progress"), values=values
     )
     if not changed:
         raise InvalidTransition(f"{case.ref} is {case.state}; reopen it first")
-    await _record(
+    await record_event(
         session, case, actor=actor, kind="taken", detail=f"Taken by {_mention(actor.user_id)}", now=now
     )
     return ActionResult(case, True, f"{case.ref} is now yours")
@@ -217,10 +217,10 @@ async def assign(
         "snoozed_until": None,
         "snooze_reason": None,
     }
-    changed = await _transition(session, case, allowed_from=OPEN_CASE_STATES, values=values)
+    changed = await transition(session, case, allowed_from=OPEN_CASE_STATES, values=values)
     if not changed:
         raise InvalidTransition(f"{case.ref} is {case.state}; reopen it before assigning")
-    await _record(
+    await record_event(
         session,
         case,
         actor=actor,
@@ -251,10 +251,10 @@ async def route(
         "routing_reason": f"re-routed from {previous} by {actor.user_id}",
         "updated_at": now,
     }
-    changed = await _transition(session, case, allowed_from=OPEN_CASE_STATES, values=values)
+    changed = await transition(session, case, allowed_from=OPEN_CASE_STATES, values=values)
     if not changed:
         raise InvalidTransition(f"{case.ref} is {case.state}; reopen it before re-routing")
-    await _record(
+    await record_event(
         session,
         case,
         actor=actor,
@@ -272,7 +272,7 @@ async def note(
     """Add a line to the case's timeline."""
     case = await get_case(session, case_id)
     require_member(config, actor, case.team_key, doing="add notes to its cases")
-    await _record(
+    await record_event(
         session, case, actor=actor, kind="note", detail=f"{_mention(actor.user_id)}: {text}", now=now
     )
     return ActionResult(case, True, f"Note added to {case.ref}")
@@ -296,7 +296,7 @@ async def snooze(
     if case.state == "new":
         raise InvalidTransition(f"{case.ref} must be acknowledged before it can be snoozed")
     until = now + duration
-    changed = await _transition(
+    changed = await transition(
         session,
         case,
         allowed_from=("acknowledged", "in_progress", "contacted"),
@@ -304,7 +304,7 @@ async def snooze(
     )
     if not changed:
         raise InvalidTransition(f"{case.ref} is {case.state}; only open cases can be snoozed")
-    await _record(
+    await record_event(
         session,
         case,
         actor=actor,
@@ -322,7 +322,7 @@ async def escalate(
     case = await get_case(session, case_id)
     require_member(config, actor, case.team_key, doing="escalate its cases")
     level = case.escalation_level + 1
-    changed = await _transition(
+    changed = await transition(
         session,
         case,
         allowed_from=OPEN_CASE_STATES,
@@ -330,7 +330,7 @@ async def escalate(
     )
     if not changed:
         raise InvalidTransition(f"{case.ref} is {case.state}; only open cases escalate")
-    await _record(
+    await record_event(
         session,
         case,
         actor=actor,
@@ -386,7 +386,7 @@ async def resolve(
                 f"contact them first (`{config.slash_command} contact {case.ref}`), or resolve as "
                 f"{COULD_NOT_CONTACT} with the reason",
             )
-    changed = await _transition(
+    changed = await transition(
         session,
         case,
         allowed_from=OPEN_CASE_STATES,
@@ -405,7 +405,7 @@ async def resolve(
         return ActionResult(case, False, f"{case.ref} is already {case.state}")
     cause = f", root cause: {root_cause}" if root_cause else ""
     cause += f" ({reason})" if reason else ""
-    await _record(
+    await record_event(
         session,
         case,
         actor=actor,
@@ -426,10 +426,8 @@ async def reopen(
     require_member(config, actor, case.team_key, doing="reopen its cases")
     if case.state in OPEN_CASE_STATES:
         return ActionResult(case, False, f"{case.ref} is open already ({case.state})")
-    from cxbot.cases.sla import deadlines
-
     ack_due, resolve_due = deadlines(config, team=case.team_key, start=now)
-    changed = await _transition(
+    changed = await transition(
         session,
         case,
         allowed_from=("resolved", "closed"),
@@ -447,7 +445,7 @@ async def reopen(
     )
     if not changed:
         return ActionResult(case, False, f"{case.ref} is open already ({case.state})")
-    await _record(
+    await record_event(
         session, case, actor=actor, kind="reopened", detail=f"Reopened by {_mention(actor.user_id)}", now=now
     )
     return ActionResult(case, True, f"{case.ref} reopened")

@@ -19,21 +19,18 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import chain, islice
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from cxbot.cases.detractors import raise_priority
 from cxbot.cases.sla import deadlines
-from cxbot.ingest.common import SYSTEM_ACTOR, case_title, refresh_customers, routing_reason
+from cxbot.ingest.common import SYSTEM_ACTOR, PendingItem, case_title, refresh_customers, routing_reason
 from cxbot.ingest.routing import Router, Verdict
 from cxbot.ingest.schema import CustomerIn, FeedbackIn
 from cxbot.models import Case, CaseEvent, Customer, Feedback
 from cxbot.outbox.queue import queue_case_cards
-
-if TYPE_CHECKING:
-    from cxbot.ingest.service import _Pending
 
 #: Bound parameters per statement: under SQLite's 32,766 and PostgreSQL's 32,767.
 MAX_PARAMETERS = 30_000
@@ -221,7 +218,7 @@ class BulkWriter:
             driver = self._drivers[connection.dialect.name] = _Driver(connection.dialect)
         return driver
 
-    def _judge(self, p: _Pending) -> Verdict:
+    def _judge(self, p: PendingItem) -> Verdict:
         """Router.judge, remembered: it depends only on the metric, score, comment and route."""
         item, route = p.item, p.route
         if item.comment is None:
@@ -316,12 +313,12 @@ class BulkWriter:
     async def insert(
         self,
         session: AsyncSession,
-        fresh: list[_Pending],
+        fresh: list[PendingItem],
         customer_ids: dict[str, int],
         *,
         now: datetime,
-        negatives: list[tuple[_Pending, int, str]],
-    ) -> list[_Pending]:
+        negatives: list[tuple[PendingItem, int, str]],
+    ) -> list[PendingItem]:
         """Insert new feedback; return the items another writer inserted first (they become updates)."""
         connection = await session.connection()
         driver = self._driver(connection)
@@ -380,7 +377,7 @@ class BulkWriter:
     async def open_cases(
         self,
         session: AsyncSession,
-        negatives: list[tuple[_Pending, int, str]],
+        negatives: list[tuple[PendingItem, int, str]],
         customer_ids: dict[str, int],
         *,
         now: datetime,

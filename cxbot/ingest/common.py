@@ -5,6 +5,7 @@ Whatever decides the *content* of a row lives here once, so the two writers cann
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -56,3 +57,37 @@ async def refresh_customers(
             await session.execute(
                 update(Customer).where(Customer.id == row.id).values(**changes, updated_at=now)
             )
+
+
+@dataclass(slots=True)
+class ItemResult:
+    """What happened to one item, in the order the items came in."""
+
+    index: int
+    status: str  # created | updated | duplicate | error
+    reason: str | None = None
+    feedback_id: int | None = None
+    case: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": self.index, "status": self.status}
+        if self.reason is not None:
+            out["reason"] = self.reason
+        if self.feedback_id is not None:
+            out["id"] = self.feedback_id
+        if self.case is not None:
+            out["case"] = self.case
+        if self.warnings:
+            out["warnings"] = self.warnings
+        return out
+
+
+@dataclass(slots=True)
+class PendingItem:
+    """An item of a batch on its way in: its place in the batch, its route and its result so far."""
+
+    index: int
+    item: FeedbackIn
+    route: Route
+    result: ItemResult

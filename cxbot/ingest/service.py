@@ -9,7 +9,6 @@ same item meet on unique keys (`ON CONFLICT DO NOTHING`) and the loser treats th
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
 from typing import Any
@@ -21,7 +20,14 @@ from cxbot.cases.detractors import raise_priority
 from cxbot.cases.sla import deadlines
 from cxbot.db import insert_for
 from cxbot.ingest.bulk import BulkWriter
-from cxbot.ingest.common import SYSTEM_ACTOR, case_title, refresh_customers, routing_reason
+from cxbot.ingest.common import (
+    SYSTEM_ACTOR,
+    ItemResult,
+    PendingItem,
+    case_title,
+    refresh_customers,
+    routing_reason,
+)
 from cxbot.ingest.routing import Route, Router
 from cxbot.ingest.schema import CustomerIn, FeedbackIn, ItemError, validate_item
 from cxbot.models import Case, CaseEvent, Customer, Feedback
@@ -30,38 +36,6 @@ from cxbot.outbox.queue import queue_case_cards
 CHUNK = 500
 #: Distinct touchpoint spellings whose route is remembered (a configured set, so small in practice).
 ROUTE_CACHE_SIZE = 1024
-
-
-@dataclass(slots=True)
-class ItemResult:
-    """What happened to one item, in the order the items came in."""
-
-    index: int
-    status: str  # created | updated | duplicate | error
-    reason: str | None = None
-    feedback_id: int | None = None
-    case: str | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"index": self.index, "status": self.status}
-        if self.reason is not None:
-            out["reason"] = self.reason
-        if self.feedback_id is not None:
-            out["id"] = self.feedback_id
-        if self.case is not None:
-            out["case"] = self.case
-        if self.warnings:
-            out["warnings"] = self.warnings
-        return out
-
-
-@dataclass(slots=True)
-class _Pending:
-    index: int
-    item: FeedbackIn
-    route: Route
-    result: ItemResult
 
 
 _BY_INDEX = attrgetter("index")
@@ -199,14 +173,14 @@ class Ingestor:
             result = ItemResult(
                 index, "created", None, None, None, [] if route.known_touchpoint else [route.reason]
             )
-            pending.append(_Pending(index, item, route, result))
+            pending.append(PendingItem(index, item, route, result))
 
         items = [p.item for p in pending]
         if bulk:  # one cheap probe first; the full rows only of the keys already stored
             items = await self._bulk.stored(session, items)
         existing = await self._existing(session, items) if items else {}
         fresh = [p for p in pending if (p.item.source, p.item.external_id) not in existing]
-        negatives: list[tuple[_Pending, int, str]] = []
+        negatives: list[tuple[PendingItem, int, str]] = []
         if fresh:
             insert = self._bulk.insert if bulk else self._insert
             raced = await insert(session, fresh, customer_ids, now=now, negatives=negatives)
@@ -255,12 +229,12 @@ class Ingestor:
     async def _insert(
         self,
         session: AsyncSession,
-        fresh: list[_Pending],
+        fresh: list[PendingItem],
         customer_ids: dict[str, int],
         *,
         now: datetime,
-        negatives: list[tuple[_Pending, int, str]],
-    ) -> list[_Pending]:
+        negatives: list[tuple[PendingItem, int, str]],
+    ) -> list[PendingItem]:
         """Insert new feedback; return the items another writer inserted first."""
         rows = []
         verdicts = {}
@@ -311,12 +285,12 @@ class Ingestor:
     async def _update(
         self,
         session: AsyncSession,
-        p: _Pending,
+        p: PendingItem,
         row: Any,
         customer_ids: dict[str, int],
         *,
         now: datetime,
-        negatives: list[tuple[_Pending, int, str]],
+        negatives: list[tuple[PendingItem, int, str]],
     ) -> None:
         """Apply a later delivery of the same response; fields it leaves out keep their value."""
         item = p.item
@@ -366,7 +340,7 @@ class Ingestor:
     async def _open_cases(
         self,
         session: AsyncSession,
-        negatives: list[tuple[_Pending, int, str]],
+        negatives: list[tuple[PendingItem, int, str]],
         customer_ids: dict[str, int],
         *,
         now: datetime,

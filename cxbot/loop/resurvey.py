@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot.authz import Actor, require_member
-from cxbot.cases.flows import ActionResult, InvalidTransition, _record, _transition, get_case
+from cxbot.cases.flows import ActionResult, InvalidTransition, get_case, record_event, transition
 from cxbot.config import Config, parse_duration
 from cxbot.ingest.routing import METRIC_LABELS
 from cxbot.ingest.service import ingest_items
@@ -271,7 +271,7 @@ async def send(
         actor=actor,
         now=now,
     )
-    await _record(
+    await record_event(
         session,
         case,
         actor=actor,
@@ -431,7 +431,7 @@ async def answer(
         "snoozed_until": None,
         "updated_at": now,
     }
-    closed = await _transition(
+    closed = await transition(
         session,
         case,
         allowed_from=("new", "acknowledged", "in_progress", "contacted", "resolved"),
@@ -443,7 +443,7 @@ async def answer(
         )
         await session.refresh(case)
     label = METRIC_LABELS[resurvey.metric]
-    await _record(
+    await record_event(
         session,
         case,
         actor=CUSTOMER,

@@ -9,8 +9,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from cxbot.db import transaction
+from cxbot.ingest.common import ItemResult
 from cxbot.ingest.providers import PROVIDERS, PayloadError, SignatureError
-from cxbot.ingest.service import ItemResult, ingest_items
+from cxbot.ingest.service import ingest_items
 from cxbot.runtime import Runtime
 from cxbot.web.common import HttpError, parse_json, read_body, require_api_key, runtime_of
 

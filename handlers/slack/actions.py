@@ -21,6 +21,10 @@ from cxbot.commands.dispatch import Reply, Where, run, run_text
 from cxbot.commands.grammar import OUTCOMES, Command, CommandError, parse
 from cxbot.config import parse_duration
 from cxbot.loop.contact.flows import composer_for
+from handlers.slack.blocks import (
+    MAX_TEXT,
+    clip,
+)
 from handlers.slack.commands import FAILED, open_contact_composer, send_reply
 from handlers.slack.customer_view import CARD_ACTION, PAGE_ACTION
 from handlers.slack.deps import SlackDeps, log
@@ -31,7 +35,6 @@ from handlers.slack.renderers import (
     CONTACT,
     CONTACT_MODAL,
     CONTACT_TEMPLATE,
-    MAX_TEXT,
     NEW_CASE_MODAL,
     REOPEN,
     RESOLVE,
@@ -41,7 +44,6 @@ from handlers.slack.renderers import (
     SNOOZE_CHOICES,
     SNOOZE_MODAL,
     case_id_from,
-    clip,
     contact_modal,
     parse_metadata,
     resolve_modal,

@@ -22,15 +22,17 @@ from slack_sdk.models.blocks import (
 
 from cxbot.cases.customers import CustomerPage, HistoryItem
 from cxbot.commands.dispatch import Reply
-from handlers.slack.renderers import (
-    CUSTOMER,
+from handlers.slack.blocks import (
     MAX_FALLBACK_TEXT,
     MAX_FIELD,
     MAX_HEADER,
-    _checked,
-    _md,
+    checked,
     clip,
     escape,
+    md,
+)
+from handlers.slack.renderers import (
+    CUSTOMER,
 )
 
 #: Buttons on a page: `cx_customer_page:older` and `:newer`; their value is the command to run.
@@ -45,18 +47,18 @@ def customer_blocks(page: CustomerPage) -> list[dict[str, Any]]:
         HeaderBlock(text=PlainTextObject(text=clip(f"Customer {page.label}", MAX_HEADER))),
         SectionBlock(
             fields=[
-                _md(f"*Seen*\n{escape(page.seen_line)}", MAX_FIELD),
-                _md(f"*Responses*\n{escape(page.counts_line)}", MAX_FIELD),
-                _md(
+                md(f"*Seen*\n{escape(page.seen_line)}", MAX_FIELD),
+                md(f"*Responses*\n{escape(page.counts_line)}", MAX_FIELD),
+                md(
                     f"*Negatives*\n{page.negatives_30} in 30 days, {page.negatives_90} in 90 days",
                     MAX_FIELD,
                 ),
-                _md(f"*Open cases*\n{escape(page.cases_line.removeprefix('open cases: '))}", MAX_FIELD),
+                md(f"*Open cases*\n{escape(page.cases_line.removeprefix('open cases: '))}", MAX_FIELD),
             ]
         ),
     ]
     if page.repeat_detractor:
-        blocks.append(SectionBlock(text=_md(f":warning: *{escape(page.repeat_detractor)}*")))
+        blocks.append(SectionBlock(text=md(f":warning: *{escape(page.repeat_detractor)}*")))
     notes = []
     if page.erased:
         notes.append("This customer's data was erased; their comments are not shown.")
@@ -66,10 +68,10 @@ def customer_blocks(page: CustomerPage) -> list[dict[str, Any]]:
         notes.append("Contact details are masked.")
     if page.other_cases:
         notes.append("Cases without a response: " + escape(", ".join(c.label for c in page.other_cases)))
-    blocks.append(ContextBlock(elements=[_md(note) for note in notes]))
+    blocks.append(ContextBlock(elements=[md(note) for note in notes]))
     blocks.append(DividerBlock())
-    blocks += [SectionBlock(text=_md(_item_text(item))) for item in page.items]
-    blocks.append(ContextBlock(elements=[_md(escape(page.position_line))]))
+    blocks += [SectionBlock(text=md(_item_text(item))) for item in page.items]
+    blocks.append(ContextBlock(elements=[md(escape(page.position_line))]))
     buttons = []
     if page.newer is not None:
         buttons.append(
@@ -81,7 +83,7 @@ def customer_blocks(page: CustomerPage) -> list[dict[str, Any]]:
         )
     if buttons:
         blocks.append(ActionsBlock(block_id=f"{PAGE_ACTION}:{page.customer_id}", elements=buttons))
-    return _checked(blocks)
+    return checked(blocks)
 
 
 def _item_text(item: HistoryItem) -> str:

@@ -41,13 +41,13 @@ from cxbot.digest.text import (
 from cxbot.scores.annotations import AnnotationEffect, describe_window
 from cxbot.scores.report import ScoreReport, kpi_line, render_score_report
 from cxbot.scores.stats import VERDICT_SIGNIFICANT, Change, Score
-from handlers.slack.renderers import (
+from handlers.slack.blocks import (
     MAX_BLOCKS,
     MAX_FALLBACK_TEXT,
     MAX_FIELD,
     MAX_HEADER,
     MAX_TEXT,
-    _checked,
+    checked,
     clip,
     escape,
 )
@@ -57,12 +57,12 @@ MAX_ANNOTATIONS = 5
 SHORT = {"nps": "NPS", "csat": "CSAT", "ces": "CES"}
 
 
-def _md(text: str, limit: int = MAX_TEXT) -> MarkdownTextObject:
+def md(text: str, limit: int = MAX_TEXT) -> MarkdownTextObject:
     return MarkdownTextObject(text=clip(text, limit))
 
 
 def _field(title: str, body: str) -> MarkdownTextObject:
-    return _md(f"*{title}*\n{body}", MAX_FIELD)
+    return md(f"*{title}*\n{body}", MAX_FIELD)
 
 
 def _day(value: Any) -> str:
@@ -106,7 +106,7 @@ def metric_blocks(item: MetricDigest, *, report_date: Any, min_n: int) -> list[B
             f"*{escape(item.label)}*: {value} · low sample (n={day.n} < {min_n}), no trend · "
             f"28 days: {_pooled(item.last_28_days)} · distribution: {_distribution(day)}"
         )
-        return [ContextBlock(elements=[_md(text)])]
+        return [ContextBlock(elements=[md(text)])]
     week_ago = report_date - timedelta(days=7)
     fields = [
         _field("Score", format_value(item.metric, day.score)),
@@ -135,8 +135,8 @@ def metric_blocks(item: MetricDigest, *, report_date: Any, min_n: int) -> list[B
             f"{low_days} of 28 days below n={min_n} (sparklines show them anyway; read them with care)"
         )
     return [
-        SectionBlock(text=_md(f"*{escape(item.label)}*"), fields=fields[:MAX_FIELDS]),
-        ContextBlock(elements=[_md(" · ".join(notes))]),
+        SectionBlock(text=md(f"*{escape(item.label)}*"), fields=fields[:MAX_FIELDS]),
+        ContextBlock(elements=[md(" · ".join(notes))]),
     ]
 
 
@@ -146,7 +146,7 @@ def annotation_blocks(effects: Sequence[AnnotationEffect]) -> list[Block]:
         return []
     blocks: list[Block] = [
         SectionBlock(
-            text=_md(
+            text=md(
                 "*Before / after annotations* (last 90 days; two equal windows meeting at each: "
                 "the time since it, at most 28 days)"
             )
@@ -156,16 +156,14 @@ def annotation_blocks(effects: Sequence[AnnotationEffect]) -> list[Block]:
         verdicts = "\n".join(f"• {escape(phrase)}" for phrase in effect_verdict(effect))
         blocks.append(
             SectionBlock(
-                text=_md(
+                text=md(
                     f"*{effect.effective_at:%Y-%m-%d}* `{escape(effect.touchpoint)}` “{escape(effect.text)}” "
                     f"({describe_window(effect.window)} before vs after)\n{verdicts}"
                 )
             )
         )
     if len(effects) > MAX_ANNOTATIONS:
-        blocks.append(
-            ContextBlock(elements=[_md(f"…and {len(effects) - MAX_ANNOTATIONS} more: `/cx score`")])
-        )
+        blocks.append(ContextBlock(elements=[md(f"…and {len(effects) - MAX_ANNOTATIONS} more: `/cx score`")]))
     return blocks
 
 
@@ -194,10 +192,10 @@ def health_blocks(health: CaseHealth) -> list[Block]:
         ),
     ]
     return [
-        SectionBlock(text=_md("*Closed loop*"), fields=fields),
+        SectionBlock(text=md("*Closed loop*"), fields=fields),
         ContextBlock(
             elements=[
-                _md(
+                md(
                     f"Counts as of {health.as_of:%Y-%m-%d %H:%M} UTC; times and rates over the cases opened "
                     f"(resolution: resolved) in the last {health.window_days} days ({health.cases_in_window} "
                     "opened)."
@@ -217,7 +215,7 @@ def team_digest_blocks(digest: TeamDigest) -> list[dict[str, Any]]:
         ),
         ContextBlock(
             elements=[
-                _md(
+                md(
                     f"{escape(digest.timezone)} · {digest.responses} responses · {digest.negative_total} "
                     f"negative · scores under n={digest.min_n} are low samples, never trends"
                 )
@@ -225,7 +223,7 @@ def team_digest_blocks(digest: TeamDigest) -> list[dict[str, Any]]:
         ),
     ]
     if digest.quiet:
-        blocks.append(SectionBlock(text=_md("A quiet day: no feedback received.")))
+        blocks.append(SectionBlock(text=md("A quiet day: no feedback received.")))
     else:
         for item in digest.metrics:
             blocks += metric_blocks(item, report_date=digest.report_date, min_n=digest.min_n)
@@ -235,14 +233,14 @@ def team_digest_blocks(digest: TeamDigest) -> list[dict[str, Any]]:
             score = "" if comment.score is None else f" {comment.score:g}"
             where = f" · {escape(comment.touchpoint)}" if comment.touchpoint else ""
             lines.append(f"• *{comment.metric.upper()}{score}*{where}: “{escape(comment.text)}”")
-        blocks += [DividerBlock(), SectionBlock(text=_md("*Top negative comments*\n" + "\n".join(lines)))]
+        blocks += [DividerBlock(), SectionBlock(text=md("*Top negative comments*\n" + "\n".join(lines)))]
     if digest.themes:
         themes = ", ".join(f"{escape(t.phrase)} ({t.comments})" for t in digest.themes)
-        blocks.append(ContextBlock(elements=[_md(f"*Themes in negative comments:* {themes}")]))
+        blocks.append(ContextBlock(elements=[md(f"*Themes in negative comments:* {themes}")]))
     if digest.annotations:
         blocks += [DividerBlock(), *annotation_blocks(digest.annotations)]
     blocks += [DividerBlock(), *health_blocks(digest.cases)]
-    return _checked(blocks[:MAX_BLOCKS])
+    return checked(blocks[:MAX_BLOCKS])
 
 
 def _cell(item: MetricDigest | None) -> str:
@@ -284,7 +282,7 @@ def leadership_digest_blocks(digest: LeadershipDigest) -> list[dict[str, Any]]:
         HeaderBlock(text=PlainTextObject(text=f"CX leadership digest · {_day(digest.report_date)}")),
         ContextBlock(
             elements=[
-                _md(
+                md(
                     "Each team's own local day. ▲/▼ significant change vs the previous day · "
                     "= no real change · (…) low sample, not judged · — no responses"
                 )
@@ -304,21 +302,21 @@ def leadership_digest_blocks(digest: LeadershipDigest) -> list[dict[str, Any]]:
         size += len(line) + 1
     space = MAX_BLOCKS - len(blocks) - 1
     for chunk in chunks[:space]:
-        blocks.append(SectionBlock(text=_md("```\n" + "\n".join([header, *chunk]) + "\n```")))
+        blocks.append(SectionBlock(text=md("```\n" + "\n".join([header, *chunk]) + "\n```")))
     if len(chunks) > space:
         shown = sum(len(c) for c in chunks[:space])
         blocks.append(
-            ContextBlock(elements=[_md(f"…and {len(body) - shown} more teams (cut at Slack's limit)")])
+            ContextBlock(elements=[md(f"…and {len(body) - shown} more teams (cut at Slack's limit)")])
         )
-    return _checked(blocks)
+    return checked(blocks)
 
 
 def score_blocks(report: ScoreReport) -> list[dict[str, Any]]:
     """`/cx score` as blocks: a section of fields per judged metric, grey context for low samples."""
     title, *_ = render_score_report(report).split("\n", 1)
-    blocks: list[Block] = [SectionBlock(text=_md(f"*{escape(title)}*"))]
+    blocks: list[Block] = [SectionBlock(text=md(f"*{escape(title)}*"))]
     if not report.metrics:
-        blocks.append(ContextBlock(elements=[_md("No scored responses in this window or the one before.")]))
+        blocks.append(ContextBlock(elements=[md("No scored responses in this window or the one before.")]))
     for item in report.metrics:
         current, previous = item.current, item.previous
         before = f"{format_value(item.metric, previous.score)} (n={previous.n})"
@@ -328,7 +326,7 @@ def score_blocks(report: ScoreReport) -> list[dict[str, Any]]:
                 f"*{escape(item.label)}*: {value} · low sample (n={current.n} < {report.min_n}), "
                 f"not judged · before {before}"
             )
-            blocks.append(ContextBlock(elements=[_md(text)]))
+            blocks.append(ContextBlock(elements=[md(text)]))
             continue
         fields = [
             _field("Score", format_value(item.metric, current.score)),
@@ -338,14 +336,14 @@ def score_blocks(report: ScoreReport) -> list[dict[str, Any]]:
         ]
         if current.share_easy is not None:
             fields.append(_field("Easy (≥5)", f"{current.share_easy:.0f}%"))
-        blocks.append(SectionBlock(text=_md(f"*{escape(item.label)}*"), fields=fields))
+        blocks.append(SectionBlock(text=md(f"*{escape(item.label)}*"), fields=fields))
     if report.kpis is not None:
-        blocks.append(SectionBlock(text=_md(escape(kpi_line(report.kpis)))))
+        blocks.append(SectionBlock(text=md(escape(kpi_line(report.kpis)))))
     if report.annotations:
         blocks += annotation_blocks(report.annotations)
     elif report.kind != "all":
-        blocks.append(ContextBlock(elements=[_md("Annotations: none in the last 90 days.")]))
-    return _checked(blocks[:MAX_BLOCKS])
+        blocks.append(ContextBlock(elements=[md("Annotations: none in the last 90 days.")]))
+    return checked(blocks[:MAX_BLOCKS])
 
 
 def digest_message(digest: TeamDigest | LeadershipDigest) -> dict[str, Any]:

@@ -16,13 +16,15 @@ from cxbot.digest.model import TeamDigest
 from cxbot.digest.serialize import digest_from_json
 from cxbot.outbox.contract import Delivery, DeliveryError, PermanentDeliveryError
 from cxbot.pii import mask_text
+from handlers.slack.blocks import (
+    clip,
+)
 from handlers.slack.client import SlackClient
 from handlers.slack.digest_blocks import digest_message
 from handlers.slack.errors import SlackMessageNotFound
 from handlers.slack.renderers import (
     case_card,
     case_fallback_text,
-    clip,
     escalation_message,
     text_message,
     thread_line,

@@ -1,8 +1,7 @@
 """Block Kit for everything cxbot posts on Slack, built with slack_sdk.models so Slack's rules are checked.
 
-Every builder returns plain dicts ready for the Web API, and every message goes through
-:func:`_checked`, which enforces Slack's limits (50 blocks a message, 3000 characters a text) here
-instead of letting Slack answer `invalid_blocks` in production.
+Every builder returns plain dicts ready for the Web API, checked against Slack's limits by
+:mod:`handlers.slack.blocks`, whose primitives (escaping, clipping, the checked block list) it uses.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from slack_sdk.models.blocks import (
     DividerBlock,
     HeaderBlock,
     InputBlock,
-    MarkdownTextObject,
     NumberInputElement,
     Option,
     PlainTextInputElement,
@@ -34,16 +32,24 @@ from slack_sdk.models.views import View
 from cxbot.cases.view import CaseView
 from cxbot.commands.dispatch import Reply
 from cxbot.commands.grammar import OUTCOMES
+from cxbot.digest.model import LeadershipDigest, TeamDigest
 from cxbot.loop.contact.flows import Composer
+from cxbot.scores.report import ScoreReport
 from cxbot.scores.stats import Score
-
-MAX_BLOCKS = 50
-MAX_HOME_BLOCKS = 100
-MAX_TEXT = 3000
-MAX_FIELD = 2000
-MAX_HEADER = 150
-MAX_FALLBACK_TEXT = 4000
-MAX_OPTIONS = 100
+from handlers.slack.blocks import (
+    MAX_BLOCKS,
+    MAX_FALLBACK_TEXT,
+    MAX_FIELD,
+    MAX_HEADER,
+    MAX_HOME_BLOCKS,
+    MAX_OPTIONS,
+    MAX_TEXT,
+    checked,
+    clip,
+    escape,
+    md,
+)
+from handlers.slack.digest_blocks import digest_message, score_blocks
 
 # Action ids carry the case id, so one handler per verb serves every card: `cx_ack:42`.
 ACK, TAKE, ASSIGN, SNOOZE, RESOLVE, REOPEN = (
@@ -70,15 +76,6 @@ MAX_CASE_TITLE = 300
 SNOOZE_CHOICES = (("1h", "1 hour"), ("4h", "4 hours"), ("1d", "1 day"), ("3d", "3 days"), ("7d", "1 week"))
 
 
-def escape(text: str) -> str:
-    """Slack mrkdwn treats &, < and > as markup; customer text must never be able to mention or link."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def action_id(verb: str, case_id: int) -> str:
     return f"{verb}:{case_id}"
 
@@ -87,34 +84,6 @@ def case_id_from(action: str) -> int | None:
     """`cx_ack:42` → 42 (None for anything else)."""
     _, _, ident = action.partition(":")
     return int(ident) if ident.isdigit() else None
-
-
-def _checked(blocks: Sequence[Block], *, limit: int = MAX_BLOCKS) -> list[dict[str, Any]]:
-    """Validate with slack_sdk (to_dict raises on a malformed block) and hold Slack's limits."""
-    if len(blocks) > limit:
-        raise ValueError(f"{len(blocks)} blocks is over Slack's limit of {limit}")
-    rendered = [block.to_dict() for block in blocks]
-    for block in rendered:
-        for text in _texts(block):
-            if len(text) > MAX_TEXT:
-                raise ValueError(f"a text of {len(text)} characters is over Slack's limit of {MAX_TEXT}")
-    return rendered
-
-
-def _texts(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        found = [value["text"]] if isinstance(value.get("text"), str) else []
-        for key, inner in value.items():
-            if key != "text" or not isinstance(inner, str):
-                found.extend(_texts(inner))
-        return found
-    if isinstance(value, list):
-        return [text for item in value for text in _texts(item)]
-    return []
-
-
-def _md(text: str, limit: int = MAX_TEXT) -> MarkdownTextObject:
-    return MarkdownTextObject(text=clip(text, limit))
 
 
 def _state_line(case: CaseView) -> str:
@@ -132,14 +101,14 @@ def case_fallback_text(case: CaseView) -> str:
 def case_card(case: CaseView) -> list[dict[str, Any]]:
     """The case card: the facts a manager needs to act, and the buttons to act with."""
     fields = [
-        _md(f"*Score*\n{escape(case.score_label or 'no score')}", MAX_FIELD),
-        _md(f"*State*\n{escape(_state_line(case))}", MAX_FIELD),
-        _md(f"*Touchpoint*\n{escape(case.touchpoint or 'unknown')}", MAX_FIELD),
-        _md(f"*Team*\n{escape(case.team_name)}", MAX_FIELD),
-        _md(f"*Customer*\n{escape(case.customer or 'unknown')}", MAX_FIELD),
-        _md(f"*SLA*\n{escape(case.sla_clock)}", MAX_FIELD),
-        _md(f"*Assignee*\n{_user(case.assignee)}", MAX_FIELD),
-        _md(f"*Priority*\n{escape(case.priority)}", MAX_FIELD),
+        md(f"*Score*\n{escape(case.score_label or 'no score')}", MAX_FIELD),
+        md(f"*State*\n{escape(_state_line(case))}", MAX_FIELD),
+        md(f"*Touchpoint*\n{escape(case.touchpoint or 'unknown')}", MAX_FIELD),
+        md(f"*Team*\n{escape(case.team_name)}", MAX_FIELD),
+        md(f"*Customer*\n{escape(case.customer or 'unknown')}", MAX_FIELD),
+        md(f"*SLA*\n{escape(case.sla_clock)}", MAX_FIELD),
+        md(f"*Assignee*\n{_user(case.assignee)}", MAX_FIELD),
+        md(f"*Priority*\n{escape(case.priority)}", MAX_FIELD),
     ]
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=clip(f"{case.ref} · {case.title}", MAX_HEADER))),
@@ -147,26 +116,26 @@ def case_card(case: CaseView) -> list[dict[str, Any]]:
     ]
     if case.comment:
         quoted = "\n".join(f"> {line}" for line in escape(case.comment).splitlines() or [""])
-        blocks.append(SectionBlock(text=_md(f"*Comment*\n{quoted}")))
+        blocks.append(SectionBlock(text=md(f"*Comment*\n{quoted}")))
     if case.history is not None:  # the case has a customer: their recent history, and the whole of it
         summary = case.history.summary or "no earlier feedback"
         blocks.append(
             SectionBlock(
-                text=_md(f"*Customer history:* {escape(summary)}"),
+                text=md(f"*Customer history:* {escape(summary)}"),
                 accessory=ButtonElement(
                     text="Customer history", action_id=action_id(CUSTOMER, case.id), value=str(case.id)
                 ),
             )
         )
-    context = [_md(f"*Why here:* {escape(case.routing_reason)}")]
+    context = [md(f"*Why here:* {escape(case.routing_reason)}")]
     if case.snoozed_until and case.snooze_reason and case.snoozed_until > case.now:
-        context.append(_md(f"*Snoozed:* {escape(case.snooze_reason)}"))
+        context.append(md(f"*Snoozed:* {escape(case.snooze_reason)}"))
     if case.last_contact:
         mark = ":warning: " if case.contact_failed else ""
-        context.append(_md(f"{mark}*Last contact:* {escape(case.last_contact)}"))
+        context.append(md(f"{mark}*Last contact:* {escape(case.last_contact)}"))
     blocks.append(ContextBlock(elements=context))
     blocks.append(ActionsBlock(block_id=f"cx_case:{case.id}", elements=_buttons(case)))
-    return _checked(blocks)
+    return checked(blocks)
 
 
 def _buttons(case: CaseView) -> list[Any]:
@@ -219,10 +188,10 @@ def text_message(
 ) -> dict[str, Any]:
     """Plain core text (a reply, a digest) as `text` plus sections, cut at Slack's limits."""
     chunks = _chunks(text, MAX_TEXT)
-    blocks: list[Block] = [SectionBlock(text=_md(chunk)) for chunk in chunks[: MAX_BLOCKS - 1]]
+    blocks: list[Block] = [SectionBlock(text=md(chunk)) for chunk in chunks[: MAX_BLOCKS - 1]]
     if len(chunks) >= MAX_BLOCKS:
-        blocks.append(ContextBlock(elements=[_md(cut_note)]))
-    return {"text": clip(text or " ", MAX_FALLBACK_TEXT), "blocks": _checked(blocks)}
+        blocks.append(ContextBlock(elements=[md(cut_note)]))
+    return {"text": clip(text or " ", MAX_FALLBACK_TEXT), "blocks": checked(blocks)}
 
 
 def reply_message(reply: Reply) -> dict[str, Any]:
@@ -230,10 +199,6 @@ def reply_message(reply: Reply) -> dict[str, Any]:
 
     A reply carrying a digest (`/cx digest preview`) shows it exactly as the channel would get it.
     """
-    from cxbot.digest.model import LeadershipDigest, TeamDigest
-    from cxbot.scores.report import ScoreReport
-    from handlers.slack.digest_blocks import digest_message, score_blocks
-
     if isinstance(reply.report, TeamDigest | LeadershipDigest):
         body = digest_message(reply.report)
     elif isinstance(reply.report, ScoreReport):
@@ -260,9 +225,7 @@ def _chunks(text: str, limit: int) -> list[str]:
 
 def _case_line(case: CaseView) -> SectionBlock:
     return SectionBlock(
-        text=_md(
-            f"*{case.ref}* {escape(case.title)}\n{escape(_state_line(case))} · {escape(case.sla_clock)}"
-        ),
+        text=md(f"*{case.ref}* {escape(case.title)}\n{escape(_state_line(case))} · {escape(case.sla_clock)}"),
     )
 
 
@@ -298,24 +261,24 @@ def home_view(
     """
     room = (MAX_HOME_BLOCKS - 12 - len(scores)) // 2
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text="Your open cases"))]
-    blocks += [_case_line(c) for c in mine[:room]] or [SectionBlock(text=_md("Nothing assigned to you."))]
+    blocks += [_case_line(c) for c in mine[:room]] or [SectionBlock(text=md("Nothing assigned to you."))]
     if len(mine) > room:
-        blocks.append(ContextBlock(elements=[_md(f"…and {len(mine) - room} more: `/cx list mine`")]))
+        blocks.append(ContextBlock(elements=[md(f"…and {len(mine) - room} more: `/cx list mine`")]))
     blocks.append(DividerBlock())
     label = ", ".join(teams) if teams else "your teams"
     blocks.append(HeaderBlock(text=PlainTextObject(text=clip(f"Overdue in {label}", MAX_HEADER))))
-    blocks += [_case_line(c) for c in overdue[:room]] or [SectionBlock(text=_md("No overdue cases."))]
+    blocks += [_case_line(c) for c in overdue[:room]] or [SectionBlock(text=md("No overdue cases."))]
     if len(overdue) > room:
-        blocks.append(ContextBlock(elements=[_md(f"…and {len(overdue) - room} more: `/cx list overdue`")]))
+        blocks.append(ContextBlock(elements=[md(f"…and {len(overdue) - room} more: `/cx list overdue`")]))
     if scores:
         blocks.append(DividerBlock())
         blocks.append(HeaderBlock(text=PlainTextObject(text="Scores, last 7 days")))
         for team_name, by_metric in scores[: MAX_HOME_BLOCKS - len(blocks) - 1]:
             line = " · ".join(score_text(score) for score in by_metric.values())
-            blocks.append(SectionBlock(text=_md(f"*{escape(team_name)}*\n{line}")))
+            blocks.append(SectionBlock(text=md(f"*{escape(team_name)}*\n{line}")))
     view = View(type="home", blocks=blocks)
     rendered = view.to_dict()
-    rendered["blocks"] = _checked(blocks, limit=MAX_HOME_BLOCKS)
+    rendered["blocks"] = checked(blocks, limit=MAX_HOME_BLOCKS)
     return rendered
 
 
@@ -421,7 +384,7 @@ def contact_modal(
     title = clip(f"Contact {form.ref}", 24)
     if form.problem or not form.channels:
         blocks: list[Block] = [
-            SectionBlock(text=_md(escape(form.problem or "No way to reach this customer.")))
+            SectionBlock(text=md(escape(form.problem or "No way to reach this customer.")))
         ]
         view = View(
             type="modal",
@@ -432,7 +395,7 @@ def contact_modal(
             private_metadata=_metadata(form.case_id, channel),
         )
         rendered = view.to_dict()
-        rendered["blocks"] = _checked(blocks)
+        rendered["blocks"] = checked(blocks)
         return rendered
     channel_options = [Option(value=c.channel, label=clip(c.label, 75)) for c in form.channels]
     initial_channel = next((o for o in channel_options if o.value == selected_channel), channel_options[0])
@@ -473,7 +436,7 @@ def contact_modal(
             ),
             hint="Edit freely; this is what the customer receives.",
         ),
-        ContextBlock(block_id="preview", elements=[_md(preview)]),
+        ContextBlock(block_id="preview", elements=[md(preview)]),
     ]
     view = View(
         type="modal",
@@ -485,7 +448,7 @@ def contact_modal(
         blocks=blocks,
     )
     rendered = view.to_dict()
-    rendered["blocks"] = _checked(blocks)
+    rendered["blocks"] = checked(blocks)
     return rendered
 
 
@@ -512,7 +475,7 @@ def new_case_modal(
                 **({"initial_option": initial} if initial else {}),
             ),
         ),
-        ContextBlock(elements=[_md("Open it from a feedback id, *or* describe it with a title.")]),
+        ContextBlock(elements=[md("Open it from a feedback id, *or* describe it with a title.")]),
         InputBlock(
             block_id="feedback",
             label="Feedback id",
@@ -558,5 +521,5 @@ def new_case_modal(
         blocks=blocks,
     )
     rendered = view.to_dict()
-    rendered["blocks"] = _checked(blocks)
+    rendered["blocks"] = checked(blocks)
     return rendered

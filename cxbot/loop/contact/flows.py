@@ -24,7 +24,14 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cxbot.authz import Actor, require_member
-from cxbot.cases.flows import ActionResult, FieldRejected, InvalidTransition, _record, _transition, get_case
+from cxbot.cases.flows import (
+    ActionResult,
+    FieldRejected,
+    InvalidTransition,
+    get_case,
+    record_event,
+    transition,
+)
 from cxbot.config import Config
 from cxbot.db import insert_for
 from cxbot.loop.contact.options import CHANNELS, PROVIDER_CHANNEL
@@ -325,10 +332,10 @@ async def contact(
     }
     if case.state == "new":
         values.update(acknowledged_at=now, acknowledged_by=actor.user_id)
-    if not await _transition(session, case, allowed_from=OPEN_CASE_STATES, values=values):
+    if not await transition(session, case, allowed_from=OPEN_CASE_STATES, values=values):
         raise InvalidTransition(f"{case.ref} is {case.state}; reopen it before contacting the customer")
     how = CHANNEL_LABELS[channel] + (f", template {used}" if used else "")
-    await _record(
+    await record_event(
         session,
         case,
         actor=actor,
@@ -379,7 +386,7 @@ async def record_delivery(
         line = f"{what} to the customer sent ({label} via {payload.get('provider')})"
     else:
         line = f":warning: {what} to the customer failed ({label} via {payload.get('provider')}): {detail}"
-    await _record(
+    await record_event(
         session,
         case,
         actor=SYSTEM,
