@@ -51,3 +51,14 @@ def mask_text(text: str) -> str:
     """Mask every email address and phone number in free text (comments, notes)."""
     masked = EMAIL.sub(lambda m: mask_email(m.group(0)), text)
     return PHONE_CANDIDATE.sub(_mask_phone_match, masked)
+
+
+def mask_identifier(ident: str) -> str:
+    """A customer id as a channel may see it: an id that is or holds an email or phone is masked like
+    one (the webhook providers fall back to the email as id), any other id is shown as it is."""
+    return mask_text(ident)
+
+
+def looks_like_address(text: str) -> bool:
+    """True when `text` holds an email or phone number that masking would hide."""
+    return mask_text(text) != text

@@ -212,16 +212,17 @@ async def test_skytrax_customers_history_matches_the_csv_files(runtime: Runtime,
 async def test_a_case_ref_names_its_customer_and_unknown_ids_say_so(runtime: Runtime) -> None:
     await import_csv(runtime, SEATS, SEAT_OPTIONS)
     async with runtime.sessions() as session:
-        case_id, external_id = (
+        case_id, customer_id = (
             await session.execute(
-                select(Case.id, Customer.external_id)
+                select(Case.id, Customer.id)
                 .join(Customer, Customer.id == Case.customer_id)
                 .where(Customer.external_id == "J Wong")
                 .limit(1)
             )
         ).one()
     by_case = await view(runtime, f"customer CX-{case_id}")
-    assert by_case.ok and by_case.report.external_id == external_id == "J Wong"
+    assert by_case.ok and by_case.report.customer_id == customer_id
+    assert by_case.report.label.startswith("J Wong")
     assert f"CX-{case_id}" in by_case.text and "responses 1–6 of 6" in by_case.text
 
     unknown = await view(runtime, "customer nobody-like-this")
@@ -366,7 +367,8 @@ async def test_hundreds_of_items_page_newest_first_disjoint_complete_and_within_
 
     replies = [await view(runtime, "customer many-1")]
     while (command := replies[-1].report.command("older")) is not None:
-        assert command.startswith("customer many-1 before:")
+        # Pages name the customer by the bot's own reference (`cust:17`), never by their external id.
+        assert command.startswith(f"customer cust:{replies[0].report.customer_id} before:")
         assert f"Older: /cx {command}" in replies[-1].text  # the console's way to the next page
         replies.append(await view(runtime, command))
     pages = [r.report for r in replies]

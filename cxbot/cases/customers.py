@@ -14,7 +14,6 @@ that owns one of the customer's cases); every reveal writes an `audit_events` ro
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +37,10 @@ COMMENT_CHARS = 500
 HEADER_CASES = 5
 RECENT, QUARTER = timedelta(days=30), timedelta(days=90)
 PII_REVEAL = "pii_reveal"
+
+#: A customer by the bot's own row id, `cust:17`: what buttons and "next page" lines carry, so an
+#: external id that is an email or phone never goes into a button value or a chat line.
+CUSTOMER_REF = re.compile(r"^cust:([0-9]{1,9})$")
 
 _CURSOR = re.compile(r"^(\d{8}T\d{6})(?:\.(\d{1,6}))?Z-(\d{1,18})$")
 
@@ -133,7 +136,7 @@ class CustomerPage:
     """One page of one customer's history, with the header facts; `items` newest first."""
 
     customer_id: int
-    external_id: str
+    #: The customer as the caller may see them (masked unless revealed); never the raw id otherwise.
     label: str
     revealed: bool
     erased: bool
@@ -163,7 +166,7 @@ class CustomerPage:
         if cursor is None:
             return None
         keyword = "before" if direction == "older" else "after"
-        return f"customer {shlex.quote(self.external_id)} {keyword}:{cursor.token}"
+        return f"customer {customer_ref(self.customer_id)} {keyword}:{cursor.token}"
 
     @property
     def counts_line(self) -> str:
@@ -216,6 +219,11 @@ class CustomerPage:
         return "\n".join(lines)
 
 
+def customer_ref(customer_id: int) -> str:
+    """The internal reference `customer` resolves server-side: `cust:17`."""
+    return f"cust:{customer_id}"
+
+
 def may_reveal(config: Config, actor: Actor, *, case_teams: set[str]) -> bool:
     """Admins, and members of a team that owns one of the customer's cases, may see their PII."""
     return is_admin(config, actor) or any(is_member(config, actor, team) for team in case_teams)
@@ -244,7 +252,14 @@ def revealed_label(customer: Customer) -> str:
 
 
 async def find_customer(session: AsyncSession, *, ident: str, case_id: int | None) -> Customer:
-    """The customer by external id; failing that, when `ident` is a case ref, that case's customer."""
+    """The customer by internal ref (`cust:17`, what buttons carry), else by external id; failing that,
+    when `ident` is a case ref, that case's customer."""
+    internal = CUSTOMER_REF.match(ident.strip())
+    if internal is not None:
+        by_row = await session.get(Customer, int(internal.group(1)))
+        if by_row is None:
+            raise CustomerNotFound(f"there is no customer {ident.strip()}")
+        return by_row
     found = (
         await session.execute(select(Customer).where(Customer.external_id == ident.strip()))
     ).scalar_one_or_none()
@@ -304,8 +319,7 @@ async def customer_page(
     open_cases = sorted((c for c in cases.all if c.is_open), key=lambda c: -c.id)
     return CustomerPage(
         customer_id=customer.id,
-        external_id=customer.external_id,
-        label=revealed_label(customer) if revealed else (customer_label(customer) or customer.external_id),
+        label=revealed_label(customer) if revealed else (customer_label(customer) or "unknown customer"),
         revealed=revealed,
         erased=erased,
         total=header["total"],

@@ -17,7 +17,7 @@ from cxbot.cases.detractors import current_flag
 from cxbot.config import Config
 from cxbot.ingest.routing import METRIC_LABELS
 from cxbot.models import OPEN_CASE_STATES, Case, Contact, Customer, Feedback, Touchpoint
-from cxbot.pii import mask_email, mask_name, mask_phone, mask_text
+from cxbot.pii import mask_email, mask_identifier, mask_name, mask_phone, mask_text
 
 HISTORY_WINDOW = timedelta(days=30)
 
@@ -136,12 +136,13 @@ def _span(delta: timedelta) -> str:
 
 
 def customer_label(customer: Customer | None) -> str | None:
-    """A customer as a channel may see them: external id plus masked name and contact details."""
+    """A customer as a channel may see them: external id (masked when it is an email or phone) plus
+    masked name and contact details."""
     if customer is None:
         return None
     if customer.forgotten_at is not None:
         return "(erased customer)"
-    parts = [customer.external_id]
+    parts = [mask_identifier(customer.external_id)]
     if customer.name:
         parts.append(mask_name(customer.name))
     if customer.email:

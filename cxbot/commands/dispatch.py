@@ -25,6 +25,7 @@ from cxbot.digest.text import render_team_digest
 from cxbot.loop import resurvey
 from cxbot.loop.contact import flows as contact_flows
 from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, TeamDestination
+from cxbot.pii import mask_text
 from cxbot.runtime import Runtime
 from cxbot.scores.annotations import AnnotationRejected, record_annotation
 from cxbot.scores.report import ScopeNotFound, build_score_report, render_score_report, resolve_scope
@@ -128,7 +129,7 @@ async def _list(runtime: Runtime, session: Any, command: Command, actor: Actor, 
     found = found[:LIST_LIMIT]
     if not found:
         return Reply(f"{title}: none.")
-    lines = [f"{title}:"] + [f"• {c.ref} [{c.state}] {c.team_key}: {c.title}" for c in found]
+    lines = [f"{title}:"] + [f"• {c.ref} [{c.state}] {c.team_key}: {mask_text(c.title)}" for c in found]
     if more:
         lines.append(f"(showing the newest {LIST_LIMIT}; narrow with `list team <team>`)")
     return Reply("\n".join(lines), cases=found)
@@ -138,14 +139,24 @@ async def _show(runtime: Runtime, session: Any, command: Command, actor: Actor, 
     assert command.case_id is not None
     case = await flows.get_case(session, command.case_id)
     events = await flows.timeline(session, case.id)
-    lines = [
-        f"{case.ref} [{case.state}] {case.title}",
+    lines = [*show_head(case), *(timeline_line(e) for e in events)]
+    return Reply("\n".join(lines), case=case, events=events)
+
+
+def show_head(case: Case) -> list[str]:
+    """The first lines of `show`: the case's own words (title, routing reason) masked, no mentions, so
+    a platform may escape them whole."""
+    return [
+        f"{case.ref} [{case.state}] {mask_text(case.title)}",
         f"Team: {case.team_key} · Assignee: {case.assignee or 'nobody'} · "
         f"Escalation level: {case.escalation_level}",
-        f"Why here: {case.routing_reason}",
+        f"Why here: {mask_text(case.routing_reason)}",
     ]
-    lines += [f"{e.at:%Y-%m-%d %H:%M} {e.detail or e.kind}" for e in events]
-    return Reply("\n".join(lines), case=case, events=events)
+
+
+def timeline_line(event: CaseEvent) -> str:
+    """One timeline line of `show`: neutral text with mention tokens, masked like a thread line."""
+    return f"{event.at:%Y-%m-%d %H:%M} {mask_text(event.detail or event.kind)}"
 
 
 async def _case_action(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 
 from cxbot.loop.recovery import recovery_stats
 from cxbot.models import CASE_STATES, OPEN_CASE_STATES, Case
+from cxbot.pii import mask_text
 from cxbot.scores.queries import WINDOWS, list_cases, parse_window, window_scores
 from cxbot.scores.stats import METRICS, Change, Score, compare
 from cxbot.web.common import HttpError, require_api_key, runtime_of
@@ -115,11 +116,16 @@ async def get_scores(request: Request) -> JSONResponse:
     )
 
 
+#: Every field of a case answer that holds words someone typed (a customer, a member, a survey tool):
+#: masked like a card (design.md §11: PII never appears here unmasked). Ids and timestamps are ours.
+CASE_FREE_TEXT = ("title", "routing_reason", "routing_rule", "touchpoint", "assignee")
+
+
 def _case_json(case: Case) -> dict[str, Any]:
     def stamp(value: Any) -> str | None:
         return value.isoformat() if value is not None else None
 
-    return {
+    out = {
         "id": case.ref,
         "state": case.state,
         "team": case.team_key,
@@ -140,6 +146,7 @@ def _case_json(case: Case) -> dict[str, Any]:
         "resolve_due_at": stamp(case.resolve_due_at),
         "snoozed_until": stamp(case.snoozed_until),
     }
+    return out | {key: mask_text(out[key]) for key in CASE_FREE_TEXT if isinstance(out[key], str)}
 
 
 async def get_cases(request: Request) -> JSONResponse:

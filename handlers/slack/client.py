@@ -27,6 +27,7 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
+from handlers.slack.blocks import outgoing
 from handlers.slack.errors import SlackServerError, from_response
 
 DEFAULT_TIMEOUT_SECONDS = 10
@@ -79,9 +80,12 @@ class SlackClient:
         self.web = web
 
     async def call(self, method: str, **arguments: Any) -> dict[str, Any]:
-        """Call `method` with a JSON body; return Slack's answer or raise a typed error."""
+        """Call `method` with a JSON body; return Slack's answer or raise a typed error.
+
+        Every payload is defused here (:func:`handlers.slack.blocks.outgoing`): no call can carry a
+        live `<!channel>` or link, whichever renderer built it."""
         try:
-            response = await self.web.api_call(method, json=arguments)
+            response = await self.web.api_call(method, json=outgoing(arguments))
         except SlackApiError as error:
             answer = error.response
             data = answer.data if isinstance(answer.data, dict) else {}

@@ -20,6 +20,7 @@ from cxbot.cases.flows import CaseNotFound, InvalidTransition
 from cxbot.commands.dispatch import Reply, Where, run_text
 from cxbot.commands.grammar import CommandError, parse
 from cxbot.loop.contact.flows import composer_for
+from handlers.slack.blocks import outgoing
 from handlers.slack.customer_view import customer_message
 from handlers.slack.deps import SlackDeps, log
 from handlers.slack.errors import SlackPermanentError, SlackTransientError
@@ -71,11 +72,12 @@ async def run_command(deps: SlackDeps, command: dict[str, Any]) -> Reply:
 
 
 async def send_reply(respond: AsyncRespond, reply: Reply, **extra: Any) -> None:
+    """Answer through `response_url`; like every Web API call, the payload is defused on its way out."""
     try:
-        if isinstance(reply.report, CustomerPage):  # the single customer view has its own blocks
-            await respond(**customer_message(reply), **extra)
-            return
-        await respond(**reply_message(reply), **extra)
+        # The single customer view has its own blocks.
+        customer = isinstance(reply.report, CustomerPage)
+        message = customer_message(reply) if customer else reply_message(reply)
+        await respond(**outgoing(message), **extra)
     except Exception:  # the command already ran; a lost reply must not look like a failure to Slack
         log.exception("could not answer through response_url")
 

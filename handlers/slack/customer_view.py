@@ -105,6 +105,6 @@ def customer_message(reply: Reply) -> dict[str, Any]:
     assert isinstance(page, CustomerPage)
     return {
         "response_type": "ephemeral",
-        "text": clip(reply.text, MAX_FALLBACK_TEXT),
+        "text": clip(escape(reply.text), MAX_FALLBACK_TEXT),
         "blocks": customer_blocks(page),
     }

@@ -350,7 +350,11 @@ def digest_message(digest: TeamDigest | LeadershipDigest) -> dict[str, Any]:
     """`text` (the whole plain digest, for notifications and screen readers) and `blocks`."""
     if isinstance(digest, LeadershipDigest):
         return {
-            "text": clip(render_leadership_digest(digest), MAX_FALLBACK_TEXT),
+            "text": clip(escape(render_leadership_digest(digest)), MAX_FALLBACK_TEXT),
             "blocks": leadership_digest_blocks(digest),
         }
-    return {"text": clip(render_team_digest(digest), MAX_FALLBACK_TEXT), "blocks": team_digest_blocks(digest)}
+    # The fallback carries the day's negative comments as the customers wrote them: escaped whole.
+    return {
+        "text": clip(escape(render_team_digest(digest)), MAX_FALLBACK_TEXT),
+        "blocks": team_digest_blocks(digest),
+    }

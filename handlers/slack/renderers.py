@@ -7,7 +7,6 @@ Every builder returns plain dicts ready for the Web API, checked against Slack's
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,7 +29,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from cxbot.cases.view import CaseView
-from cxbot.commands.dispatch import Reply
+from cxbot.commands.dispatch import Reply, show_head, timeline_line
 from cxbot.commands.grammar import OUTCOMES
 from cxbot.digest.model import LeadershipDigest, TeamDigest
 from cxbot.loop.contact.flows import Composer
@@ -46,6 +45,7 @@ from handlers.slack.blocks import (
     MAX_TEXT,
     checked,
     clip,
+    defuse,
     escape,
     md,
 )
@@ -95,7 +95,8 @@ def _state_line(case: CaseView) -> str:
 
 def case_fallback_text(case: CaseView) -> str:
     """The notification text (and what screen readers get) for a case card."""
-    return clip(f"{case.ref} [{case.state}] {case.title} ({case.team_name})", MAX_FALLBACK_TEXT)
+    text = f"{case.ref} [{case.state}] {escape(case.title)} ({escape(case.team_name)})"
+    return clip(text, MAX_FALLBACK_TEXT)
 
 
 def case_card(case: CaseView) -> list[dict[str, Any]]:
@@ -174,13 +175,12 @@ def _user(user: str | None) -> str:
 def thread_line(text: str) -> str:
     """A timeline line under the card: user mentions stay live, but a typed <!channel> or <!here>
     (or a link) does not ping or unfurl anyone."""
-    return clip(re.sub(r"<(?!@[UW][A-Z0-9]+(?:\|[^>]*)?>)", "&lt;", text), MAX_TEXT)
+    return clip(defuse(text, channels=False), MAX_TEXT)
 
 
 def escalation_message(text: str) -> dict[str, Any]:
     """An escalation DM or channel notice: the core's text, with only user and channel mentions live."""
-    safe = re.sub(r"<(?![@#][UWC][A-Z0-9]+(?:\|[^>]*)?>)", "&lt;", text)
-    return text_message(safe, cut_note="(cut short; see the case card)")
+    return text_message(defuse(text), cut_note="(cut short; see the case card)")
 
 
 def text_message(
@@ -202,9 +202,15 @@ def reply_message(reply: Reply) -> dict[str, Any]:
     if isinstance(reply.report, TeamDigest | LeadershipDigest):
         body = digest_message(reply.report)
     elif isinstance(reply.report, ScoreReport):
-        body = {"text": clip(reply.text, MAX_FALLBACK_TEXT), "blocks": score_blocks(reply.report)}
-    else:
-        body = text_message(reply.text)
+        body = {"text": clip(escape(reply.text), MAX_FALLBACK_TEXT), "blocks": score_blocks(reply.report)}
+    elif reply.case is not None and reply.events:  # `show`: the case's words escaped, its timeline defused
+        body = text_message(
+            "\n".join([*map(escape, show_head(reply.case)), *(timeline_line(e) for e in reply.events)])
+        )
+    elif reply.cases:  # `list`: case titles and nothing the core wrote as a mention
+        body = text_message(escape(reply.text))
+    else:  # the core's own sentences; their mentions stay live, any other markup is defused
+        body = text_message(defuse(reply.text))
     return {"response_type": "ephemeral" if reply.ephemeral or not reply.ok else "in_channel", **body}
 
 

@@ -14,6 +14,7 @@ from cxbot.models import Case, CaseEvent
 from cxbot.runtime import Runtime
 from cxbot.web import create_app
 from handlers import platform_routes
+from handlers.slack.blocks import unescape
 from tests.conftest import API_KEY
 from tests.support.fake_slack import (
     SIGNING_SECRET,
@@ -53,9 +54,12 @@ async def test_malformed_command_answers_the_verbs_usage_ephemerally(
     assert response.status_code == 200
     [reply] = fake_slack.responses()
     assert reply["response_type"] == "ephemeral"
+    # Slack shows the usage's placeholders as typed: their `<` goes out escaped, never as markup.
     assert (
-        reply["text"] == "`snooze` needs a duration and a reason. Usage: /cx snooze CX-42 <duration> <reason>"
+        reply["text"]
+        == "`snooze` needs a duration and a reason. Usage: /cx snooze CX-42 &lt;duration> &lt;reason>"
     )
+    assert unescape(reply["text"]).endswith("Usage: /cx snooze CX-42 <duration> <reason>")
     assert reply["blocks"][0]["type"] == "section"
 
 
