@@ -46,8 +46,8 @@ from cxbot.cases.sla import add_clock, policy_of
 from cxbot.config import Config, SlaPolicy, Team, parse_duration
 from cxbot.db import transaction
 from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, TeamDestination
+from cxbot.neutral import shown
 from cxbot.outbox.queue import queue_message
-from cxbot.pii import mask_text
 from cxbot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -458,7 +458,7 @@ def _escalation_message(
     return (
         f":rotating_light: CX-{row.id} ({team.name}) is not {clock.verb}: due {deadline_text}, "
         f"{late} overdue. Escalation level {due.level}.\n"
-        f"> {mask_text(row.title)}\n"
+        f"> {shown(row.title)}\n"
         f"Act on it: `{slash} {verb} CX-{row.id}`"
     )
 

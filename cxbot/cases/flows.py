@@ -22,6 +22,7 @@ from cxbot.config import Config
 from cxbot.db import insert_for
 from cxbot.ingest.routing import METRIC_LABELS
 from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, Contact, Feedback
+from cxbot.neutral import shown
 from cxbot.outbox.queue import queue_case_cards, queue_case_update
 
 __all__ = [
@@ -563,7 +564,7 @@ async def open_case(
     )
     await queue_case_cards(session, [(case_id, team)], now=now)
     case = await get_case(session, case_id)
-    return ActionResult(case, True, f"{case.ref} opened for {team}: {title}")
+    return ActionResult(case, True, f"{case.ref} opened for {team}: {shown(title)}")
 
 
 async def _no_case_yet(session: AsyncSession, feedback_id: int) -> None:

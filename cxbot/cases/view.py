@@ -189,7 +189,7 @@ async def load_case_view(
         metric=feedback.metric if feedback else None,
         score=feedback.score if feedback else None,
         comment=mask_text(comment) if comment else None,
-        touchpoint=touchpoint.name if touchpoint else (feedback.touchpoint if feedback else None),
+        touchpoint=touchpoint.name if touchpoint else _raw_touchpoint(feedback),
         customer=customer_label(customer),
         history=history,
         created_at=case.created_at,
@@ -219,6 +219,11 @@ async def _last_contact(session: AsyncSession, case_id: int) -> dict[str, Any]:
     else:
         text = f"{last.channel} pending" + (f" ({last.result})" if last.attempts and last.result else "")
     return {"last_contact": mask_text(text), "contact_failed": last.status == "failed"}
+
+
+def _raw_touchpoint(feedback: Feedback | None) -> str | None:
+    """An unknown touchpoint is whatever the survey tool sent (a respondent-controlled field): masked."""
+    return mask_text(feedback.touchpoint) if feedback and feedback.touchpoint else None
 
 
 def customer_visible(customer: Customer | None) -> bool:

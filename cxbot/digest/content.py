@@ -192,7 +192,8 @@ async def _negative_comments(
                 metric=r.metric,
                 score=r.score,
                 text=_clip(mask_text(r.comment)),
-                touchpoint=r.touchpoint_key or r.touchpoint,
+                # An unknown touchpoint is whatever the survey tool sent: masked like the comment.
+                touchpoint=r.touchpoint_key or (mask_text(r.touchpoint) if r.touchpoint else None),
                 received_at=r.received_at,
             ),
         )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from cxbot.config import Config, RoutingRule, Touchpoint, slugify
 from cxbot.ingest.schema import FeedbackIn
 from cxbot.ingest.sentiment import compound
+from cxbot.neutral import literal
 
 # The score from which a response counts as clearly positive; sentiment never adds cases above it.
 POSITIVE_FROM = {"nps": 9.0, "csat": 4.0, "ces": 5.0}
@@ -66,7 +67,8 @@ class Router:
                 reason=f"touchpoint {known.key!r} is owned by {known.team}",
                 known_touchpoint=True,
             )
-        why = f"unknown touchpoint {touchpoint!r}" if touchpoint else "no touchpoint"
+        # The reason is neutral text (thread lines, `show`): the sender's words go in as a literal.
+        why = f"unknown touchpoint {literal(touchpoint)!r}" if touchpoint else "no touchpoint"
         if comment:
             for rule, pattern in self._rules:
                 match = pattern.search(comment)
