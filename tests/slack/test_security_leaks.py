@@ -23,6 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from cxbot.cases.escalation import tick as escalation_tick
 from cxbot.config import Config
 from cxbot.digest.posting import tick
 from cxbot.models import Case, Customer
@@ -198,6 +199,7 @@ async def test_nothing_that_leaves_carries_pii_or_live_markup_from_outside(
     clock.now = DIGESTS_DUE
     await slack.command(f"digest {team} preview", user=member)
     await tick(runtime, now=DIGESTS_DUE, claimed_by="leaks")
+    await escalation_tick(runtime, now=DIGESTS_DUE)  # a day late: managers get DMs quoting the titles
     await worker.run_once(now=DIGESTS_DUE)
 
     calls = fake_slack.calls()
@@ -214,6 +216,10 @@ async def test_nothing_that_leaves_carries_pii_or_live_markup_from_outside(
         c.body for c in fake_slack.calls("chat.postMessage") if c.body.get("channel") == "C0PRODUCT1"
     ]
     assert any("CX digest" in json.dumps(p) for p in digest_posts)
+    direct = [
+        c.body for c in fake_slack.calls("chat.postMessage") if c.body.get("channel") == PRODUCT_MANAGER
+    ]
+    assert direct and all("‹!channel›" in d["text"] for d in direct if "CX-3" in d["text"])
 
 
 async def test_api_answers_carry_no_pii(slack: SlackSender, runtime: Runtime) -> None:
