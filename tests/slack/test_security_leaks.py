@@ -179,6 +179,7 @@ async def test_nothing_that_leaves_carries_pii_or_live_markup_from_outside(
     await slack.command(f"new {team} call {ADA_EMAIL} on {ADA_PHONE} {HOSTILE}", user=member)
     await slack.command(f"note {refs[0]} she wrote from {ADA_EMAIL} {MEMBER_MARKUP}", user=member)
     await slack.click(f"cx_take:{cases[0].id}", user=member)
+    await slack.click(f"cx_contact:{cases[0].id}", user=member)  # the composer modal
     await worker.run_once(now=clock.now)  # card refreshes and thread lines
 
     for text in ("list all", "list new", f"list team {team}", *(f"show {ref}" for ref in refs)):
@@ -204,7 +205,7 @@ async def test_nothing_that_leaves_carries_pii_or_live_markup_from_outside(
 
     calls = fake_slack.calls()
     methods = {c.method for c in calls}
-    assert {"chat.postMessage", "chat.update", "respond", "views.publish"} <= methods
+    assert {"chat.postMessage", "chat.update", "respond", "views.publish", "views.open"} <= methods
     scanned = scanner(runtime.config).assert_clean((f"{c.method}#{n}", c.body) for n, c in enumerate(calls))
     assert scanned == len(calls) >= 25
 

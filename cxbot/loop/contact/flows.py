@@ -37,6 +37,7 @@ from cxbot.db import insert_for
 from cxbot.loop.contact.options import CHANNELS, PROVIDER_CHANNEL
 from cxbot.loop.contact.templates import Rendered, default_template, fields, render, templates_for
 from cxbot.models import OPEN_CASE_STATES, Case, Contact, Customer, Feedback, Touchpoint
+from cxbot.neutral import literal
 from cxbot.outbox.queue import queue_message
 from cxbot.pii import mask_email, mask_phone, mask_text
 
@@ -385,7 +386,9 @@ async def record_delivery(
     if status == "sent":
         line = f"{what} to the customer sent ({label} via {payload.get('provider')})"
     else:
-        line = f":warning: {what} to the customer failed ({label} via {payload.get('provider')}): {detail}"
+        # The detail is the provider's own answer: outside words, so a literal in the thread line.
+        reason = literal(detail or "")
+        line = f":warning: {what} to the customer failed ({label} via {payload.get('provider')}): {reason}"
     await record_event(
         session,
         case,
