@@ -7,6 +7,7 @@ Every builder returns plain dicts ready for the Web API, checked against Slack's
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -73,6 +74,8 @@ NEW_CASE_MODAL = "cx_new_case_modal"
 #: The new-case form's blocks; the core's NewCaseRejected fields map onto them (its `text` is `title`).
 NEW_CASE_BLOCKS = ("team", "feedback", "title", "description", "touchpoint")
 MAX_CASE_TITLE = 300
+#: What a Slack user id looks like; only such an assignee is rendered as a live mention.
+SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 SNOOZE_CHOICES = (("1h", "1 hour"), ("4h", "4 hours"), ("1d", "1 day"), ("3d", "3 days"), ("7d", "1 week"))
 
 
@@ -158,7 +161,7 @@ def _buttons(case: CaseView) -> list[Any]:
         UserSelectElement(
             placeholder="Reassign…",
             action_id=action_id(ASSIGN, case.id),
-            **({"initial_user": case.assignee} if case.assignee and case.assignee.startswith("U") else {}),
+            **({"initial_user": case.assignee} if _is_user_id(case.assignee) else {}),
         ),
     ]
     if case.state != "new":  # a snooze needs an acknowledgement first (design.md §6)
@@ -168,8 +171,15 @@ def _buttons(case: CaseView) -> list[Any]:
     return buttons + reveal
 
 
+def _is_user_id(user: str | None) -> bool:
+    return bool(user) and SLACK_USER_ID.fullmatch(user or "") is not None
+
+
 def _user(user: str | None) -> str:
-    return f"<@{user}>" if user else "nobody"
+    """A Slack user id as a mention; anything else stored as an assignee is shown as typed, escaped."""
+    if not user:
+        return "nobody"
+    return f"<@{user}>" if _is_user_id(user) else escape(user)
 
 
 def thread_line(text: str) -> str:

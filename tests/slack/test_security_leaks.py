@@ -179,6 +179,8 @@ async def test_nothing_that_leaves_carries_pii_or_live_markup_from_outside(
     await slack.command(f"new {team} call {ADA_EMAIL} on {ADA_PHONE} {HOSTILE}", user=member)
     await slack.command(f"note {refs[0]} she wrote from {ADA_EMAIL} {MEMBER_MARKUP}", user=member)
     await slack.click(f"cx_take:{cases[0].id}", user=member)
+    # An assignee typed with markup after a real id (issue #11, defect 5): never a live `<!channel>`.
+    await slack.command(f"assign {refs[1]} {member}>|<!channel>", user=member)
     await slack.click(f"cx_contact:{cases[0].id}", user=member)  # the composer modal
     await worker.run_once(now=clock.now)  # card refreshes and thread lines
 
