@@ -33,6 +33,7 @@ from cxbot.ingest.common import (
     case_title,
     refresh_customers,
     routing_reason,
+    sort_customer_rows,
     tombstones_of,
 )
 from cxbot.ingest.routing import Router, Verdict
@@ -285,34 +286,20 @@ class BulkWriter:
         driver = self._driver(connection)
         latest: dict[str, CustomerIn] = {c.id: c for c in customers}
         keys = list(latest)
-        found = CustomerIds()
-        ids = found.ids
-        stored: dict[str, Any] = {}
-        for start in range(0, len(keys), MAX_PARAMETERS):
-            where, parameters = driver.any_of("external_id", keys[start : start + MAX_PARAMETERS])
+        tombstones = tombstones_of(keys)
+        wanted = [*keys, *tombstones]
+        known: list[_StoredCustomer] = []
+        for start in range(0, len(wanted), MAX_PARAMETERS):
+            where, parameters = driver.any_of("external_id", wanted[start : start + MAX_PARAMETERS])
             result = await connection.exec_driver_sql(
                 f"SELECT id, external_id, name, email, phone, forgotten_at FROM customers WHERE {where}",
                 parameters,
             )
-            for row in result.cursor.fetchall():  # the driver's tuples, as in _insert_returning
-                ids[row[1]] = row[0]
-                if row[5] is not None:
-                    found.erased.add(row[1])
-                    continue  # nothing about an erased customer is written back
-                sent = latest[row[1]]
-                if sent.name is not None or sent.email is not None or sent.phone is not None:
-                    stored[row[1]] = _StoredCustomer(*row)  # only these can change
+            # The driver's tuples, as in _insert_returning.
+            known.extend(_StoredCustomer(*row) for row in result.cursor.fetchall())
             result.close()
-        tombstones = tombstones_of([k for k in keys if k not in ids])
-        marks = list(tombstones)
-        for start in range(0, len(marks), MAX_PARAMETERS):
-            where, parameters = driver.any_of("external_id", marks[start : start + MAX_PARAMETERS])
-            rows = await connection.exec_driver_sql(
-                f"SELECT id, external_id FROM customers WHERE {where}", parameters
-            )
-            for ident, tombstone in rows:
-                ids[tombstones[tombstone]] = ident
-                found.erased.add(tombstones[tombstone])
+        found, stored = sort_customer_rows(known, tombstones, latest)
+        ids = found.ids
         # Sorted, so two concurrent batches lock new customers in the same order and cannot deadlock.
         missing = [latest[k] for k in sorted(keys) if k not in ids]
         if missing:

@@ -53,6 +53,30 @@ def tombstones_of(keys: list[str]) -> dict[str, str]:
     return {erased_external_id(key): key for key in keys if not key.startswith(ERASED_PREFIX)}
 
 
+def sort_customer_rows(
+    rows: list[Any], tombstones: dict[str, str], latest: dict[str, CustomerIn]
+) -> tuple[CustomerIds, dict[str, Any]]:
+    """Stored customers found by id or by tombstone (ids first): their ids, and the rows to refresh.
+
+    `rows` carry id, external_id, name, email, phone and forgotten_at. An erased row is marked so its
+    later feedback keeps none of the PII sent; only rows some PII was sent for can change.
+    """
+    found = CustomerIds()
+    stored: dict[str, Any] = {}
+    for row in sorted(rows, key=lambda r: r.external_id in tombstones):
+        key = tombstones.get(row.external_id, row.external_id)
+        if key in found.ids:
+            continue  # the id itself was found: it wins over a tombstone
+        found.ids[key] = row.id
+        if row.forgotten_at is not None:
+            found.erased.add(key)
+            continue
+        sent = latest[key]
+        if sent.name is not None or sent.email is not None or sent.phone is not None:
+            stored[key] = row
+    return found, stored
+
+
 def without_erased_pii(item: FeedbackIn) -> FeedbackIn:
     """An erased customer's item as it may be stored: no name, email or phone; the comment masked."""
     assert item.customer is not None
@@ -83,14 +107,12 @@ async def refresh_customers(
 ) -> None:
     """Apply PII a source sent for customers already stored; a field it left out keeps its value.
 
-    Never for an erased customer (`forgotten_at` set): their PII is not written back.
+    Never for an erased customer (`forgotten_at` set), not even one erased since it was read.
     """
     for key, row in stored.items():
-        if row.forgotten_at is not None:
-            continue
         sent = latest[key]
-        if sent.name is None and sent.email is None and sent.phone is None:
-            continue  # nothing sent, nothing to change (most rows of an import)
+        if row.forgotten_at is not None or (sent.name is None and sent.email is None and sent.phone is None):
+            continue  # erased, or nothing sent and nothing to change (most rows of an import)
         changes = {
             name: getattr(sent, name)
             for name in PII_FIELDS
@@ -98,7 +120,9 @@ async def refresh_customers(
         }
         if changes:
             await session.execute(
-                update(Customer).where(Customer.id == row.id).values(**changes, updated_at=now)
+                update(Customer)
+                .where(Customer.id == row.id, Customer.forgotten_at.is_(None))
+                .values(**changes, updated_at=now)
             )
 
 

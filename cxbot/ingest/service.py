@@ -28,6 +28,7 @@ from cxbot.ingest.common import (
     case_title,
     refresh_customers,
     routing_reason,
+    sort_customer_rows,
     tombstones_of,
     without_erased_pii,
 )
@@ -61,10 +62,8 @@ async def _customer_ids(session: AsyncSession, customers: list[CustomerIn], *, n
     under its tombstone; either way they stay erased (see :class:`cxbot.ingest.common.CustomerIds`).
     """
     latest: dict[str, CustomerIn] = {c.id: c for c in customers}
-    found = CustomerIds()
-    ids = found.ids
-    stored: dict[str, Any] = {}
     keys = list(latest)
+    tombstones = tombstones_of(keys)
     columns = (
         Customer.id,
         Customer.external_id,
@@ -73,22 +72,12 @@ async def _customer_ids(session: AsyncSession, customers: list[CustomerIn], *, n
         Customer.phone,
         Customer.forgotten_at,
     )
-    for chunk in _chunks(keys):
+    known: list[Any] = []
+    for chunk in _chunks([*keys, *tombstones]):
         # Plain rows, not ORM objects: loading entities costs more than the query on a big import.
-        rows = await session.execute(select(*columns).where(Customer.external_id.in_(chunk)))
-        for row in rows:
-            stored[row.external_id] = row
-            ids[row.external_id] = row.id
-            if row.forgotten_at is not None:
-                found.erased.add(row.external_id)
-    tombstones = tombstones_of([k for k in keys if k not in ids])
-    for chunk in _chunks(list(tombstones)):
-        rows = await session.execute(
-            select(Customer.id, Customer.external_id).where(Customer.external_id.in_(chunk))
-        )
-        for ident, tombstone in rows.all():
-            ids[tombstones[tombstone]] = ident
-            found.erased.add(tombstones[tombstone])
+        known.extend((await session.execute(select(*columns).where(Customer.external_id.in_(chunk)))).all())
+    found, stored = sort_customer_rows(known, tombstones, latest)
+    ids = found.ids
     # Sorted, so two concurrent batches lock new customers in the same order and cannot deadlock.
     missing = [latest[k] for k in sorted(keys) if k not in ids]
     if missing:

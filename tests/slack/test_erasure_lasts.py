@@ -201,3 +201,17 @@ async def test_the_csv_import_keeps_erased_customers_erased(
     assert [f.external_id for f in await feedback_of(runtime, by_email.id)] == ["f-2", "r1"]
     assert all(c.forgotten_at is not None and c.name is None and c.email is None for c in (by_id, by_email))
     assert await pii_left_in_database(runtime) == []
+
+
+async def test_undone_by_its_tombstone_the_customer_gets_later_details_under_the_old_id(
+    slack: SlackSender, fake_slack: FakeSlack, runtime: Runtime
+) -> None:
+    email_id = {**ADA, "id": ADA["email"]}
+    assert await post(slack, "f-1", customer=email_id) == "created"
+    assert " erased: " in await say(slack, fake_slack, f"forget {ADA['email']}")
+    tombstone = erased_external_id(ADA["email"])
+    assert "restored" in await say(slack, fake_slack, f"forget {tombstone} undo")
+    assert await post(slack, "f-2", customer=email_id) == "created"
+    [ada] = await customers(runtime)  # the same customer, found by the tombstone of the id
+    assert (ada.external_id, ada.forgotten_at, ada.email) == (tombstone, None, ADA["email"])
+    assert [f.external_id for f in await feedback_of(runtime, ada.id)] == ["f-1", "f-2"]
