@@ -290,7 +290,7 @@ def _p_forget(words: list[str], verb: Verb) -> Command:
     undo = len(words) == 2 and words[1].lower() in UNDO_WORDS
     if len(words) != 1 and not undo:
         raise _fail(
-            verb, "`forget` needs exactly one customer id (their external id), then `undo` to restore"
+            verb, "`forget` takes one customer id (their external id), and `undo` after it to lift an erasure"
         )
     return Command("forget", args={"customer": words[0], "undo": undo})
 
