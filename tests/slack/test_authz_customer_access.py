@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from cxbot.models import AuditEvent, Case
+from cxbot.models import AuditEvent, Case, Contact
 from cxbot.runtime import Runtime
 from tests.conftest import API_KEY
 from tests.slack.test_new_case import open_modal, submission
-from tests.support.fake_slack import FakeSlack, SlackSender, slack_sender
+from tests.support.fake_slack import FakeSlack, SlackSender, slack_sender, view_submission
 
 SUPPORT_AGENT, LOGISTICS_AGENT, ADMIN = "U0SUPAGT1", "U0LOGAGT1", "U0ADMIN01"
 ADA = {"id": "cust-ada", "name": "Ada Lovelace", "email": "ada.l@example.org", "phone": "+44 20 7946 0555"}
@@ -133,3 +133,32 @@ async def test_a_customer_with_no_case_is_unmasked_for_admins_only(
     await slack.command("customer cust-ada", user=ADMIN)
     assert ADA["email"] in last_answer(fake_slack)
     assert await count(runtime, AuditEvent) == 1
+
+
+async def test_the_contact_composer_keeps_the_name_a_placeholder_for_those_who_may_not_see_it(
+    slack: SlackSender, fake_slack: FakeSlack, runtime: Runtime
+) -> None:
+    feedback = await logistics_feedback(slack, "d-1")
+    await slack.command(f"new support feedback:{feedback['id']}", user=ADMIN)
+    await slack.command("contact CX-1", user=SUPPORT_AGENT)  # support may contact; the send knows the name
+    [opened] = fake_slack.calls("views.open")
+    view = opened.body["view"]
+    assert pii_in(json.dumps(view, ensure_ascii=False)) == [] and "Ada" not in json.dumps(view)
+    [body_block] = [b for b in view["blocks"] if b.get("block_id", "").startswith("body:")]
+    shown = body_block["element"]["initial_value"]
+    assert shown.startswith("Hi $first_name,")
+
+    submit = view_submission(
+        user=SUPPORT_AGENT,
+        callback_id=view["callback_id"],
+        private_metadata=view["private_metadata"],
+        values={
+            "channel": {"value": {"type": "static_select", "selected_option": {"value": "email"}}},
+            body_block["block_id"]: {"value": {"type": "plain_text_input", "value": shown}},
+        },
+    )
+    answer = await slack.post(submit, FORM)
+    assert answer.status_code == 200 and answer.text == ""
+    async with runtime.sessions() as session:
+        [contact] = (await session.execute(select(Contact))).scalars().all()
+    assert contact.body is not None and contact.body.startswith("Hi Ada,")
