@@ -6,6 +6,7 @@ global `admins`. Every denial says why, so the platform can show it to the user 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cxbot.config import Config
@@ -62,6 +63,32 @@ def require_manager(config: Config, actor: Actor, team: str, *, doing: str) -> N
 def require_admin(config: Config, actor: Actor, *, doing: str) -> None:
     if not is_admin(config, actor):
         raise Denied(f"only admins can {doing}")
+
+
+def assignable(config: Config, team: str) -> list[str]:
+    """Who a case of `team` may be given to: its members, managers and escalation contacts, and admins."""
+    if team not in config.team_keys:
+        return list(dict.fromkeys(config.admins))
+    spec = config.team(team)
+    return list(dict.fromkeys((*spec.members, *spec.managers, *spec.escalation.contacts, *config.admins)))
+
+
+def may_see_customer(config: Config, actor: Actor, *, owner_teams: Iterable[str]) -> bool:
+    """The one rule for unmasking a customer (design.md §7): admins, and members of a team that owns
+    the feedback their cases were opened from. A case's own team does not count: a case made by hand
+    or re-routed elsewhere is no way into another team's customers (`owner_teams` comes from
+    :func:`cxbot.cases.customers.customer_owner_teams`)."""
+    return is_admin(config, actor) or any(is_member(config, actor, team) for team in owner_teams)
+
+
+def require_feedback_owner(config: Config, actor: Actor, *, feedback_team: str, feedback_id: int) -> None:
+    """A case opened by hand from feedback: only the team owning that feedback (or an admin) may."""
+    if is_admin(config, actor) or is_member(config, actor, feedback_team):
+        return
+    raise Denied(
+        f"feedback {feedback_id} belongs to {feedback_team}; only its members (or an admin) "
+        "can open a case from it"
+    )
 
 
 def teams_of(config: Config, actor: Actor) -> list[str]:

@@ -157,7 +157,10 @@ async def test_list_show_and_usage_replies(
 
 
 async def test_team_link_binds_the_channel(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    linked = await run_text(runtime, "team link support", actor=AGENT, where=Where("slack", "C0NEWCHAN1"))
+    # Re-binding where a team's cards and digests go is an admin's (issue #11); members are refused.
+    refused = await run_text(runtime, "team link support", actor=AGENT, where=Where("slack", "C0NEWCHAN1"))
+    assert refused.text.startswith("Not allowed: only admins can link a channel to a team")
+    linked = await run_text(runtime, "team link support", actor=ADMIN, where=Where("slack", "C0NEWCHAN1"))
     assert linked.ok and linked.ephemeral is False
     address = await scalar(
         runtime,

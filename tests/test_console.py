@@ -31,6 +31,7 @@ from handlers.console.commands import PROMPT, Console, repl
 from tests.conftest import ROOT
 
 MANAGER = "U0SUPMGR1"
+ADMIN = "U0ADMIN01"
 
 
 def until(child: pexpect.spawn, pattern: str) -> str:
@@ -141,9 +142,10 @@ def take(out: io.StringIO) -> str:
 
 
 async def test_slash_prefix_cx_prefix_and_bare_verbs_are_one_grammar(demo_runtime: Runtime) -> None:
+    admin, admin_out = console_for(demo_runtime, user=ADMIN)
+    assert await admin.handle("/cx team link support")  # admins only (issue #11)
+    assert "now receives support's case cards and digests" in take(admin_out)
     console, out = console_for(demo_runtime)
-    assert await console.handle("/cx team link support")
-    assert "now receives support's case cards and digests" in take(out)
 
     assert await console.handle("cx ack CX-1")
     printed = take(out)
@@ -197,9 +199,9 @@ async def test_advance_without_the_demo_clock_is_refused(settings: Settings, exa
 
 
 async def test_advancing_the_clock_fires_the_escalation_and_posts_the_digest(demo_runtime: Runtime) -> None:
+    admin, _ = console_for(demo_runtime, user=ADMIN)
+    await admin.handle("/cx team link support")
     console, out = console_for(demo_runtime)
-    await console.handle("/cx team link support")
-    take(out)
     await console.handle(":advance 2h")  # support acknowledges within 30 min; its digest is at 09:00
     printed = take(out)
     assert "── Tue 17 Nov 2026 08:20 UTC ──" in printed  # the step at which something was delivered

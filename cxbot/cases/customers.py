@@ -6,9 +6,10 @@ first, a page at a time. Pages are cut with keyset pagination on (received_at, i
 a platform-neutral :class:`CustomerPage`; Slack renders it as Block Kit with Older/Newer buttons,
 the console and Teams as text naming the command for the next page.
 
-PII: contact details are masked unless the caller may reveal them (an admin, or a member of a team
-that owns one of the customer's cases); every reveal writes an `audit_events` row through
-:func:`record_pii_reveal`. Comments are always masked with :func:`cxbot.pii.mask_text`.
+PII: contact details are masked unless the caller may reveal them (:func:`cxbot.authz.may_see_customer`:
+an admin, or a member of a team owning feedback of theirs that a case was opened from); every reveal
+writes an `audit_events` row through :func:`record_pii_reveal`. Comments are always masked with
+:func:`cxbot.pii.mask_text`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cxbot.authz import Actor, is_admin, is_member
+from cxbot.authz import Actor, may_see_customer
 from cxbot.cases.detractors import flag, window_of
 from cxbot.cases.view import customer_label
 from cxbot.config import Config
@@ -224,9 +225,19 @@ def customer_ref(customer_id: int) -> str:
     return f"cust:{customer_id}"
 
 
-def may_reveal(config: Config, actor: Actor, *, case_teams: set[str]) -> bool:
-    """Admins, and members of a team that owns one of the customer's cases, may see their PII."""
-    return is_admin(config, actor) or any(is_member(config, actor, team) for team in case_teams)
+async def customer_owner_teams(session: AsyncSession, customer_id: int) -> set[str]:
+    """The teams whose people may see this customer's PII: those owning feedback a case was opened from.
+
+    The feedback's team, not the case's: a case opened by hand (or re-routed) for another team's
+    feedback gives that team no way to unmask the customer (see :func:`cxbot.authz.may_see_customer`).
+    """
+    rows = await session.execute(
+        select(Feedback.team_key)
+        .join(Case, Case.feedback_id == Feedback.id)
+        .where(Feedback.customer_id == customer_id)
+        .distinct()
+    )
+    return set(rows.scalars())
 
 
 async def record_pii_reveal(
@@ -298,7 +309,9 @@ async def customer_page(
     # Nothing to reveal (no name, email or phone on file) is not a reveal, and is not audited.
     has_pii = any((customer.name, customer.email, customer.phone))
     revealed = (
-        not erased and has_pii and may_reveal(config, actor, case_teams={c.team_key for c in cases.all})
+        not erased
+        and has_pii
+        and may_see_customer(config, actor, owner_teams=await customer_owner_teams(session, customer.id))
     )
     header = await _header(session, config=config, customer_id=customer.id, now=now)
     items, older, newer, start = await _page(

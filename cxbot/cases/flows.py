@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cxbot.authz import Actor, Denied, require_manager, require_member
+from cxbot.authz import Actor, Denied, assignable, require_feedback_owner, require_manager, require_member
 from cxbot.cases.detractors import raise_priority
 from cxbot.cases.sla import deadlines
 from cxbot.config import Config
@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 
+#: People named in a refused `assign`; more are counted.
+MAX_NAMED = 10
 #: The one outcome that needs no contact attempt, only the reason (design.md §7).
 COULD_NOT_CONTACT = "could-not-contact"
 
@@ -207,9 +209,23 @@ async def take(
 async def assign(
     session: AsyncSession, *, config: Config, case_id: int, actor: Actor, user: str, now: datetime
 ) -> ActionResult:
-    """Give the case to someone; reassigning clears a snooze (design.md §6)."""
+    """Give the case to someone of its team; reassigning clears a snooze (design.md §6).
+
+    The assignee is checked against the team's people (:func:`cxbot.authz.assignable`) before it is
+    stored or shown anywhere, and a refusal names who may be assigned, never what was typed.
+    """
     case = await get_case(session, case_id)
     require_member(config, actor, case.team_key, doing="assign its cases")
+    people = assignable(config, case.team_key)
+    if user not in people:
+        who = ", ".join(_mention(p) for p in people[:MAX_NAMED]) or "nobody is listed in the config"
+        if len(people) > MAX_NAMED:
+            who += f" and {len(people) - MAX_NAMED} more"
+        raise FieldRejected(
+            "assignee",
+            f"{case.ref} can be assigned only to a member, manager or escalation contact of "
+            f"{case.team_key}, or an admin: {who}. Usage: {config.slash_command} assign {case.ref} @person",
+        )
     if case.assignee == user:
         return ActionResult(case, False, f"{case.ref} is already assigned to {_mention(user)}")
     values: dict[str, Any] = {
@@ -490,7 +506,8 @@ async def open_case(
     """Open a case by hand, from existing feedback or free text (first line the title, the rest kept).
 
     Same deadlines and opening card as ingest, so a manual case escalates and shows like any other;
-    the `created` event says who opened it and why. Members of the chosen team or admins may do it.
+    the `created` event says who opened it and why. Members of the chosen team or admins may do it;
+    from feedback, only if they are also members of the team owning that feedback (or admins).
     """
     if team not in config.team_keys:
         raise NewCaseRejected("team", f"{team!r} is not a team (teams are: {', '.join(config.team_keys)})")
@@ -510,6 +527,12 @@ async def open_case(
         feedback = await session.get(Feedback, feedback_id)
         if feedback is None:
             raise NewCaseRejected("feedback", f"there is no feedback with id {feedback_id}")
+        # The feedback's owner decides, whatever team the case is for: else any member could open a
+        # case on another team's feedback and so unmask its customer (issue #11).
+        try:
+            require_feedback_owner(config, actor, feedback_team=feedback.team_key, feedback_id=feedback_id)
+        except Denied as denied:  # a form points at the feedback field
+            raise NewCaseRejected("feedback", f"Not allowed: {denied}") from None
         await _no_case_yet(session, feedback_id)
         title = _feedback_title(feedback)
         customer_id = feedback.customer_id

@@ -1,11 +1,15 @@
 """Customer PII: the audited reveal and the admins' erasure (design.md §7, §9).
 
 Chat messages only ever show masked contact details (:mod:`cxbot.pii`). `reveal CX-42` shows the
-real name, email and phone to a member of the owning team, in a reply only they see, and writes an
+real name, email and phone to a member of the team owning the customer's feedback
+(:func:`cxbot.authz.may_see_customer`), in a reply only they see, and writes an
 `audit_events` row and a case event. `forget <customer>` (admins) erases the customer's PII:
 
 - `customers`: name, email and phone set to NULL, `forgotten_at` set; an external id that is itself an
-  email or phone number is replaced by `erased:<id>`.
+  email or phone number (or the name) is replaced by its one-way tombstone `erased:<hash>`.
+- Erasure lasts: later feedback under the same id (or the tombstone's id) is stored and counted,
+  linked to the erased row, with no name, email or phone and its comment masked, until an admin
+  lifts it with `forget <id> undo` (:func:`restore`).
 - What the customer wrote or was sent: feedback comments are *masked*, not deleted (their scores stay
   in the statistics, anonymous now): every email address and phone number is masked with
   :func:`cxbot.pii.mask_text` and the customer's name, email and phone are replaced by `[erased]`;
@@ -28,9 +32,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cxbot.authz import Actor, Denied, is_admin, is_member, require_admin
-from cxbot.cases.customers import PII_REVEAL, record_pii_reveal
+from cxbot.authz import Actor, Denied, may_see_customer, require_admin
+from cxbot.cases.customers import PII_REVEAL, customer_owner_teams, record_pii_reveal
 from cxbot.cases.flows import get_case
+from cxbot.ingest.common import erased_external_id
 from cxbot.models import (
     AuditEvent,
     Case,
@@ -58,17 +63,23 @@ class Revealed:
 async def reveal(
     session: AsyncSession, *, config: Any, case_id: int, actor: Actor, now: datetime
 ) -> Revealed:
-    """The customer's real details for a member of the owning team; audited. Denied otherwise."""
+    """The customer's real details for those the one rule lets see them; audited. Denied otherwise.
+
+    The rule is :func:`cxbot.authz.may_see_customer`, the same as the single customer view's: the
+    team owning the customer's feedback decides, not the team the case happens to sit with.
+    """
     case = await get_case(session, case_id)
-    if not (is_admin(config, actor) or is_member(config, actor, case.team_key)):
-        raise Denied(
-            f"only members of {case.team_key} can see the customer's details of {case.ref}; "
-            "ask someone in that team"
-        )
     if case.customer_id is None:
         return Revealed(case.ref, f"{case.ref} has no customer on record.")
     customer = await session.get(Customer, case.customer_id)
     assert customer is not None
+    owners = await customer_owner_teams(session, customer.id)
+    if not may_see_customer(config, actor, owner_teams=owners):
+        teams = " or ".join(sorted(owners)) or "no team (admins only)"
+        raise Denied(
+            f"only members of {teams} (owning this customer's feedback) can see the customer's details "
+            f"of {case.ref}; ask someone in that team"
+        )
     if customer.forgotten_at is not None:
         return Revealed(case.ref, f"{case.ref}'s customer was erased on {customer.forgotten_at:%Y-%m-%d}.")
     await record_pii_reveal(
@@ -149,11 +160,7 @@ async def forget(
 ) -> Forgotten:
     """Erase one customer's PII everywhere it can be (see the module doc); admins only."""
     require_admin(config, actor, doing="erase customer data")
-    customer = (
-        await session.execute(select(Customer).where(Customer.external_id == external_id.strip()))
-    ).scalar_one_or_none()
-    if customer is None:
-        raise LookupError(f"no customer with id {external_id!r}")
+    customer = await _customer_or_tombstone(session, external_id)
     already = customer.forgotten_at is not None
     values = [customer.name or "", customer.email or "", customer.phone or ""]
     if customer.name:
@@ -162,7 +169,9 @@ async def forget(
     new_external = customer.external_id
     whole = {v.lower() for v in values[:3] if v}
     if mask_text(new_external) != new_external or new_external.lower() in whole:
-        new_external = f"erased:{customer.id}"  # the id itself was an address or the name
+        # The id itself was an address or the name: keep only its tombstone, which later
+        # deliveries under that id still find (ingest.common.CustomerIds), so erasure lasts.
+        new_external = erased_external_id(new_external)
     await session.execute(
         update(Customer)
         .where(Customer.id == customer.id)
@@ -205,6 +214,64 @@ async def forget(
         )
     )
     return Forgotten(customer.id, case_ids, cancelled, cards, already)
+
+
+async def _customer_or_tombstone(session: AsyncSession, external_id: str) -> Customer:
+    """The customer by the id the survey tool sends, also once `forget` replaced it by its tombstone."""
+    wanted = external_id.strip()
+    rows = await session.execute(
+        select(Customer).where(Customer.external_id.in_([wanted, erased_external_id(wanted)]))
+    )
+    found = sorted(rows.scalars(), key=lambda c: c.external_id != wanted)
+    if not found:
+        raise LookupError(f"no customer with id {wanted!r}")
+    return found[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    customer_id: int
+    already: bool
+
+    @property
+    def message(self) -> str:
+        if self.already:
+            return f"Customer {self.customer_id} is not erased; nothing to restore."
+        return (
+            f"Customer {self.customer_id} restored: their next feedback keeps the name, email and phone "
+            "it carries. What was erased stays erased. Logged in the audit trail."
+        )
+
+
+async def restore(
+    session: AsyncSession, *, config: Any, external_id: str, actor: Actor, now: datetime
+) -> Restored:
+    """Undo the lasting part of an erasure (admins): later feedback may bring PII again.
+
+    Nothing erased comes back. An id replaced by its tombstone gets the id the admin typed back,
+    since typing it proves it is the one (the tombstone is its hash).
+    """
+    require_admin(config, actor, doing="restore an erased customer")
+    customer = await _customer_or_tombstone(session, external_id)
+    if customer.forgotten_at is None:
+        return Restored(customer.id, already=True)
+    wanted = external_id.strip()
+    values: dict[str, Any] = {"forgotten_at": None, "updated_at": now}
+    if customer.external_id == erased_external_id(wanted):
+        taken = await session.scalar(select(Customer.id).where(Customer.external_id == wanted))
+        if taken is None:
+            values["external_id"] = wanted
+    await session.execute(update(Customer).where(Customer.id == customer.id).values(**values))
+    session.add(
+        AuditEvent(
+            at=now,
+            actor=actor.user_id,
+            action="restore",
+            subject=f"customer:{customer.id}",
+            detail="erasure lifted: later feedback may carry PII again",
+        )
+    )
+    return Restored(customer.id, already=False)
 
 
 async def _scrub_cases(session: AsyncSession, case_ids: list[int], scrub: Any) -> None:

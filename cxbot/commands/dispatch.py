@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from cxbot.authz import Actor, Denied, is_admin, require_member, teams_of
+from cxbot.authz import Actor, Denied, is_admin, require_admin, require_member, teams_of
 from cxbot.cases import flows, privacy
 from cxbot.cases.customers import CustomerNotFound, customer_page
 from cxbot.commands.grammar import Command, CommandError, help_text, parse, verb_named
@@ -204,7 +204,10 @@ async def _team_link(runtime: Runtime, session: Any, command: Command, actor: Ac
         return Reply(f"{team!r} is not a team (teams are: {', '.join(runtime.config.team_keys)})", ok=False)
     if not where.channel:
         return Reply("`team link` binds the channel it is typed in; type it in the team's channel", ok=False)
-    require_member(runtime.config, actor, team, doing="link a channel for it")
+    # Re-binding where a team's cases and digests go is configuration: admins only (design.md §6).
+    require_admin(
+        runtime.config, actor, doing="link a channel to a team (it re-routes its cards and digests)"
+    )
     stmt = insert_for(session, TeamDestination).values(
         team_key=team,
         platform=where.platform,
@@ -381,8 +384,10 @@ async def _reveal(runtime: Runtime, session: Any, command: Command, actor: Actor
 
 
 async def _forget(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
+    """`forget <id>` erases a customer for good; `forget <id> undo` lifts that (both admins only)."""
+    erase = privacy.restore if command.args.get("undo") else privacy.forget
     try:
-        done = await privacy.forget(
+        done = await erase(
             session,
             config=runtime.config,
             external_id=command.args["customer"],

@@ -282,10 +282,17 @@ def _p_customer(words: list[str], verb: Verb) -> Command:
     return Command("customer", args=args)
 
 
+UNDO_WORDS = ("undo", "restore")
+
+
 def _p_forget(words: list[str], verb: Verb) -> Command:
-    if len(words) != 1:
-        raise _fail(verb, "`forget` needs exactly one customer id (their external id)")
-    return Command("forget", args={"customer": words[0]})
+    """`forget <id>` erases; `forget <id> undo` lets the customer's later feedback carry PII again."""
+    undo = len(words) == 2 and words[1].lower() in UNDO_WORDS
+    if len(words) != 1 and not undo:
+        raise _fail(
+            verb, "`forget` takes one customer id (their external id), and `undo` after it to lift an erasure"
+        )
+    return Command("forget", args={"customer": words[0], "undo": undo})
 
 
 VERBS: tuple[Verb, ...] = (
@@ -332,7 +339,12 @@ VERBS: tuple[Verb, ...] = (
         ("acknowledge",),
     ),
     Verb("take", "take CX-42", "acknowledge and assign a case to yourself", _p_case_only),
-    Verb("assign", "assign CX-42 @person", "give a case to someone in the owning team", _p_assign),
+    Verb(
+        "assign",
+        "assign CX-42 @person",
+        "give a case to a member, manager or escalation contact of its team (or an admin)",
+        _p_assign,
+    ),
     Verb("route", "route CX-42 <team>", "move a case to another team", _p_route, ("reroute",)),
     Verb("note", "note CX-42 <text>", "add a note to the case's timeline", _p_note, ("comment",)),
     Verb(
@@ -364,7 +376,12 @@ VERBS: tuple[Verb, ...] = (
         ("re-survey",),
     ),
     Verb("reveal", "reveal CX-42", "show the customer's contact details, only to you (logged)", _p_case_only),
-    Verb("forget", "forget <customer id>", "erase a customer's personal data (admins)", _p_forget),
+    Verb(
+        "forget",
+        "forget <customer id> [undo]",
+        "erase a customer's personal data, for good until undone (admins)",
+        _p_forget,
+    ),
     Verb(
         "new",
         "new <team> [touchpoint:<key>] (<text> or feedback:<id>)",
@@ -372,7 +389,9 @@ VERBS: tuple[Verb, ...] = (
         _p_new,
         ("create",),
     ),
-    Verb("team", "team link <team>", "bind this channel to a team for its cards and digests", _p_team),
+    Verb(
+        "team", "team link <team>", "bind this channel to a team for its cards and digests (admins)", _p_team
+    ),
     Verb("teams", "teams", "the teams, their channels and touchpoints", _p_plain),
     Verb("config", "config", "a summary of the loaded configuration", _p_plain),
 )

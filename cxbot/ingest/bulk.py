@@ -26,7 +26,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from cxbot.cases.detractors import raise_priority
 from cxbot.cases.sla import deadlines
-from cxbot.ingest.common import SYSTEM_ACTOR, PendingItem, case_title, refresh_customers, routing_reason
+from cxbot.ingest.common import (
+    SYSTEM_ACTOR,
+    CustomerIds,
+    PendingItem,
+    case_title,
+    refresh_customers,
+    routing_reason,
+    sort_customer_rows,
+    tombstones_of,
+)
 from cxbot.ingest.routing import Router, Verdict
 from cxbot.ingest.schema import CustomerIn, FeedbackIn
 from cxbot.models import Case, CaseEvent, Customer, Feedback
@@ -106,6 +115,7 @@ class _StoredCustomer(NamedTuple):
     name: str | None
     email: str | None
     phone: str | None
+    forgotten_at: Any
 
 
 class _Driver:
@@ -267,25 +277,29 @@ class BulkWriter:
 
     async def customer_ids(
         self, session: AsyncSession, customers: list[CustomerIn], *, now: datetime
-    ) -> dict[str, int]:
-        """Find or create customers by their external id, refreshing PII that the source sent."""
+    ) -> CustomerIds:
+        """Find or create customers by their external id, refreshing PII that the source sent.
+
+        Erased customers are found by id or tombstone and stay erased, as in the portable writer.
+        """
         connection = await session.connection()
         driver = self._driver(connection)
         latest: dict[str, CustomerIn] = {c.id: c for c in customers}
         keys = list(latest)
-        ids: dict[str, int] = {}
-        stored: dict[str, Any] = {}
-        for start in range(0, len(keys), MAX_PARAMETERS):
-            where, parameters = driver.any_of("external_id", keys[start : start + MAX_PARAMETERS])
+        tombstones = tombstones_of(keys)
+        wanted = [*keys, *tombstones]
+        known: list[_StoredCustomer] = []
+        for start in range(0, len(wanted), MAX_PARAMETERS):
+            where, parameters = driver.any_of("external_id", wanted[start : start + MAX_PARAMETERS])
             result = await connection.exec_driver_sql(
-                f"SELECT id, external_id, name, email, phone FROM customers WHERE {where}", parameters
+                f"SELECT id, external_id, name, email, phone, forgotten_at FROM customers WHERE {where}",
+                parameters,
             )
-            for row in result.cursor.fetchall():  # the driver's tuples, as in _insert_returning
-                ids[row[1]] = row[0]
-                sent = latest[row[1]]
-                if sent.name is not None or sent.email is not None or sent.phone is not None:
-                    stored[row[1]] = _StoredCustomer(*row)  # only these can change
+            # The driver's tuples, as in _insert_returning.
+            known.extend(_StoredCustomer(*row) for row in result.cursor.fetchall())
             result.close()
+        found, stored = sort_customer_rows(known, tombstones, latest)
+        ids = found.ids
         # Sorted, so two concurrent batches lock new customers in the same order and cannot deadlock.
         missing = [latest[k] for k in sorted(keys) if k not in ids]
         if missing:
@@ -308,7 +322,7 @@ class BulkWriter:
                 )
                 ids.update({external_id: ident for ident, external_id in rows})
         await refresh_customers(session, stored, latest, now=now)
-        return ids
+        return found
 
     async def insert(
         self,

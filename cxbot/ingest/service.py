@@ -22,11 +22,15 @@ from cxbot.db import insert_for
 from cxbot.ingest.bulk import BulkWriter
 from cxbot.ingest.common import (
     SYSTEM_ACTOR,
+    CustomerIds,
     ItemResult,
     PendingItem,
     case_title,
     refresh_customers,
     routing_reason,
+    sort_customer_rows,
+    tombstones_of,
+    without_erased_pii,
 )
 from cxbot.ingest.routing import Route, Router
 from cxbot.ingest.schema import CustomerIn, FeedbackIn, ItemError, validate_item
@@ -51,21 +55,29 @@ def _route_warnings(item: FeedbackIn, route: Route) -> list[str]:
     return [] if route.known_touchpoint else [route.reason]
 
 
-async def _customer_ids(
-    session: AsyncSession, customers: list[CustomerIn], *, now: datetime
-) -> dict[str, int]:
-    """Find or create customers by their external id, refreshing PII that the source sent."""
+async def _customer_ids(session: AsyncSession, customers: list[CustomerIn], *, now: datetime) -> CustomerIds:
+    """Find or create customers by their external id, refreshing PII that the source sent.
+
+    An erased customer is found under their id or, when `forget` replaced an id that was itself PII,
+    under its tombstone; either way they stay erased (see :class:`cxbot.ingest.common.CustomerIds`).
+    """
     latest: dict[str, CustomerIn] = {c.id: c for c in customers}
-    ids: dict[str, int] = {}
-    stored: dict[str, Any] = {}
     keys = list(latest)
-    columns = (Customer.id, Customer.external_id, Customer.name, Customer.email, Customer.phone)
-    for chunk in _chunks(keys):
+    tombstones = tombstones_of(keys)
+    columns = (
+        Customer.id,
+        Customer.external_id,
+        Customer.name,
+        Customer.email,
+        Customer.phone,
+        Customer.forgotten_at,
+    )
+    known: list[Any] = []
+    for chunk in _chunks([*keys, *tombstones]):
         # Plain rows, not ORM objects: loading entities costs more than the query on a big import.
-        rows = await session.execute(select(*columns).where(Customer.external_id.in_(chunk)))
-        for row in rows:
-            stored[row.external_id] = row
-            ids[row.external_id] = row.id
+        known.extend((await session.execute(select(*columns).where(Customer.external_id.in_(chunk)))).all())
+    found, stored = sort_customer_rows(known, tombstones, latest)
+    ids = found.ids
     # Sorted, so two concurrent batches lock new customers in the same order and cannot deadlock.
     missing = [latest[k] for k in sorted(keys) if k not in ids]
     if missing:
@@ -93,7 +105,7 @@ async def _customer_ids(
             )
             ids.update({external_id: ident for ident, external_id in rows.all()})
     await refresh_customers(session, stored, latest, now=now)
-    return ids
+    return found
 
 
 class Ingestor:
@@ -161,11 +173,18 @@ class Ingestor:
     ) -> list[ItemResult]:
         customers = [item.customer for _, item in batch if item.customer is not None]
         if not customers:
-            customer_ids = {}
+            found = CustomerIds()
         elif bulk:
-            customer_ids = await self._bulk.customer_ids(session, customers, now=now)
+            found = await self._bulk.customer_ids(session, customers, now=now)
         else:
-            customer_ids = await _customer_ids(session, customers, now=now)
+            found = await _customer_ids(session, customers, now=now)
+        customer_ids = found.ids
+        if found.erased:  # stored and counted, but nothing about them is kept (erasure lasts)
+            erased = found.erased
+            batch = [
+                (index, without_erased_pii(item) if item.customer and item.customer.id in erased else item)
+                for index, item in batch
+            ]
         pending = []
         route_of = self._route
         for index, item in batch:

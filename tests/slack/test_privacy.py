@@ -97,7 +97,7 @@ async def test_reveal_shows_the_team_the_details_ephemerally_and_audits_it(
 
     await slack.click(f"cx_reveal:{case_id}", user=OUTSIDER)
     [denied] = fake_slack.responses()
-    assert denied["text"].startswith("Not allowed: only members of support can see the customer's details")
+    assert denied["text"].startswith("Not allowed: only members of support (owning this customer's feedback)")
     assert pii_in(denied["text"]) == []
     async with runtime.sessions() as session:
         assert (await session.execute(select(AuditEvent))).first() is None

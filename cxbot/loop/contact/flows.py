@@ -23,7 +23,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cxbot.authz import Actor, require_member
+from cxbot.authz import Actor, may_see_customer, require_member
+from cxbot.cases.customers import customer_owner_teams
 from cxbot.cases.flows import (
     ActionResult,
     FieldRejected,
@@ -35,7 +36,15 @@ from cxbot.cases.flows import (
 from cxbot.config import Config
 from cxbot.db import insert_for
 from cxbot.loop.contact.options import CHANNELS, PROVIDER_CHANNEL
-from cxbot.loop.contact.templates import Rendered, default_template, fields, render, templates_for
+from cxbot.loop.contact.templates import (
+    NAME_PLACEHOLDERS,
+    Rendered,
+    default_template,
+    fields,
+    fill_names,
+    render,
+    templates_for,
+)
 from cxbot.models import OPEN_CASE_STATES, Case, Contact, Customer, Feedback, Touchpoint
 from cxbot.neutral import literal
 from cxbot.outbox.queue import queue_message
@@ -121,12 +130,20 @@ def channels_for(config: Config, team: str, customer: Customer | None) -> list[C
     return choices
 
 
-async def _fields(session: AsyncSession, config: Config, case: Case, actor: Actor) -> dict[str, str]:
+async def _fields(
+    session: AsyncSession, config: Config, case: Case, actor: Actor, *, shown: bool = False
+) -> dict[str, str]:
+    """The template fields of a case. `shown`: for the composer the agent reads, where the customer's
+    name stays a placeholder unless the one reveal rule lets this agent see it (the send fills it)."""
     customer = await session.get(Customer, case.customer_id) if case.customer_id else None
     feedback = await session.get(Feedback, case.feedback_id) if case.feedback_id else None
     touchpoint = await session.get(Touchpoint, case.touchpoint_key) if case.touchpoint_key else None
     team_name = config.team(case.team_key).name if case.team_key in config.team_keys else case.team_key
     visible = customer is not None and customer.forgotten_at is None
+    if shown and customer is not None and visible:
+        owners = await customer_owner_teams(session, customer.id)
+        if not may_see_customer(config, actor, owner_teams=owners):
+            return {**(await _fields(session, config, case, actor)), **NAME_PLACEHOLDERS}
     return fields(
         customer_name=customer.name if visible and customer else None,
         case_ref=case.ref,
@@ -155,7 +172,7 @@ async def composer(
     choices = channels_for(config, case.team_key, customer)
     available = templates_for(config, case.team_key)
     name = template if template in available else default_template(config, case.team_key)
-    rendered = render(name, available[name], await _fields(session, config, case, actor))
+    rendered = render(name, available[name], await _fields(session, config, case, actor, shown=True))
     problem = None
     if not choices:
         reasons = {_why_not(config, case.team_key, c, customer) for c in CHANNELS}
@@ -309,8 +326,10 @@ async def contact(
             "template", f"{template!r} is not a template of {case.team_key}: {', '.join(available)}"
         )
     name = template or default_template(config, case.team_key)
-    rendered = render(name, available[name], await _fields(session, config, case, actor))
-    body = text.strip() if text and text.strip() else rendered.body
+    values = await _fields(session, config, case, actor)
+    rendered = render(name, available[name], values)
+    # A composer shown with the name as a placeholder comes back with it: the send fills it in.
+    body = fill_names(text.strip(), values) if text and text.strip() else rendered.body
     used = name if template is not None or not (text and text.strip()) else None
     queued = await queue_contact(
         session,

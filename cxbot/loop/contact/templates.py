@@ -72,6 +72,17 @@ def fields(
     return values
 
 
+#: The name fields as an agent who may not see the customer reads them in the composer.
+NAME_PLACEHOLDERS = {"first_name": "$first_name", "customer_name": "$customer_name"}
+
+
+def fill_names(text: str, values: dict[str, str]) -> str:
+    """Fill the name placeholders a composer showed (and only those) in the text the agent sends."""
+    for key in NAME_PLACEHOLDERS:
+        text = text.replace("${" + key + "}", values[key]).replace("$" + key, values[key])
+    return text
+
+
 def render(name: str, template: ContactTemplate, values: dict[str, str]) -> Rendered:
     """Fill a template; unknown fields were refused by check-config, so `safe_substitute` is a seatbelt."""
     return Rendered(
