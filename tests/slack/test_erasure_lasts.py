@@ -24,6 +24,7 @@ from cxbot.ingest.csv_import import ImportOptions, import_csv
 from cxbot.models import AuditEvent, Case, Customer, Feedback
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
+from handlers.slack.blocks import unescape
 from tests.conftest import API_KEY
 from tests.slack.test_privacy import pii_left_in_database
 from tests.support.clock import FrozenClock
@@ -86,8 +87,9 @@ async def post(slack: SlackSender, external_id: str, *, score: int = 1, customer
 
 
 async def say(slack: SlackSender, fake_slack: FakeSlack, text: str, *, user: str = ADMIN) -> str:
+    """The reply's text as Slack shows it (its mrkdwn escapes unescaped)."""
     await slack.command(text, user=user)
-    return str(fake_slack.responses()[-1]["text"])
+    return unescape(str(fake_slack.responses()[-1]["text"]))
 
 
 async def customers(runtime: Runtime) -> list[Customer]:
