@@ -140,7 +140,7 @@ async def test_email_goes_to_sendgrid_exactly_once_with_the_rendered_template(
     assert (row.platform, row.destination, row.dedupe_key) == (
         "contact",
         "email",
-        f"contact:{contact.idempotency_key}",
+        f"contact:contact:{contact.idempotency_key}",
     )
 
     stats = await worker(runtime).run_once(now=clock.now)

@@ -16,7 +16,8 @@ import httpx
 from sqlalchemy import select
 
 from cxbot.authz import Actor
-from cxbot.cases.escalation import ACKNOWLEDGE, ESCALATION_KINDS, ClockState, Due, plan, tick
+from cxbot.cases.escalation import ACKNOWLEDGE, ClockState, Due, plan, tick
+from cxbot.outbox.contract import ESCALATION_KINDS
 from cxbot.commands.dispatch import Where, run_text
 from cxbot.config import Config, SlaPolicy
 from cxbot.models import Case, CaseEvent, OutboxMessage

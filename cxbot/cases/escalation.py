@@ -46,6 +46,7 @@ from cxbot.cases.sla import add_clock, policy_of
 from cxbot.config import Config, SlaPolicy, Team, parse_duration
 from cxbot.db import transaction
 from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, TeamDestination
+from cxbot.outbox.contract import ESCALATION_CHANNEL, ESCALATION_DM
 from cxbot.outbox.queue import queue_message
 from cxbot.pii import mask_text
 from cxbot.runtime import Runtime
@@ -54,9 +55,6 @@ log = logging.getLogger(__name__)
 
 SYSTEM_ACTOR = "cxbot"
 #: Outbox kinds: a direct message to one person (destination = user id) and a channel notice.
-DM_KIND = "escalation.dm"
-CHANNEL_KIND = "escalation.channel"
-ESCALATION_KINDS = frozenset({DM_KIND, CHANNEL_KIND})
 TOP_LEVEL = 2
 
 ClockName = Literal["acknowledge", "resolve"]
@@ -359,7 +357,7 @@ async def _fire(
                 await _queue(
                     session,
                     row,
-                    kind=DM_KIND,
+                    kind=ESCALATION_DM,
                     platform=platform,
                     destination=user,
                     text=message,
@@ -370,7 +368,7 @@ async def _fire(
                 await _queue(
                     session,
                     row,
-                    kind=CHANNEL_KIND,
+                    kind=ESCALATION_CHANNEL,
                     platform=platform,
                     destination=channel,
                     text=message,
@@ -443,7 +441,7 @@ async def _queue(
         platform=platform,
         destination=destination,
         payload={"case_id": row.id, "event_id": event_id, "text": text},
-        dedupe_key=f"{kind}:{platform}:{row.id}:{event_id}:{destination}",
+        subject=(row.id, event_id, destination),
         case_id=row.id,
         now=now,
     )

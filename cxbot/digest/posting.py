@@ -34,6 +34,7 @@ from cxbot.digest.schedule import Slot, parse_clock, recent_slots
 from cxbot.digest.serialize import digest_to_json, slim_for_table
 from cxbot.digest.text import render_leadership_digest, render_team_digest
 from cxbot.models import DigestRun
+from cxbot.outbox.contract import DIGEST
 from cxbot.outbox.queue import enqueue_for_team, queue_message
 from cxbot.runtime import Runtime
 
@@ -82,11 +83,11 @@ async def deliver_digest(
         if leadership_channel:
             await queue_message(
                 session,
-                kind="digest",
+                kind=DIGEST,
                 platform="slack",
                 destination=leadership_channel,
                 payload={"text": text, "scope": scope, "digest": digest_to_json(slim_for_table(digest))},
-                dedupe_key=f"digest:{scope}:{digest.report_date.isoformat()}:slack",
+                subject=(scope, digest.report_date.isoformat()),
                 now=now,
             )
         return text
@@ -94,9 +95,9 @@ async def deliver_digest(
     await enqueue_for_team(
         session,
         team_key=digest.team_key,
-        kind="digest",
+        kind=DIGEST,
         payload={"text": text, "scope": scope, "digest": digest_to_json(digest)},
-        dedupe_key=f"digest:{scope}:{digest.report_date.isoformat()}",
+        subject=(scope, digest.report_date.isoformat()),
         now=now,
     )
     return text

@@ -355,7 +355,7 @@ async def test_a_team_wide_message_is_queued_once_per_destination_and_posted(
                 team_key="support",
                 kind="digest",
                 payload={"text": text},
-                dedupe_key="digest:support:2026-11-01",
+                subject=("daily", "2026-11-01"),
                 now=clock.now,
             )
         assert added == (1 if attempt == 0 else 0)

@@ -37,10 +37,10 @@ from cxbot.db import insert_for
 from cxbot.loop.contact.options import CHANNELS, PROVIDER_CHANNEL
 from cxbot.loop.contact.templates import Rendered, default_template, fields, render, templates_for
 from cxbot.models import OPEN_CASE_STATES, Case, Contact, Customer, Feedback, Touchpoint
+from cxbot.outbox.contract import CONTACT
 from cxbot.outbox.queue import queue_message
 from cxbot.pii import mask_email, mask_phone, mask_text
 
-KIND = "contact"
 PLATFORM = "contact"
 MAX_BODY = {"email": 20000, "sms": 1600, "webhook": 20000}
 CHANNEL_LABELS = {"email": "Email", "sms": "SMS", "webhook": "Helpdesk"}
@@ -268,11 +268,11 @@ async def queue_contact(
     }
     await queue_message(
         session,
-        kind=KIND,
+        kind=CONTACT,
         platform=PLATFORM,
         destination=channel,
         payload=payload,
-        dedupe_key=f"contact:{key}",
+        subject=(key,),
         case_id=case.id,
         now=now,
     )
