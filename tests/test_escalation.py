@@ -17,10 +17,10 @@ from sqlalchemy import select
 
 from cxbot.authz import Actor
 from cxbot.cases.escalation import ACKNOWLEDGE, ClockState, Due, plan, tick
-from cxbot.outbox.contract import ESCALATION_KINDS
 from cxbot.commands.dispatch import Where, run_text
 from cxbot.config import Config, SlaPolicy
 from cxbot.models import Case, CaseEvent, OutboxMessage
+from cxbot.outbox.contract import ESCALATION_KINDS
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
 from tests.support.clock import FrozenClock

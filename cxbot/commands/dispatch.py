@@ -17,6 +17,7 @@ from sqlalchemy import select
 from cxbot.authz import Actor, Denied, is_admin, require_member, teams_of
 from cxbot.cases import flows, privacy
 from cxbot.cases.customers import CustomerNotFound, customer_page
+from cxbot.cases.overview import overdue
 from cxbot.commands.grammar import Command, CommandError, help_text, parse, verb_named
 from cxbot.db import insert_for, transaction
 from cxbot.digest.content import build_team_digest
@@ -120,7 +121,7 @@ async def _list(runtime: Runtime, session: Any, command: Command, actor: Actor, 
         query = query.where(Case.team_key == team)
         title = f"Open cases of {team}"
     elif scope == "overdue":
-        query = query.where(((Case.state == "new") & (Case.ack_due_at < now)) | (Case.resolve_due_at < now))
+        query = query.where(overdue(now))
     elif scope == "new":
         query = query.where(Case.state == "new")
     found = list((await session.execute(query)).scalars())

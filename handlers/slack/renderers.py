@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -29,6 +29,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from cxbot.cases.overview import Overview
 from cxbot.cases.view import CaseView
 from cxbot.commands.dispatch import Reply
 from cxbot.commands.grammar import OUTCOMES
@@ -248,17 +249,12 @@ def score_text(score: Score) -> str:
     return f"{label} {value}{margin} (n={score.n})"
 
 
-def home_view(
-    *,
-    mine: Sequence[CaseView],
-    overdue: Sequence[CaseView],
-    teams: Sequence[str],
-    scores: Sequence[tuple[str, Mapping[str, Score]]] = (),
-) -> dict[str, Any]:
+def home_view(overview: Overview) -> dict[str, Any]:
     """App Home: my open cases, my teams' overdue cases, then my teams' 7-day scores.
 
     Each case list is cut so the whole view stays within Slack's 100 blocks.
     """
+    mine, overdue, teams, scores = overview.mine, overview.overdue, overview.teams, overview.scores
     room = (MAX_HOME_BLOCKS - 12 - len(scores)) // 2
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text="Your open cases"))]
     blocks += [_case_line(c) for c in mine[:room]] or [SectionBlock(text=md("Nothing assigned to you."))]
@@ -273,9 +269,9 @@ def home_view(
     if scores:
         blocks.append(DividerBlock())
         blocks.append(HeaderBlock(text=PlainTextObject(text="Scores, last 7 days")))
-        for team_name, by_metric in scores[: MAX_HOME_BLOCKS - len(blocks) - 1]:
-            line = " · ".join(score_text(score) for score in by_metric.values())
-            blocks.append(SectionBlock(text=md(f"*{escape(team_name)}*\n{line}")))
+        for team in scores[: MAX_HOME_BLOCKS - len(blocks) - 1]:
+            line = " · ".join(score_text(score) for score in team.by_metric.values())
+            blocks.append(SectionBlock(text=md(f"*{escape(team.name)}*\n{line}")))
     view = View(type="home", blocks=blocks)
     rendered = view.to_dict()
     rendered["blocks"] = checked(blocks, limit=MAX_HOME_BLOCKS)
