@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
@@ -70,22 +71,23 @@ async def deliver_digest(
     scope: str,
     digest: TeamDigest | LeadershipDigest,
     now: datetime,
-    leadership_channel: str | None = None,
+    leadership_destinations: Mapping[str, str] | None = None,
 ) -> str:
     """Queue the digest in the outbox inside the claiming transaction, so it is posted exactly once.
 
     A team's digest goes to every chat destination of the team; the leadership digest to the
-    configured Slack channel. The payload carries the text and the digest itself (as JSON), from
-    which each platform renders its own form. Returns the text, which the run records in `detail`.
+    leadership channel of each platform (`leadership_destinations`: platform → channel). The payload
+    carries the text and the digest itself (as JSON), from which each platform renders its own form.
+    Returns the text, which the run records in `detail`.
     """
     if isinstance(digest, LeadershipDigest):
         text = render_leadership_digest(digest)
-        if leadership_channel:
+        for platform, channel in (leadership_destinations or {}).items():
             await queue_message(
                 session,
                 kind=DIGEST,
-                platform="slack",
-                destination=leadership_channel,
+                platform=platform,
+                destination=channel,
                 payload={"text": text, "scope": scope, "digest": digest_to_json(slim_for_table(digest))},
                 subject=(scope, digest.report_date.isoformat()),
                 now=now,
@@ -162,7 +164,7 @@ async def claim_and_deliver(
                 scope=slot.scope,
                 digest=digest,
                 now=now,
-                leadership_channel=leadership.channel if leadership else None,
+                leadership_destinations=leadership.destinations() if leadership else None,
             )
             status = "sent"
         await session.execute(
