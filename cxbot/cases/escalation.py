@@ -42,6 +42,7 @@ from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from cxbot import markup
 from cxbot.cases.sla import add_clock, policy_of
 from cxbot.config import Config, SlaPolicy, Team, parse_duration
 from cxbot.db import transaction
@@ -299,9 +300,9 @@ async def _fire(
     deadline_text = f"{due.deadline.astimezone(zone):%a %H:%M %Z}"
     total = 1 + policy.repeat
     people, channel = _targets(team, due.level) if not due.is_warning else ((), None)
-    notified = tuple(f"<@{user}>" for user in people) + ((f"<#{channel}>",) if channel else ())
-    # Thread lines keep only user mentions live (handlers' renderers), so the channel is named in words.
-    told = tuple(f"<@{user}>" for user in people) + (("the escalation channel",) if channel else ())
+    notified = tuple(markup.person(user) for user in people) + ((markup.channel(channel),) if channel else ())
+    # A thread line names the channel in words: the people there were told in the channel itself.
+    told = tuple(markup.person(user) for user in people) + (("the escalation channel",) if channel else ())
     if due.is_warning:
         kind = "sla_warning"
         detail = (
@@ -454,10 +455,10 @@ def _escalation_message(
     late = _in_words(now - due.deadline)
     verb = "ack" if clock.name == "acknowledge" else "show"
     return (
-        f":rotating_light: CX-{row.id} ({team.name}) is not {clock.verb}: due {deadline_text}, "
-        f"{late} overdue. Escalation level {due.level}.\n"
-        f"> {mask_text(row.title)}\n"
-        f"Act on it: `{slash} {verb} CX-{row.id}`"
+        f"{markup.alert('urgent')} CX-{row.id} ({markup.plain(team.name)}) is not {clock.verb}: "
+        f"due {deadline_text}, {late} overdue. Escalation level {due.level}.\n"
+        f"{markup.quote(mask_text(row.title))}\n"
+        f"Act on it: {markup.command(f'{slash} {verb} CX-{row.id}')}"
     )
 
 

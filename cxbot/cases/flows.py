@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cxbot import markup
 from cxbot.authz import Actor, Denied, require_manager, require_member
 from cxbot.cases.detractors import raise_priority
 from cxbot.cases.sla import deadlines
@@ -56,6 +57,9 @@ class CaseNotFound(LookupError):
 
 class InvalidTransition(ValueError):
     """The case is in a state where this action makes no sense; the message says which."""
+
+
+NO_CONTACT_EXAMPLE = "no phone or email on file"
 
 
 class FieldRejected(InvalidTransition):
@@ -134,10 +138,6 @@ async def record_event(
     return event
 
 
-def _mention(user: str | None) -> str:
-    return f"<@{user}>" if user else "nobody"
-
-
 async def acknowledge(
     session: AsyncSession, *, config: Config, case_id: int, actor: Actor, now: datetime
 ) -> ActionResult:
@@ -145,7 +145,7 @@ async def acknowledge(
     case = await get_case(session, case_id)
     require_manager(config, actor, case.team_key, doing="acknowledge its cases")
     if case.state != "new":
-        who = f" by {_mention(case.acknowledged_by)}" if case.acknowledged_by else ""
+        who = f" by {markup.person(case.acknowledged_by)}" if case.acknowledged_by else ""
         return ActionResult(case, False, f"{case.ref} was already acknowledged{who}")
     changed = await transition(
         session,
@@ -160,14 +160,14 @@ async def acknowledge(
     )
     if not changed:
         return ActionResult(
-            case, False, f"{case.ref} was already acknowledged by {_mention(case.acknowledged_by)}"
+            case, False, f"{case.ref} was already acknowledged by {markup.person(case.acknowledged_by)}"
         )
     await record_event(
         session,
         case,
         actor=actor,
         kind="acknowledged",
-        detail=f"Acknowledged by {_mention(actor.user_id)}",
+        detail=f"Acknowledged by {markup.person(actor.user_id)}",
         now=now,
     )
     return ActionResult(case, True, f"{case.ref} acknowledged")
@@ -198,7 +198,7 @@ async def take(
     if not changed:
         raise InvalidTransition(f"{case.ref} is {case.state}; reopen it first")
     await record_event(
-        session, case, actor=actor, kind="taken", detail=f"Taken by {_mention(actor.user_id)}", now=now
+        session, case, actor=actor, kind="taken", detail=f"Taken by {markup.person(actor.user_id)}", now=now
     )
     return ActionResult(case, True, f"{case.ref} is now yours")
 
@@ -210,7 +210,7 @@ async def assign(
     case = await get_case(session, case_id)
     require_member(config, actor, case.team_key, doing="assign its cases")
     if case.assignee == user:
-        return ActionResult(case, False, f"{case.ref} is already assigned to {_mention(user)}")
+        return ActionResult(case, False, f"{case.ref} is already assigned to {markup.person(user)}")
     values: dict[str, Any] = {
         "assignee": user,
         "updated_at": now,
@@ -225,10 +225,10 @@ async def assign(
         case,
         actor=actor,
         kind="assigned",
-        detail=f"Assigned to {_mention(user)} by {_mention(actor.user_id)}",
+        detail=f"Assigned to {markup.person(user)} by {markup.person(actor.user_id)}",
         now=now,
     )
-    return ActionResult(case, True, f"{case.ref} assigned to {_mention(user)}")
+    return ActionResult(case, True, f"{case.ref} assigned to {markup.person(user)}")
 
 
 async def route(
@@ -259,7 +259,7 @@ async def route(
         case,
         actor=actor,
         kind="routed",
-        detail=f"Re-routed from {previous} to {team} by {_mention(actor.user_id)}",
+        detail=f"Re-routed from {previous} to {team} by {markup.person(actor.user_id)}",
         now=now,
         data={"from": previous, "to": team},
     )
@@ -273,7 +273,12 @@ async def note(
     case = await get_case(session, case_id)
     require_member(config, actor, case.team_key, doing="add notes to its cases")
     await record_event(
-        session, case, actor=actor, kind="note", detail=f"{_mention(actor.user_id)}: {text}", now=now
+        session,
+        case,
+        actor=actor,
+        kind="note",
+        detail=f"{markup.person(actor.user_id)}: {markup.plain(text)}",
+        now=now,
     )
     return ActionResult(case, True, f"Note added to {case.ref}")
 
@@ -309,7 +314,8 @@ async def snooze(
         case,
         actor=actor,
         kind="snoozed",
-        detail=f"Snoozed until {until:%Y-%m-%d %H:%M} UTC by {_mention(actor.user_id)}: {reason.strip()}",
+        detail=f"Snoozed until {until:%Y-%m-%d %H:%M} UTC by {markup.person(actor.user_id)}: "
+        + markup.plain(reason.strip()),
         now=now,
     )
     return ActionResult(case, True, f"{case.ref} snoozed until {until:%Y-%m-%d %H:%M} UTC")
@@ -335,7 +341,7 @@ async def escalate(
         case,
         actor=actor,
         kind="escalated",
-        detail=f"Escalated to level {case.escalation_level} by {_mention(actor.user_id)}",
+        detail=f"Escalated to level {case.escalation_level} by {markup.person(actor.user_id)}",
         now=now,
         data={"level": level, "manual": True},
     )
@@ -374,7 +380,9 @@ async def resolve(
             raise FieldRejected(
                 "reason",
                 f"{COULD_NOT_CONTACT} needs the reason the customer could not be contacted, e.g. "
-                f"`{config.slash_command} resolve {case.ref} {COULD_NOT_CONTACT} no phone or email on file`",
+                + markup.command(
+                    f"{config.slash_command} resolve {case.ref} {COULD_NOT_CONTACT} {NO_CONTACT_EXAMPLE}"
+                ),
             )
     else:
         reason = None
@@ -383,8 +391,8 @@ async def resolve(
             raise FieldRejected(
                 "outcome",
                 f"{case.ref} cannot be resolved as {outcome} before the customer was contacted: "
-                f"contact them first (`{config.slash_command} contact {case.ref}`), or resolve as "
-                f"{COULD_NOT_CONTACT} with the reason",
+                f"contact them first ({markup.command(f'{config.slash_command} contact {case.ref}')}), "
+                f"or resolve as {COULD_NOT_CONTACT} with the reason",
             )
     changed = await transition(
         session,
@@ -404,14 +412,14 @@ async def resolve(
     if not changed:
         return ActionResult(case, False, f"{case.ref} is already {case.state}")
     cause = f", root cause: {root_cause}" if root_cause else ""
-    cause += f" ({reason})" if reason else ""
+    cause += f" ({markup.plain(reason)})" if reason else ""
     await record_event(
         session,
         case,
         actor=actor,
         kind="resolved",
-        detail=f"Resolved as {outcome}{cause} by {_mention(actor.user_id)}"
-        + (f": {note_text}" if note_text else ""),
+        detail=f"Resolved as {outcome}{cause} by {markup.person(actor.user_id)}"
+        + (f": {markup.plain(note_text)}" if note_text else ""),
         now=now,
         data={"outcome": outcome, "root_cause": root_cause, "no_contact_reason": reason},
     )
@@ -446,7 +454,12 @@ async def reopen(
     if not changed:
         return ActionResult(case, False, f"{case.ref} is open already ({case.state})")
     await record_event(
-        session, case, actor=actor, kind="reopened", detail=f"Reopened by {_mention(actor.user_id)}", now=now
+        session,
+        case,
+        actor=actor,
+        kind="reopened",
+        detail=f"Reopened by {markup.person(actor.user_id)}",
+        now=now,
     )
     return ActionResult(case, True, f"{case.ref} reopened")
 
@@ -550,7 +563,9 @@ async def open_case(
         await _no_case_yet(session, feedback_id)
         raise NewCaseRejected("feedback", f"feedback {feedback_id} already has a case")
     await raise_priority(session, config=config, case_ids=[case_id], now=now)
-    detail = f"Opened by hand by {_mention(actor.user_id)}" + (f": {description}" if description else "")
+    detail = f"Opened by hand by {markup.person(actor.user_id)}" + (
+        f": {markup.plain(description)}" if description else ""
+    )
     session.add(
         CaseEvent(
             case_id=case_id,

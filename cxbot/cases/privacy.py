@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cxbot import markup
 from cxbot.authz import Actor, Denied, is_admin, is_member, require_admin
 from cxbot.cases.customers import PII_REVEAL, record_pii_reveal
 from cxbot.cases.flows import get_case
@@ -84,7 +85,7 @@ async def reveal(
             at=now,
             actor=actor.user_id,
             kind=PII_REVEAL,
-            detail=f"Customer details shown to <@{actor.user_id}>",
+            detail=f"Customer details shown to {markup.person(actor.user_id)}",
             data={"customer_id": customer.id},
         )
     )

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from cxbot import markup
 from cxbot.authz import Actor, Denied, is_admin, require_member, teams_of
 from cxbot.cases import flows, privacy
 from cxbot.cases.customers import CustomerNotFound, customer_page
@@ -63,7 +64,7 @@ class Reply:
 async def run_text(runtime: Runtime, text: str, *, actor: Actor, where: Where) -> Reply:
     """Parse and run one command; every user mistake becomes a Reply with the reason."""
     try:
-        command = parse(text)
+        command = parse(markup.plain(text))  # typed text never carries the core's tokens
     except CommandError as error:
         return Reply(
             f"{error}. Usage: {runtime.config.slash_command} {error.usage}"
@@ -129,7 +130,7 @@ async def _list(runtime: Runtime, session: Any, command: Command, actor: Actor, 
     found = found[:LIST_LIMIT]
     if not found:
         return Reply(f"{title}: none.")
-    lines = [f"{title}:"] + [f"• {c.ref} [{c.state}] {c.team_key}: {c.title}" for c in found]
+    lines = [f"{title}:"] + [f"• {c.ref} [{c.state}] {c.team_key}: {markup.plain(c.title)}" for c in found]
     if more:
         lines.append(f"(showing the newest {LIST_LIMIT}; narrow with `list team <team>`)")
     return Reply("\n".join(lines), cases=found)
@@ -140,10 +141,10 @@ async def _show(runtime: Runtime, session: Any, command: Command, actor: Actor, 
     case = await flows.get_case(session, command.case_id)
     events = await flows.timeline(session, case.id)
     lines = [
-        f"{case.ref} [{case.state}] {case.title}",
-        f"Team: {case.team_key} · Assignee: {case.assignee or 'nobody'} · "
+        f"{case.ref} [{case.state}] {markup.plain(case.title)}",
+        f"Team: {case.team_key} · Assignee: {markup.person(case.assignee)} · "
         f"Escalation level: {case.escalation_level}",
-        f"Why here: {case.routing_reason}",
+        f"Why here: {markup.plain(case.routing_reason)}",
     ]
     lines += [f"{e.at:%Y-%m-%d %H:%M} {e.detail or e.kind}" for e in events]
     return Reply("\n".join(lines), case=case, events=events)

@@ -31,6 +31,7 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from cxbot import markup
 from cxbot.cases.view import load_case_view
 from cxbot.db import insert_for, transaction
 from cxbot.models import CasePost, OutboxMessage
@@ -363,12 +364,13 @@ class OutboxWorker:
             return 0
         what = f"CX-{row.case_id}" if row.case_id else f"outbox message {row.id}"
         text = (
-            f":warning: cxbot could not deliver a {row.kind} message for {what} to {row.destination} "
-            f"on {row.platform}: {error.code}. It will not be retried."
+            f"{markup.alert('warning')} cxbot could not deliver a {row.kind} message for {what} to "
+            f"{row.destination} on {row.platform}: {markup.plain(error.code)}. It will not be retried."
         )
         if error.scope == "destination" or error.code == "gave_up":
             targets = list(self.runtime.config.admins)
-            text += " Check that the channel exists and that cxbot is a member (or `/cx team link` again)."
+            link = markup.command(f"{self.runtime.config.slash_command} team link")
+            text += f" Check that the channel exists and that cxbot is a member (or {link} again)."
         else:
             targets = [row.destination] if row.destination else list(self.runtime.config.admins)
         queued = 0

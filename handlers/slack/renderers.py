@@ -7,7 +7,6 @@ Every builder returns plain dicts ready for the Web API, checked against Slack's
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +28,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from cxbot import markup
 from cxbot.cases.overview import Overview
 from cxbot.cases.view import CaseView
 from cxbot.commands.dispatch import Reply
@@ -51,6 +51,7 @@ from handlers.slack.blocks import (
     md,
 )
 from handlers.slack.digest_blocks import digest_message, score_blocks
+from handlers.slack.markup import to_mrkdwn
 
 # Action ids carry the case id, so one handler per verb serves every card: `cx_ack:42`.
 ACK, TAKE, ASSIGN, SNOOZE, RESOLVE, REOPEN = (
@@ -169,25 +170,25 @@ def _buttons(case: CaseView) -> list[Any]:
 
 
 def _user(user: str | None) -> str:
-    return f"<@{user}>" if user else "nobody"
+    return to_mrkdwn(markup.person(user))
 
 
 def thread_line(text: str) -> str:
-    """A timeline line under the card: user mentions stay live, but a typed <!channel> or <!here>
-    (or a link) does not ping or unfurl anyone."""
-    return clip(re.sub(r"<(?!@[UW][A-Z0-9]+(?:\|[^>]*)?>)", "&lt;", text), MAX_TEXT)
+    """A timeline line under the card: the core's mentions are live, a typed <!channel> or <!here>
+    (or a link) pings or unfurls nobody."""
+    return clip(to_mrkdwn(text), MAX_TEXT)
 
 
 def escalation_message(text: str) -> dict[str, Any]:
-    """An escalation DM or channel notice: the core's text, with only user and channel mentions live."""
-    safe = re.sub(r"<(?![@#][UWC][A-Z0-9]+(?:\|[^>]*)?>)", "&lt;", text)
-    return text_message(safe, cut_note="(cut short; see the case card)")
+    """An escalation DM or channel notice: the core's text, with its person and channel mentions."""
+    return text_message(text, cut_note="(cut short; see the case card)")
 
 
 def text_message(
     text: str, *, cut_note: str = "(cut short; narrow the command to see the rest)"
 ) -> dict[str, Any]:
-    """Plain core text (a reply, a digest) as `text` plus sections, cut at Slack's limits."""
+    """The core's text (a reply, a report, a notice) as `text` plus sections, cut at Slack's limits."""
+    text = to_mrkdwn(text)
     chunks = _chunks(text, MAX_TEXT)
     blocks: list[Block] = [SectionBlock(text=md(chunk)) for chunk in chunks[: MAX_BLOCKS - 1]]
     if len(chunks) >= MAX_BLOCKS:
@@ -203,7 +204,7 @@ def reply_message(reply: Reply) -> dict[str, Any]:
     if isinstance(reply.report, TeamDigest | LeadershipDigest):
         body = digest_message(reply.report)
     elif isinstance(reply.report, ScoreReport):
-        body = {"text": clip(reply.text, MAX_FALLBACK_TEXT), "blocks": score_blocks(reply.report)}
+        body = {"text": clip(to_mrkdwn(reply.text), MAX_FALLBACK_TEXT), "blocks": score_blocks(reply.report)}
     else:
         body = text_message(reply.text)
     return {"response_type": "ephemeral" if reply.ephemeral or not reply.ok else "in_channel", **body}

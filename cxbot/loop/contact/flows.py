@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cxbot import markup
 from cxbot.authz import Actor, require_member
 from cxbot.cases.flows import (
     ActionResult,
@@ -340,7 +341,7 @@ async def contact(
         case,
         actor=actor,
         kind="contacted",
-        detail=f"Contact with the customer queued by <@{actor.user_id}> ({how})",
+        detail=f"Contact with the customer queued by {markup.person(actor.user_id)} ({markup.plain(how)})",
         now=now,
         data={"contact_id": queued.contact_id, "channel": channel, "provider": queued.provider},
     )
@@ -385,7 +386,10 @@ async def record_delivery(
     if status == "sent":
         line = f"{what} to the customer sent ({label} via {payload.get('provider')})"
     else:
-        line = f":warning: {what} to the customer failed ({label} via {payload.get('provider')}): {detail}"
+        line = (
+            f"{markup.alert('warning')} {what} to the customer failed "
+            f"({label} via {markup.plain(str(payload.get('provider')))}): {markup.plain(detail)}"
+        )
     await record_event(
         session,
         case,
