@@ -148,14 +148,34 @@ class Digest(_Model):
     charts: bool = False
 
 
-class LeadershipDigest(_Model):
-    """All teams side by side in one channel, once a day at `time` in `timezone` (design.md §8)."""
+class ChannelDestination(_Model):
+    """Where a team's (or the leadership's) posts go on one platform."""
 
     channel: str | None = None
+
+
+#: The chat platforms a destination can name, as their keys in `cxbot.yaml` and in the database.
+CHAT_PLATFORMS = ("slack", "msteams")
+
+
+class LeadershipDigest(_Model):
+    """All teams side by side, once a day at `time` in `timezone` (design.md §8), on each platform
+    with a channel: `slack.channel`, `msteams.channel`; a bare `channel` is the Slack one."""
+
+    channel: str | None = None
+    slack: ChannelDestination = Field(default_factory=ChannelDestination)
+    msteams: ChannelDestination = Field(default_factory=ChannelDestination)
     time: ClockTime = "09:00"
     timezone: TimeZoneName = "UTC"
     cutoff: Duration = "3h"
     enabled: bool = True
+
+    def destinations(self) -> dict[str, str]:
+        """platform → channel of every platform the leadership digest goes to."""
+        found = {platform: getattr(self, platform).channel for platform in CHAT_PLATFORMS}
+        if self.channel and not found["slack"]:
+            found["slack"] = self.channel
+        return {platform: channel for platform, channel in found.items() if channel}
 
 
 class ResurveySettings(_Model):
@@ -168,10 +188,6 @@ class ResurveySettings(_Model):
     base_url: str | None = None
     #: How to send the link; unset means email when the customer has one, else SMS.
     channel: Literal["email", "sms", "webhook"] | None = None
-
-
-class SlackDestination(_Model):
-    channel: str | None = None
 
 
 class Escalation(_Model):
@@ -187,13 +203,19 @@ class Team(_Model):
     min_n: int = Field(default=30, ge=1)
     sla_policy: str = "standard"
     thresholds: Thresholds = Field(default_factory=Thresholds)
-    slack: SlackDestination = Field(default_factory=SlackDestination)
+    slack: ChannelDestination = Field(default_factory=ChannelDestination)
+    msteams: ChannelDestination = Field(default_factory=ChannelDestination)
     managers: list[str] = Field(default_factory=list)
     members: list[str] = Field(default_factory=list)
     escalation: Escalation = Field(default_factory=Escalation)
     contact: TeamContact = Field(default_factory=TeamContact)
     #: Overrides the global `resurvey` section for this team's cases.
     resurvey: ResurveySettings | None = None
+
+    def destinations(self) -> dict[str, str]:
+        """platform → channel the config names for the team (`team link` can bind others)."""
+        found = {platform: getattr(self, platform).channel for platform in CHAT_PLATFORMS}
+        return {platform: channel for platform, channel in found.items() if channel}
 
 
 class Touchpoint(_Model):

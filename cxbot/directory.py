@@ -15,7 +15,7 @@ from cxbot.models import Team, TeamDestination, Touchpoint
 
 
 async def sync_directory(session: AsyncSession, *, config: Config) -> None:
-    """Upsert teams and touchpoints, and seed Slack channels named in the config."""
+    """Upsert teams and touchpoints, and seed every platform's channel the config names."""
     for team in config.teams:
         stmt = insert_for(session, Team).values(key=team.key, name=team.name, timezone=team.timezone)
         await session.execute(
@@ -31,13 +31,10 @@ async def sync_directory(session: AsyncSession, *, config: Config) -> None:
                 index_elements=[Touchpoint.key], set_={"name": name, "team_key": tp.team}
             )
         )
-    linked = set(
-        (await session.execute(select(TeamDestination.team_key).where(TeamDestination.platform == "slack")))
-        .scalars()
-        .all()
-    )
+    linked = set((await session.execute(select(TeamDestination.team_key, TeamDestination.platform))).all())
     for team in config.teams:
-        # A channel bound with `/cx team link` wins over the config's default.
-        if team.slack.channel and team.key not in linked:
-            session.add(TeamDestination(team_key=team.key, platform="slack", address=team.slack.channel))
+        for platform, channel in team.destinations().items():
+            # A channel bound with `/cx team link` wins over the config's default.
+            if (team.key, platform) not in linked:
+                session.add(TeamDestination(team_key=team.key, platform=platform, address=channel))
     await session.flush()

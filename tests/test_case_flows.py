@@ -7,6 +7,7 @@ import asyncio
 import httpx
 from sqlalchemy import select
 
+from cxbot import markup
 from cxbot.authz import Actor
 from cxbot.commands.dispatch import Where, run_text
 from cxbot.models import Case, CaseEvent, OutboxMessage, TeamDestination
@@ -49,7 +50,7 @@ async def test_acknowledge_once_even_when_clicked_twice_at_once(
         run_text(runtime, f"ack {ref}", actor=MANAGER, where=HERE),
     )
     assert sorted([first.text, second.text]) == sorted(
-        [f"{ref} acknowledged", f"{ref} was already acknowledged by <@U0SUPMGR1>"]
+        [f"{ref} acknowledged", f"{ref} was already acknowledged by {markup.person('U0SUPMGR1')}"]
     )
     case = await scalar(runtime, select(Case))
     assert (case.state, case.acknowledged_by) == ("acknowledged", "U0SUPMGR1")
@@ -112,7 +113,7 @@ async def test_snooze_needs_acknowledgement_and_reassigning_clears_it(
     assert snoozed.text == f"{ref} snoozed until 2026-11-02 14:00 UTC"
     case = await scalar(runtime, select(Case))
     assert case.snoozed_until == clock.now.replace(hour=14) and case.snooze_reason == "waiting for courier"
-    await run_text(runtime, f"assign {ref} <@U0SUPAGT2>", actor=MANAGER, where=HERE)
+    await run_text(runtime, f"assign {ref} @U0SUPAGT2", actor=MANAGER, where=HERE)
     case = await scalar(runtime, select(Case))
     assert (case.assignee, case.snoozed_until) == ("U0SUPAGT2", None)
 

@@ -33,7 +33,7 @@ assert ", ".join(OUTCOMES) == OUTCOME_LIST
         ("ack cx42", Command("ack", 42)),
         ("acknowledge #7", Command("ack", 7)),
         ("take 9", Command("take", 9)),
-        ("assign CX-1 <@U0SUPAGT1|sam>", Command("assign", 1, {"user": "U0SUPAGT1"})),
+        ("assign CX-1 @U0SUPAGT1", Command("assign", 1, {"user": "U0SUPAGT1"})),
         ("assign CX-1 @sam", Command("assign", 1, {"user": "sam"})),
         ("route CX-3 logistics", Command("route", 3, {"team": "logistics"})),
         (
@@ -113,7 +113,7 @@ def test_refs() -> None:
         None,
         None,
     ]
-    assert user_ref("<@U123ABC>") == "U123ABC"
+    assert user_ref("@U123ABC") == user_ref(" U123ABC") == "U123ABC"
     assert user_ref("@maria") == "maria"
 
 

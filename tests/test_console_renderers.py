@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from cxbot import markup
 from cxbot.cases.view import CaseView, CustomerHistory
 from cxbot.commands.dispatch import Reply
 from cxbot.outbox.contract import Delivery
@@ -82,20 +83,23 @@ def test_the_card_follows_the_state() -> None:
 
 
 def test_chat_markup_becomes_terminal_text() -> None:
-    assert plain("<@U0SUPMGR1> and <@U1|ada> in <#C0CXESCAL1> and <#C1|general>") == (
-        "@U0SUPMGR1 and @ada in #C0CXESCAL1 and #general"
-    )
-    assert plain(":rotating_light: late :warning:") == "🚨 late ⚠"
-    assert thread_line("Acknowledged by <@U0SUPMGR1>", case_ref="CX-42", channel="#support") == (
-        "  ↳ #support CX-42 thread: Acknowledged by @U0SUPMGR1"
-    )
+    mentions = f"{markup.person('U0SUPMGR1')} in {markup.channel('C0CXESCAL1')}: " + markup.quote("late")
+    assert plain(mentions) == "@U0SUPMGR1 in #C0CXESCAL1: “late”"
+    assert plain(f"{markup.alert('urgent')} late {markup.alert('warning')}") == "🚨 late ⚠"
+    # Text that came from outside shows as typed: Slack markup is not the core's.
+    assert plain("<@U1|ada> <!channel>") == "<@U1|ada> <!channel>"
+    assert thread_line(
+        f"Acknowledged by {markup.person('U0SUPMGR1')}", case_ref="CX-42", channel="#support"
+    ) == ("  ↳ #support CX-42 thread: Acknowledged by @U0SUPMGR1")
     notice = escalation_notice(
-        ":rotating_light: CX-42 is late\n> NPS 2", destination="U0SUPMGR1", direct=True
+        f"{markup.alert('urgent')} CX-42 is late\n{markup.quote('NPS 2')}",
+        destination="U0SUPMGR1",
+        direct=True,
     )
     assert notice.splitlines() == [
         "┌─ ESCALATION · direct message to @U0SUPMGR1",
         "│ 🚨 CX-42 is late",
-        "│ > NPS 2",
+        "│ “NPS 2”",
         "└─",
     ]
     assert escalation_notice("x", destination="C0CXESCAL1", direct=False).startswith(
@@ -137,9 +141,13 @@ async def test_the_notifier_prints_each_kind_and_binds_the_card() -> None:
         "action": "updated",
     }
     # A thread line for a card never shown in this channel shows the card first, then binds it.
-    thread = await notifier.deliver(delivery("case.thread", text="Acknowledged by <@U1>", destination="#new"))
+    thread = await notifier.deliver(
+        delivery("case.thread", text=f"Acknowledged by {markup.person('U1')}", destination="#new")
+    )
     assert thread["message_ref"] == "console:#new:42"
-    await notifier.deliver(delivery("escalation.dm", text=":rotating_light: late", destination="U0SUPMGR1"))
+    await notifier.deliver(
+        delivery("escalation.dm", text=f"{markup.alert('urgent')} late", destination="U0SUPMGR1")
+    )
     await notifier.deliver(replace(delivery("digest", text="CX digest"), payload={"text": "CX digest"}))
     kinds = [text.splitlines()[0] for _, text in printed]
     assert kinds == [

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from cxbot import markup
 from cxbot.authz import Actor
 from cxbot.cases.view import load_case_view
 from cxbot.commands.dispatch import Where, run_text
@@ -140,7 +141,7 @@ async def test_email_goes_to_sendgrid_exactly_once_with_the_rendered_template(
     assert (row.platform, row.destination, row.dedupe_key) == (
         "contact",
         "email",
-        f"contact:{contact.idempotency_key}",
+        f"contact:contact:{contact.idempotency_key}",
     )
 
     stats = await worker(runtime).run_once(now=clock.now)
@@ -162,7 +163,10 @@ async def test_email_goes_to_sendgrid_exactly_once_with_the_rendered_template(
     assert contact.finished_at == clock.now
     lines = await event_lines(runtime)
     assert lines[-2:] == [
-        ("contacted", f"Contact with the customer queued by <@{AGENT.user_id}> (Email, template apology)"),
+        (
+            "contacted",
+            f"Contact with the customer queued by {markup.person(AGENT.user_id)} (Email, template apology)",
+        ),
         ("contact_sent", "Message to the customer sent (Email via sendgrid)"),
     ]
     # The address travels only in the outbox payload and never into a chat line.
@@ -317,7 +321,7 @@ async def test_a_4xx_fails_once_and_shows_on_the_contact_row_and_the_card(
     )
     assert (await event_lines(runtime))[-1] == (
         "contact_failed",
-        ":warning: Message to the customer failed (Email via sendgrid): 400 invalid email",
+        f"{markup.alert('warning')} Message to the customer failed (Email via sendgrid): 400 invalid email",
     )
     # A failed attempt is still an attempt: the case may be resolved.
     assert (await run_text(runtime, f"resolve {ref} not-recovered", actor=AGENT, where=HERE)).ok
@@ -374,7 +378,7 @@ async def test_resolve_needs_a_contact_attempt_or_the_reason(
     assert (refused.ok, refused.fix_field) == (False, "outcome")
     assert refused.text == (
         f"{ref} cannot be resolved as recovered before the customer was contacted: contact them first "
-        f"(`/cx contact {ref}`), or resolve as could-not-contact with the reason"
+        f"({markup.command(f'/cx contact {ref}')}), or resolve as could-not-contact with the reason"
     )
     no_reason = await run_text(runtime, f"resolve {ref} could-not-contact", actor=AGENT, where=HERE)
     assert no_reason.text.startswith("`could-not-contact` needs the reason")
@@ -390,7 +394,7 @@ async def test_resolve_needs_a_contact_attempt_or_the_reason(
     )
     assert (await event_lines(runtime))[-1] == (
         "resolved",
-        f"Resolved as could-not-contact (bounced twice, no phone) by <@{AGENT.user_id}>",
+        f"Resolved as could-not-contact (bounced twice, no phone) by {markup.person(AGENT.user_id)}",
     )
 
 

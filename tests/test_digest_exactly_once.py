@@ -13,10 +13,10 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select
 
-from cxbot.config import Config
+from cxbot.config import Config, parse_config
 from cxbot.digest.posting import LEADERSHIP_SCOPE, claim_and_deliver, tick
 from cxbot.digest.schedule import slot_for
-from cxbot.models import DigestRun, Feedback
+from cxbot.models import DigestRun, Feedback, OutboxMessage, TeamDestination
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
 from tests.support.clock import FrozenClock
@@ -171,3 +171,44 @@ async def test_the_scheduler_ticks_every_minute_and_stops_cleanly(runtime: Runti
         scheduler.shutdown()
     await asyncio.sleep(0)  # APScheduler applies the shutdown on the event loop's next turn
     assert not scheduler._scheduler.running
+
+
+async def test_each_platform_a_team_and_the_leadership_name_gets_its_digest(database_url: str) -> None:
+    """`teams[].slack.channel` and `teams[].msteams.channel` are both seeded as destinations; the
+    scheduler queues a team's digest to each, and the leadership digest to each platform's channel."""
+    teams_channel = "19:2f7c0d1e5b2a4c4f9a1e3b0c6d5e4f3a@thread.tacv2"
+    config = parse_config(
+        {
+            "teams": [
+                {
+                    "key": "support",
+                    "name": "Support",
+                    "slack": {"channel": "C0SUPPORT1"},
+                    "msteams": {"channel": teams_channel},
+                    "digest": {"time": "09:00", "cutoff": "23h"},
+                },
+                {"key": "billing", "name": "Billing", "msteams": {"channel": "19:billing@thread.tacv2"}},
+            ],
+            "routing": {"fallback_team": "support"},
+            "leadership": {"channel": "C0CXLEADS1", "msteams": {"channel": "19:leads@thread.tacv2"}},
+        }
+    )
+    async with running(database_url, config, FrozenClock()) as runtime:
+        async with runtime.sessions() as session:
+            seeded = set(
+                (await session.execute(select(TeamDestination.team_key, TeamDestination.platform))).all()
+            )
+        assert seeded == {("support", "slack"), ("support", "msteams"), ("billing", "msteams")}
+        await tick(runtime, now=datetime(2026, 6, 10, 9, 0, tzinfo=UTC))
+        async with runtime.sessions() as session:
+            queued = (
+                await session.execute(select(OutboxMessage).where(OutboxMessage.kind == "digest"))
+            ).scalars()
+            by_scope = Counter((row.payload["scope"], row.platform, row.destination) for row in queued)
+    assert by_scope == {
+        ("support", "slack", "C0SUPPORT1"): 1,
+        ("support", "msteams", teams_channel): 1,
+        ("billing", "msteams", "19:billing@thread.tacv2"): 1,
+        (LEADERSHIP_SCOPE, "slack", "C0CXLEADS1"): 1,
+        (LEADERSHIP_SCOPE, "msteams", "19:leads@thread.tacv2"): 1,
+    }

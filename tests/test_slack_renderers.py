@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from slack_sdk.models.blocks import Block
 
+from cxbot.cases.overview import Overview
 from cxbot.cases.view import CaseView, CustomerHistory
 from cxbot.commands.dispatch import Reply
 from cxbot.pii import mask_email, mask_name, mask_phone, mask_text
@@ -148,7 +149,7 @@ def test_scores_say_low_sample_and_margin() -> None:
 
 def test_home_and_modals_are_valid_views() -> None:
     many = [a_case(id=n) for n in range(200)]
-    home = home_view(mine=many, overdue=many, teams=["support"])
+    home = home_view(Overview(mine=many, overdue=many, teams=["support"], scores=[]))
     assert len(home["blocks"]) <= 100 and "more: `/cx list mine`" in json.dumps(home)
     assert Block.parse_all(home["blocks"])
     for modal in (snooze_modal(42, channel="C1"), resolve_modal(42, channel=None, root_causes=["policy"])):

@@ -42,11 +42,12 @@ from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from cxbot import markup
 from cxbot.cases.sla import add_clock, policy_of
 from cxbot.config import Config, SlaPolicy, Team, parse_duration
 from cxbot.db import transaction
 from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, TeamDestination
-from cxbot.neutral import shown
+from cxbot.outbox.contract import ESCALATION_CHANNEL, ESCALATION_DM
 from cxbot.outbox.queue import queue_message
 from cxbot.runtime import Runtime
 
@@ -54,9 +55,6 @@ log = logging.getLogger(__name__)
 
 SYSTEM_ACTOR = "cxbot"
 #: Outbox kinds: a direct message to one person (destination = user id) and a channel notice.
-DM_KIND = "escalation.dm"
-CHANNEL_KIND = "escalation.channel"
-ESCALATION_KINDS = frozenset({DM_KIND, CHANNEL_KIND})
 TOP_LEVEL = 2
 
 ClockName = Literal["acknowledge", "resolve"]
@@ -301,9 +299,9 @@ async def _fire(
     deadline_text = f"{due.deadline.astimezone(zone):%a %H:%M %Z}"
     total = 1 + policy.repeat
     people, channel = _targets(team, due.level) if not due.is_warning else ((), None)
-    notified = tuple(f"<@{user}>" for user in people) + ((f"<#{channel}>",) if channel else ())
-    # Thread lines keep only user mentions live (handlers' renderers), so the channel is named in words.
-    told = tuple(f"<@{user}>" for user in people) + (("the escalation channel",) if channel else ())
+    notified = tuple(markup.person(user) for user in people) + ((markup.channel(channel),) if channel else ())
+    # A thread line names the channel in words: the people there were told in the channel itself.
+    told = tuple(markup.person(user) for user in people) + (("the escalation channel",) if channel else ())
     if due.is_warning:
         kind = "sla_warning"
         detail = (
@@ -359,7 +357,7 @@ async def _fire(
                 await _queue(
                     session,
                     row,
-                    kind=DM_KIND,
+                    kind=ESCALATION_DM,
                     platform=platform,
                     destination=user,
                     text=message,
@@ -370,7 +368,7 @@ async def _fire(
                 await _queue(
                     session,
                     row,
-                    kind=CHANNEL_KIND,
+                    kind=ESCALATION_CHANNEL,
                     platform=platform,
                     destination=channel,
                     text=message,
@@ -443,7 +441,7 @@ async def _queue(
         platform=platform,
         destination=destination,
         payload={"case_id": row.id, "event_id": event_id, "text": text},
-        dedupe_key=f"{kind}:{platform}:{row.id}:{event_id}:{destination}",
+        subject=(row.id, event_id, destination),
         case_id=row.id,
         now=now,
     )
@@ -456,10 +454,10 @@ def _escalation_message(
     late = _in_words(now - due.deadline)
     verb = "ack" if clock.name == "acknowledge" else "show"
     return (
-        f":rotating_light: CX-{row.id} ({team.name}) is not {clock.verb}: due {deadline_text}, "
-        f"{late} overdue. Escalation level {due.level}.\n"
-        f"> {shown(row.title)}\n"
-        f"Act on it: `{slash} {verb} CX-{row.id}`"
+        f"{markup.alert('urgent')} CX-{row.id} ({markup.plain(team.name)}) is not {clock.verb}: "
+        f"due {deadline_text}, {late} overdue. Escalation level {due.level}.\n"
+        f"{markup.quote(markup.shown(row.title))}\n"
+        f"Act on it: {markup.command(f'{slash} {verb} CX-{row.id}')}"
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cxbot import markup
 from cxbot.authz import Actor, Denied, assignable, require_feedback_owner, require_manager, require_member
 from cxbot.cases.detractors import raise_priority
 from cxbot.cases.sla import deadlines
@@ -22,7 +23,6 @@ from cxbot.config import Config
 from cxbot.db import insert_for
 from cxbot.ingest.routing import METRIC_LABELS
 from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, Contact, Feedback
-from cxbot.neutral import shown
 from cxbot.outbox.queue import queue_case_cards, queue_case_update
 
 __all__ = [
@@ -59,6 +59,9 @@ class CaseNotFound(LookupError):
 
 class InvalidTransition(ValueError):
     """The case is in a state where this action makes no sense; the message says which."""
+
+
+NO_CONTACT_EXAMPLE = "no phone or email on file"
 
 
 class FieldRejected(InvalidTransition):
@@ -137,10 +140,6 @@ async def record_event(
     return event
 
 
-def _mention(user: str | None) -> str:
-    return f"<@{user}>" if user else "nobody"
-
-
 async def acknowledge(
     session: AsyncSession, *, config: Config, case_id: int, actor: Actor, now: datetime
 ) -> ActionResult:
@@ -148,7 +147,7 @@ async def acknowledge(
     case = await get_case(session, case_id)
     require_manager(config, actor, case.team_key, doing="acknowledge its cases")
     if case.state != "new":
-        who = f" by {_mention(case.acknowledged_by)}" if case.acknowledged_by else ""
+        who = f" by {markup.person(case.acknowledged_by)}" if case.acknowledged_by else ""
         return ActionResult(case, False, f"{case.ref} was already acknowledged{who}")
     changed = await transition(
         session,
@@ -163,14 +162,14 @@ async def acknowledge(
     )
     if not changed:
         return ActionResult(
-            case, False, f"{case.ref} was already acknowledged by {_mention(case.acknowledged_by)}"
+            case, False, f"{case.ref} was already acknowledged by {markup.person(case.acknowledged_by)}"
         )
     await record_event(
         session,
         case,
         actor=actor,
         kind="acknowledged",
-        detail=f"Acknowledged by {_mention(actor.user_id)}",
+        detail=f"Acknowledged by {markup.person(actor.user_id)}",
         now=now,
     )
     return ActionResult(case, True, f"{case.ref} acknowledged")
@@ -201,7 +200,7 @@ async def take(
     if not changed:
         raise InvalidTransition(f"{case.ref} is {case.state}; reopen it first")
     await record_event(
-        session, case, actor=actor, kind="taken", detail=f"Taken by {_mention(actor.user_id)}", now=now
+        session, case, actor=actor, kind="taken", detail=f"Taken by {markup.person(actor.user_id)}", now=now
     )
     return ActionResult(case, True, f"{case.ref} is now yours")
 
@@ -218,7 +217,7 @@ async def assign(
     require_member(config, actor, case.team_key, doing="assign its cases")
     people = assignable(config, case.team_key)
     if user not in people:
-        who = ", ".join(_mention(p) for p in people[:MAX_NAMED]) or "nobody is listed in the config"
+        who = ", ".join(markup.person(p) for p in people[:MAX_NAMED]) or "nobody is listed in the config"
         if len(people) > MAX_NAMED:
             who += f" and {len(people) - MAX_NAMED} more"
         raise FieldRejected(
@@ -227,7 +226,7 @@ async def assign(
             f"{case.team_key}, or an admin: {who}. Usage: {config.slash_command} assign {case.ref} @person",
         )
     if case.assignee == user:
-        return ActionResult(case, False, f"{case.ref} is already assigned to {_mention(user)}")
+        return ActionResult(case, False, f"{case.ref} is already assigned to {markup.person(user)}")
     values: dict[str, Any] = {
         "assignee": user,
         "updated_at": now,
@@ -242,10 +241,10 @@ async def assign(
         case,
         actor=actor,
         kind="assigned",
-        detail=f"Assigned to {_mention(user)} by {_mention(actor.user_id)}",
+        detail=f"Assigned to {markup.person(user)} by {markup.person(actor.user_id)}",
         now=now,
     )
-    return ActionResult(case, True, f"{case.ref} assigned to {_mention(user)}")
+    return ActionResult(case, True, f"{case.ref} assigned to {markup.person(user)}")
 
 
 async def route(
@@ -276,7 +275,7 @@ async def route(
         case,
         actor=actor,
         kind="routed",
-        detail=f"Re-routed from {previous} to {team} by {_mention(actor.user_id)}",
+        detail=f"Re-routed from {previous} to {team} by {markup.person(actor.user_id)}",
         now=now,
         data={"from": previous, "to": team},
     )
@@ -290,7 +289,12 @@ async def note(
     case = await get_case(session, case_id)
     require_member(config, actor, case.team_key, doing="add notes to its cases")
     await record_event(
-        session, case, actor=actor, kind="note", detail=f"{_mention(actor.user_id)}: {text}", now=now
+        session,
+        case,
+        actor=actor,
+        kind="note",
+        detail=f"{markup.person(actor.user_id)}: {markup.plain(text)}",
+        now=now,
     )
     return ActionResult(case, True, f"Note added to {case.ref}")
 
@@ -326,7 +330,8 @@ async def snooze(
         case,
         actor=actor,
         kind="snoozed",
-        detail=f"Snoozed until {until:%Y-%m-%d %H:%M} UTC by {_mention(actor.user_id)}: {reason.strip()}",
+        detail=f"Snoozed until {until:%Y-%m-%d %H:%M} UTC by {markup.person(actor.user_id)}: "
+        + markup.plain(reason.strip()),
         now=now,
     )
     return ActionResult(case, True, f"{case.ref} snoozed until {until:%Y-%m-%d %H:%M} UTC")
@@ -352,7 +357,7 @@ async def escalate(
         case,
         actor=actor,
         kind="escalated",
-        detail=f"Escalated to level {case.escalation_level} by {_mention(actor.user_id)}",
+        detail=f"Escalated to level {case.escalation_level} by {markup.person(actor.user_id)}",
         now=now,
         data={"level": level, "manual": True},
     )
@@ -391,7 +396,9 @@ async def resolve(
             raise FieldRejected(
                 "reason",
                 f"{COULD_NOT_CONTACT} needs the reason the customer could not be contacted, e.g. "
-                f"`{config.slash_command} resolve {case.ref} {COULD_NOT_CONTACT} no phone or email on file`",
+                + markup.command(
+                    f"{config.slash_command} resolve {case.ref} {COULD_NOT_CONTACT} {NO_CONTACT_EXAMPLE}"
+                ),
             )
     else:
         reason = None
@@ -400,8 +407,8 @@ async def resolve(
             raise FieldRejected(
                 "outcome",
                 f"{case.ref} cannot be resolved as {outcome} before the customer was contacted: "
-                f"contact them first (`{config.slash_command} contact {case.ref}`), or resolve as "
-                f"{COULD_NOT_CONTACT} with the reason",
+                f"contact them first ({markup.command(f'{config.slash_command} contact {case.ref}')}), "
+                f"or resolve as {COULD_NOT_CONTACT} with the reason",
             )
     changed = await transition(
         session,
@@ -421,14 +428,14 @@ async def resolve(
     if not changed:
         return ActionResult(case, False, f"{case.ref} is already {case.state}")
     cause = f", root cause: {root_cause}" if root_cause else ""
-    cause += f" ({reason})" if reason else ""
+    cause += f" ({markup.plain(reason)})" if reason else ""
     await record_event(
         session,
         case,
         actor=actor,
         kind="resolved",
-        detail=f"Resolved as {outcome}{cause} by {_mention(actor.user_id)}"
-        + (f": {note_text}" if note_text else ""),
+        detail=f"Resolved as {outcome}{cause} by {markup.person(actor.user_id)}"
+        + (f": {markup.plain(note_text)}" if note_text else ""),
         now=now,
         data={"outcome": outcome, "root_cause": root_cause, "no_contact_reason": reason},
     )
@@ -463,7 +470,12 @@ async def reopen(
     if not changed:
         return ActionResult(case, False, f"{case.ref} is open already ({case.state})")
     await record_event(
-        session, case, actor=actor, kind="reopened", detail=f"Reopened by {_mention(actor.user_id)}", now=now
+        session,
+        case,
+        actor=actor,
+        kind="reopened",
+        detail=f"Reopened by {markup.person(actor.user_id)}",
+        now=now,
     )
     return ActionResult(case, True, f"{case.ref} reopened")
 
@@ -574,7 +586,9 @@ async def open_case(
         await _no_case_yet(session, feedback_id)
         raise NewCaseRejected("feedback", f"feedback {feedback_id} already has a case")
     await raise_priority(session, config=config, case_ids=[case_id], now=now)
-    detail = f"Opened by hand by {_mention(actor.user_id)}" + (f": {description}" if description else "")
+    detail = f"Opened by hand by {markup.person(actor.user_id)}" + (
+        f": {markup.plain(description)}" if description else ""
+    )
     session.add(
         CaseEvent(
             case_id=case_id,
@@ -587,7 +601,7 @@ async def open_case(
     )
     await queue_case_cards(session, [(case_id, team)], now=now)
     case = await get_case(session, case_id)
-    return ActionResult(case, True, f"{case.ref} opened for {team}: {shown(title)}")
+    return ActionResult(case, True, f"{case.ref} opened for {team}: {markup.shown(title)}")
 
 
 async def _no_case_yet(session: AsyncSession, feedback_id: int) -> None:

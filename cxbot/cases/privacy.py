@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cxbot import markup
 from cxbot.authz import Actor, Denied, may_see_customer, require_admin
 from cxbot.cases.customers import PII_REVEAL, customer_owner_teams, record_pii_reveal
 from cxbot.cases.flows import get_case
@@ -47,11 +48,11 @@ from cxbot.models import (
     OutboxMessage,
     Resurvey,
 )
+from cxbot.outbox.contract import CASE_CARD, CONTACT, OPEN_STATUSES
+from cxbot.outbox.queue import queue_message
 from cxbot.pii import mask_text
 
 ERASED = "[erased]"
-CONTACT_KIND = "contact"
-OPEN_OUTBOX = ("pending", "sending")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +96,7 @@ async def reveal(
             at=now,
             actor=actor.user_id,
             kind=PII_REVEAL,
-            detail=f"Customer details shown to <@{actor.user_id}>",
+            detail=f"Customer details shown to {markup.person(actor.user_id)}",
             data={"customer_id": customer.id},
         )
     )
@@ -296,10 +297,10 @@ async def _scrub_outbox(session: AsyncSession, case_ids: list[int], scrub: Any) 
     rows = await session.execute(select(OutboxMessage).where(OutboxMessage.case_id.in_(case_ids)))
     cancelled = 0
     for row in rows.scalars():
-        if row.kind == CONTACT_KIND:
+        if row.kind == CONTACT:
             row.payload = {"case_id": row.case_id, "erased": True}
             row.destination = None if row.destination is None else ERASED
-            if row.status in OPEN_OUTBOX:
+            if row.status in OPEN_STATUSES:
                 row.status = "dead"
                 row.last_error = "erased"
                 cancelled += 1
@@ -330,19 +331,14 @@ async def _rerender_cards(session: AsyncSession, case_ids: list[int], *, actor: 
             session.add(event)
             await session.flush()
             events[case_id] = event
-        session.add(
-            OutboxMessage(
-                kind="case.card",
-                platform=platform,
-                destination=destination,
-                payload={"case_id": case_id, "event_id": event.id, "text": "Customer data erased"},
-                dedupe_key=f"case.card:{platform}:{case_id}:{event.id}",
-                case_id=case_id,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
+        queued += await queue_message(
+            session,
+            kind=CASE_CARD,
+            platform=platform,
+            destination=destination,
+            payload={"case_id": case_id, "event_id": event.id, "text": "Customer data erased"},
+            subject=(case_id, event.id),
+            now=now,
+            case_id=case_id,
         )
-        queued += 1
     return queued

@@ -14,9 +14,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from cxbot import markup
 from cxbot.authz import Actor, Denied, is_admin, require_admin, require_member, teams_of
 from cxbot.cases import flows, privacy
 from cxbot.cases.customers import CustomerNotFound, customer_page
+from cxbot.cases.overview import overdue
 from cxbot.commands.grammar import Command, CommandError, help_text, parse, verb_named
 from cxbot.db import insert_for, transaction
 from cxbot.digest.content import build_team_digest
@@ -63,7 +65,7 @@ class Reply:
 async def run_text(runtime: Runtime, text: str, *, actor: Actor, where: Where) -> Reply:
     """Parse and run one command; every user mistake becomes a Reply with the reason."""
     try:
-        command = parse(text)
+        command = parse(markup.plain(text))  # typed text never carries the core's tokens
     except CommandError as error:
         return Reply(
             f"{error}. Usage: {runtime.config.slash_command} {error.usage}"
@@ -121,7 +123,7 @@ async def _list(runtime: Runtime, session: Any, command: Command, actor: Actor, 
         query = query.where(Case.team_key == team)
         title = f"Open cases of {team}"
     elif scope == "overdue":
-        query = query.where(((Case.state == "new") & (Case.ack_due_at < now)) | (Case.resolve_due_at < now))
+        query = query.where(overdue(now))
     elif scope == "new":
         query = query.where(Case.state == "new")
     found = list((await session.execute(query)).scalars())
@@ -129,7 +131,7 @@ async def _list(runtime: Runtime, session: Any, command: Command, actor: Actor, 
     found = found[:LIST_LIMIT]
     if not found:
         return Reply(f"{title}: none.")
-    lines = [f"{title}:"] + [f"• {c.ref} [{c.state}] {c.team_key}: {mask_text(c.title)}" for c in found]
+    lines = [f"{title}:"] + [f"• {c.ref} [{c.state}] {c.team_key}: {markup.shown(c.title)}" for c in found]
     if more:
         lines.append(f"(showing the newest {LIST_LIMIT}; narrow with `list team <team>`)")
     return Reply("\n".join(lines), cases=found)
@@ -144,13 +146,12 @@ async def _show(runtime: Runtime, session: Any, command: Command, actor: Actor, 
 
 
 def show_head(case: Case) -> list[str]:
-    """The first lines of `show`: the case's own words (title, routing reason) masked, no mentions, so
-    a platform may escape them whole."""
+    """The first lines of `show`: the case's own words (title, routing reason) masked."""
     return [
-        f"{case.ref} [{case.state}] {mask_text(case.title)}",
-        f"Team: {case.team_key} · Assignee: {case.assignee or 'nobody'} · "
+        f"{case.ref} [{case.state}] {markup.shown(case.title)}",
+        f"Team: {case.team_key} · Assignee: {markup.person(case.assignee)} · "
         f"Escalation level: {case.escalation_level}",
-        f"Why here: {mask_text(case.routing_reason)}",
+        f"Why here: {markup.shown(case.routing_reason)}",
     ]
 
 

@@ -19,8 +19,6 @@ from cxbot.cases.customers import Cursor
 from cxbot.config import parse_duration
 
 CASE_REF = re.compile(r"^(?:#|cx-?)?(\d{1,9})$", re.IGNORECASE)
-# Slack escapes mentions as <@U123> or <@U123|name>; Teams and the console pass @name through.
-SLACK_MENTION = re.compile(r"^<@([A-Z0-9]+)(?:\|[^>]*)?>$")
 OUTCOMES = ("recovered", "partially-recovered", "not-recovered", "could-not-contact", "no-action-needed")
 LIST_SCOPES = ("mine", "team", "overdue", "new", "all")
 MAX_SNOOZE = timedelta(days=30)
@@ -60,9 +58,8 @@ def case_ref(text: str) -> int | None:
 
 
 def user_ref(text: str) -> str:
-    """A Slack mention becomes its user id; anything else (an @name, an id) is kept as typed."""
-    match = SLACK_MENTION.match(text.strip())
-    return match.group(1) if match else text.strip().lstrip("@")
+    """`@U123` or `U123` → `U123`: platforms turn their own mentions into `@id` before parsing."""
+    return text.strip().lstrip("@")
 
 
 def _fail(verb: Verb, message: str) -> CommandError:

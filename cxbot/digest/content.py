@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, String, bindparam, case, func, literal, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cxbot.cases.overview import overdue
 from cxbot.config import Config, Team
 from cxbot.digest.model import CaseHealth, DayPoint, MetricDigest, NegativeComment, TeamDigest
 from cxbot.digest.schedule import local_day_bounds
@@ -215,13 +216,12 @@ async def case_health(
 ) -> CaseHealth:
     """New, open and overdue cases, and the loop's speed and reach over the recent window."""
     is_open = Case.state.in_(OPEN_CASE_STATES)
-    overdue = is_open & (((Case.state == "new") & (Case.ack_due_at < now)) | (Case.resolve_due_at < now))
     counts = (
         await session.execute(
             select(
                 func.count().filter((Case.created_at >= day_start) & (Case.created_at < day_end)),
                 func.count().filter(is_open),
-                func.count().filter(overdue),
+                func.count().filter(overdue(now)),
             ).where(Case.team_key == team_key)
         )
     ).one()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
@@ -34,6 +35,7 @@ from cxbot.digest.schedule import Slot, parse_clock, recent_slots
 from cxbot.digest.serialize import digest_to_json, slim_for_table
 from cxbot.digest.text import render_leadership_digest, render_team_digest
 from cxbot.models import DigestRun
+from cxbot.outbox.contract import DIGEST
 from cxbot.outbox.queue import enqueue_for_team, queue_message
 from cxbot.runtime import Runtime
 
@@ -69,24 +71,25 @@ async def deliver_digest(
     scope: str,
     digest: TeamDigest | LeadershipDigest,
     now: datetime,
-    leadership_channel: str | None = None,
+    leadership_destinations: Mapping[str, str] | None = None,
 ) -> str:
     """Queue the digest in the outbox inside the claiming transaction, so it is posted exactly once.
 
     A team's digest goes to every chat destination of the team; the leadership digest to the
-    configured Slack channel. The payload carries the text and the digest itself (as JSON), from
-    which each platform renders its own form. Returns the text, which the run records in `detail`.
+    leadership channel of each platform (`leadership_destinations`: platform → channel). The payload
+    carries the text and the digest itself (as JSON), from which each platform renders its own form.
+    Returns the text, which the run records in `detail`.
     """
     if isinstance(digest, LeadershipDigest):
         text = render_leadership_digest(digest)
-        if leadership_channel:
+        for platform, channel in (leadership_destinations or {}).items():
             await queue_message(
                 session,
-                kind="digest",
-                platform="slack",
-                destination=leadership_channel,
+                kind=DIGEST,
+                platform=platform,
+                destination=channel,
                 payload={"text": text, "scope": scope, "digest": digest_to_json(slim_for_table(digest))},
-                dedupe_key=f"digest:{scope}:{digest.report_date.isoformat()}:slack",
+                subject=(scope, digest.report_date.isoformat()),
                 now=now,
             )
         return text
@@ -94,9 +97,9 @@ async def deliver_digest(
     await enqueue_for_team(
         session,
         team_key=digest.team_key,
-        kind="digest",
+        kind=DIGEST,
         payload={"text": text, "scope": scope, "digest": digest_to_json(digest)},
-        dedupe_key=f"digest:{scope}:{digest.report_date.isoformat()}",
+        subject=(scope, digest.report_date.isoformat()),
         now=now,
     )
     return text
@@ -161,7 +164,7 @@ async def claim_and_deliver(
                 scope=slot.scope,
                 digest=digest,
                 now=now,
-                leadership_channel=leadership.channel if leadership else None,
+                leadership_destinations=leadership.destinations() if leadership else None,
             )
             status = "sent"
         await session.execute(

@@ -11,10 +11,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cxbot import markup
 from cxbot.config import Config, RoutingRule, Touchpoint, slugify
 from cxbot.ingest.schema import FeedbackIn
 from cxbot.ingest.sentiment import compound
-from cxbot.neutral import literal
 
 # The score from which a response counts as clearly positive; sentiment never adds cases above it.
 POSITIVE_FROM = {"nps": 9.0, "csat": 4.0, "ces": 5.0}
@@ -68,7 +68,7 @@ class Router:
                 known_touchpoint=True,
             )
         # The reason is neutral text (thread lines, `show`): the sender's words go in as a literal.
-        why = f"unknown touchpoint {literal(touchpoint)!r}" if touchpoint else "no touchpoint"
+        why = f"unknown touchpoint {markup.plain(touchpoint)!r}" if touchpoint else "no touchpoint"
         if comment:
             for rule, pattern in self._rules:
                 match = pattern.search(comment)

@@ -11,9 +11,58 @@ notifier never touches the database.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from datetime import datetime
+from typing import Any, Final, Literal, Protocol, runtime_checkable
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot.cases.view import CaseView
+
+# The outbox's vocabulary: every kind of row, with the payload it carries. A notifier names the kinds
+# it delivers in `Notifier.kinds`; rows of other kinds stay queued for the notifier that does.
+
+CASE_CARD: Final = "case.card"
+"""A case's card, posted once and then refreshed in place: `{case_id, event_id, text}`."""
+
+CASE_THREAD: Final = "case.thread"
+"""One line of a case's timeline under its card: `{case_id, event_id, text}`."""
+
+DIGEST: Final = "digest"
+"""A score digest: `{text, scope, digest}`, the digest as JSON for each platform to render."""
+
+ESCALATION_DM: Final = "escalation.dm"
+"""An escalation notice sent to one person (destination: the person's id on that platform)."""
+
+ESCALATION_CHANNEL: Final = "escalation.channel"
+"""An escalation notice in the team's channel: `{case_id, event_id, text}`."""
+
+REPORT: Final = "report"
+"""A dead message reported to people: `{text, dead_id, code}`; never itself reported when dead."""
+
+CONTACT: Final = "contact"
+"""A message to a customer through a contact provider (platform `contact`)."""
+
+MessageKind = Literal[
+    "case.card", "case.thread", "digest", "escalation.dm", "escalation.channel", "report", "contact"
+]
+
+CASE_KINDS: Final = (CASE_CARD, CASE_THREAD)
+ESCALATION_KINDS: Final = frozenset({ESCALATION_DM, ESCALATION_CHANNEL})
+CHAT_KINDS: Final = frozenset({CASE_CARD, CASE_THREAD, DIGEST, REPORT, *ESCALATION_KINDS})
+"""What a chat platform (Slack, Teams, the console) delivers; contacts go to customers instead."""
+
+OPEN_STATUSES: Final = ("pending", "sending")
+
+
+def dedupe_key(kind: str, platform: str, *subject: object) -> str:
+    """The one format of a row's dedupe key: `kind:platform:subject…`.
+
+    The subject names what the message is about (a case and its event, a digest's scope and date, a
+    dead row and its target), so the same cause queued twice (a replayed job, click or firing) is one
+    row per platform and destination.
+    """
+    return ":".join((kind, platform, *(str(part) for part in subject)))
+
 
 #: Why a permanent error happened decides who hears about it: a broken destination is reported to
 #: the admins (the channel itself cannot be reached), a bad message to the team's channel, and broken
@@ -72,10 +121,23 @@ class Notifier(Protocol):
         ...
 
 
-OPEN_STATUSES = ("pending", "sending")
+@runtime_checkable
+class OutcomeRecorder(Protocol):
+    """Optional for a notifier: keep its own record of each attempt, in the worker's transaction.
 
+    The worker calls it after every attempt but a released one (`status`: sent, retry or dead). A
+    notifier that has it also owns telling people about a dead message (no dead-letter report is
+    queued for it): customer contacts record the attempt on the contact row and the case card.
+    """
 
-CASE_KINDS = ("case.card", "case.thread")
-
-
-REPORT_KIND = "report"
+    async def record_outcome(
+        self,
+        session: AsyncSession,
+        *,
+        payload: dict[str, Any],
+        status: str,
+        attempts: int,
+        result: dict[str, Any] | None,
+        error: str | None,
+        now: datetime,
+    ) -> None: ...

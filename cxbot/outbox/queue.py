@@ -7,19 +7,41 @@ or firing never queues the same message twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import insert, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot.db import insert_for
 from cxbot.models import OutboxMessage, TeamDestination
-from cxbot.outbox.contract import CASE_KINDS
+from cxbot.outbox.contract import CASE_CARD, CASE_KINDS, dedupe_key
 
-if TYPE_CHECKING:  # runtime → ingest → outbox: only the type is needed here
-    pass
+
+def outbox_row(
+    *,
+    kind: str,
+    platform: str,
+    destination: str | None,
+    payload: dict[str, Any],
+    subject: Sequence[object],
+    now: datetime,
+    case_id: int | None = None,
+) -> dict[str, Any]:
+    """The one shape of a new outbox row: pending, due now, keyed by `dedupe_key(kind, platform, …)`."""
+    return {
+        "kind": kind,
+        "platform": platform,
+        "destination": destination,
+        "payload": payload,
+        "dedupe_key": dedupe_key(kind, platform, *subject),
+        "case_id": case_id,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
 
 
 async def queue_message(
@@ -29,29 +51,27 @@ async def queue_message(
     platform: str,
     destination: str | None,
     payload: dict[str, Any],
-    dedupe_key: str,
+    subject: Sequence[object],
     now: datetime,
     case_id: int | None = None,
 ) -> bool:
-    """Queue one side effect in the caller's transaction, unless its dedupe key is already queued.
+    """Queue one side effect in the caller's transaction, unless the same one is already queued.
 
-    Every writer of the outbox goes through here, so a replayed job, click or firing can never queue
-    the same message twice. Returns whether a row was added.
+    `subject` names what the message is about (see `contract.dedupe_key`), so a replayed job, click
+    or firing can never queue the same message twice. Returns whether a row was added.
     """
+    row = outbox_row(
+        kind=kind,
+        platform=platform,
+        destination=destination,
+        payload=payload,
+        subject=subject,
+        now=now,
+        case_id=case_id,
+    )
     inserted = await session.execute(
         insert_for(session, OutboxMessage.__table__)
-        .values(
-            kind=kind,
-            platform=platform,
-            destination=destination,
-            payload=payload,
-            dedupe_key=dedupe_key,
-            case_id=case_id,
-            status="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
+        .values(**row)
         .on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key])
         .returning(OutboxMessage.id)
     )
@@ -64,13 +84,13 @@ async def enqueue_for_team(
     team_key: str,
     kind: str,
     payload: dict[str, Any],
-    dedupe_key: str,
+    subject: Sequence[object],
     now: datetime,
 ) -> int:
     """Queue one message for every chat destination of a team, in the caller's transaction.
 
     For team-wide posts such as digests (`kind="digest"`, payload `{"text": ...}`): the same
-    `dedupe_key` queued twice (a replayed job) is one message per destination. Returns rows added.
+    `subject` queued twice (a replayed job) is one message per destination. Returns rows added.
     """
     destinations = await session.execute(
         select(TeamDestination.platform, TeamDestination.address).where(TeamDestination.team_key == team_key)
@@ -83,7 +103,7 @@ async def enqueue_for_team(
             platform=platform,
             destination=address,
             payload=payload,
-            dedupe_key=f"{dedupe_key}:{platform}",
+            subject=subject,
             now=now,
         )
     return added
@@ -107,18 +127,15 @@ async def queue_case_cards(
         )
     )
     rows = [
-        {
-            "kind": "case.card",
-            "platform": platform,
-            "destination": address,
-            "payload": {"case_id": case_id, "event_id": None, "text": text},
-            "dedupe_key": f"case.card:{platform}:{case_id}:opened",
-            "case_id": case_id,
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-        }
+        outbox_row(
+            kind=CASE_CARD,
+            platform=platform,
+            destination=address,
+            payload={"case_id": case_id, "event_id": None, "text": text},
+            subject=(case_id, "opened"),
+            now=now,
+            case_id=case_id,
+        )
         for team, platform, address in destinations.all()
         for case_id in by_team[team]
     ]
@@ -137,7 +154,8 @@ async def queue_case_update(
     """Queue the card refresh and the thread line of one case event for every destination of the team.
 
     One INSERT … SELECT over the team's destinations, not a read then a write: each action's
-    transaction holds the database (SQLite's single writer) for one statement fewer.
+    transaction holds the database (SQLite's single writer) for one statement fewer. The dedupe key
+    is `contract.dedupe_key(kind, platform, case_id, event_id)`, spelled in SQL around the platform.
     """
     table = OutboxMessage.__table__
     columns = ("kind", "platform", "destination", "payload", "dedupe_key", "case_id", "status")
@@ -150,9 +168,9 @@ async def queue_case_update(
             TeamDestination.platform,
             TeamDestination.address,
             literal(payload, table.c.payload.type),
-            literal(f"{kind}:", table.c.dedupe_key.type)
+            literal(dedupe_key(kind, ""), table.c.dedupe_key.type)
             + TeamDestination.platform
-            + literal(f":{case_id}:{event_id}", table.c.dedupe_key.type),
+            + literal(dedupe_key("", "", case_id, event_id)[1:], table.c.dedupe_key.type),
             literal(case_id, table.c.case_id.type),
             literal("pending", table.c.status.type),
             literal(0, table.c.attempts.type),

@@ -31,15 +31,18 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from cxbot import markup
 from cxbot.cases.view import load_case_view
 from cxbot.db import insert_for, transaction
 from cxbot.models import CasePost, OutboxMessage
 from cxbot.outbox.contract import (
+    CASE_CARD,
     CASE_KINDS,
     OPEN_STATUSES,
-    REPORT_KIND,
+    REPORT,
     Delivery,
     Notifier,
+    OutcomeRecorder,
     PermanentDeliveryError,
     TransientDeliveryError,
 )
@@ -318,9 +321,10 @@ class OutboxWorker:
                 stats.superseded += await _supersede(session, row, outcome.extra["supersedes"], now)
             # A notifier may keep its own record (customer contacts: the contact row and the case card),
             # in this transaction; it then also owns telling people about a dead message.
-            hook = getattr(self.notifiers.get(row.platform), "record_outcome", None)
-            if hook is not None and outcome.status != "released":
-                await hook(
+            notifier = self.notifiers.get(row.platform)
+            recorder = notifier if isinstance(notifier, OutcomeRecorder) else None
+            if recorder is not None and outcome.status != "released":
+                await recorder.record_outcome(
                     session,
                     payload=dict(row.payload or {}),
                     status=outcome.status,
@@ -333,7 +337,7 @@ class OutboxWorker:
                 log.warning(
                     "outbox %s (%s to %s) is dead: %s", row.id, row.kind, row.destination, outcome.error
                 )
-                if outcome.report is not None and hook is None:
+                if outcome.report is not None and recorder is None:
                     stats.reports += await self._queue_report(session, row, outcome.report, now)
                     if outcome.report.scope == "destination":
                         stats.dead += await _bury_destination(session, row, now)
@@ -348,7 +352,7 @@ class OutboxWorker:
         self, session: AsyncSession, row: OutboxMessage, error: PermanentDeliveryError, now: datetime
     ) -> int:
         """Tell a person about a dead message: the team's channel, or the admins if that is what broke."""
-        if row.kind == REPORT_KIND:
+        if row.kind == REPORT:
             return 0  # a report that cannot be delivered is only logged; no report about a report
         if error.scope == "credentials":
             log.error(
@@ -360,23 +364,24 @@ class OutboxWorker:
             return 0
         what = f"CX-{row.case_id}" if row.case_id else f"outbox message {row.id}"
         text = (
-            f":warning: cxbot could not deliver a {row.kind} message for {what} to {row.destination} "
-            f"on {row.platform}: {error.code}. It will not be retried."
+            f"{markup.alert('warning')} cxbot could not deliver a {row.kind} message for {what} to "
+            f"{row.destination} on {row.platform}: {markup.plain(error.code)}. It will not be retried."
         )
         if error.scope == "destination" or error.code == "gave_up":
             targets = list(self.runtime.config.admins)
-            text += " Check that the channel exists and that cxbot is a member (or `/cx team link` again)."
+            link = markup.command(f"{self.runtime.config.slash_command} team link")
+            text += f" Check that the channel exists and that cxbot is a member (or {link} again)."
         else:
             targets = [row.destination] if row.destination else list(self.runtime.config.admins)
         queued = 0
         for target in targets:
             queued += await queue_message(
                 session,
-                kind=REPORT_KIND,
+                kind=REPORT,
                 platform=row.platform,
                 destination=target,
                 payload={"text": text, "dead_id": row.id, "code": error.code},
-                dedupe_key=f"report:{row.id}:{target}",
+                subject=(row.id, target),
                 now=now,
             )
         if not targets:
@@ -388,7 +393,7 @@ async def _later_refreshes(session: AsyncSession, row: OutboxMessage) -> list[in
     """Card refreshes of the same case and destination queued after `row` and not yet claimed."""
     later = await session.execute(
         select(OutboxMessage.id).where(
-            OutboxMessage.kind == "case.card",
+            OutboxMessage.kind == CASE_CARD,
             OutboxMessage.case_id == row.case_id,
             OutboxMessage.platform == row.platform,
             OutboxMessage.destination == row.destination,
@@ -438,7 +443,7 @@ async def _bury_destination(session: AsyncSession, row: OutboxMessage, now: date
             OutboxMessage.platform == row.platform,
             OutboxMessage.destination == row.destination,
             OutboxMessage.status == "pending",
-            OutboxMessage.kind != REPORT_KIND,
+            OutboxMessage.kind != REPORT,
             OutboxMessage.id != row.id,
         )
         .values(status="dead", last_error=f"destination_dead: see outbox {row.id}")

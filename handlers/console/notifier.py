@@ -11,8 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from cxbot.cases.escalation import DM_KIND, ESCALATION_KINDS
-from cxbot.outbox.contract import Delivery, PermanentDeliveryError
+from cxbot.outbox.contract import (
+    CHAT_KINDS,
+    ESCALATION_DM,
+    ESCALATION_KINDS,
+    Delivery,
+    PermanentDeliveryError,
+)
 from handlers.console.renderers import case_card, digest_post, escalation_notice, report, thread_line
 
 PLATFORM = "console"
@@ -22,7 +27,7 @@ class ConsoleNotifier:
     """Renders each delivery and hands it to `write` with the case it is about (None for digests)."""
 
     platform = PLATFORM
-    kinds = frozenset({"case.card", "case.thread", "report", "digest", *ESCALATION_KINDS})
+    kinds = CHAT_KINDS
 
     def __init__(self, write: Callable[[int | None, str], None]) -> None:
         self.write = write
@@ -39,7 +44,7 @@ class ConsoleNotifier:
             return {"printed": True}
         if delivery.kind in ESCALATION_KINDS:
             notice = escalation_notice(
-                payload_text, destination=delivery.destination, direct=delivery.kind == DM_KIND
+                payload_text, destination=delivery.destination, direct=delivery.kind == ESCALATION_DM
             )
             self.write(case_id, notice)
             return {"printed": True}

@@ -1,31 +1,25 @@
 """Terminal text for what Slack shows as Block Kit: case cards, thread lines, notices, digests, replies.
 
 Plain text with a little box drawing, readable in any terminal and in a log; no colours, so what a
-test or a screen reader gets is what a person sees. Chat markup from the core (`<@U123>` mentions,
-`<#C123>` channels, `:warning:` emoji codes) is turned into words a terminal can show.
+test or a screen reader gets is what a person sees. The core's marks (cxbot.markup: mentions,
+channels, quotes, alert marks) are turned into words a terminal can show.
 """
 
 from __future__ import annotations
 
-import re
 import textwrap
 
+from cxbot import markup
 from cxbot.cases.view import CaseView
 from cxbot.commands.dispatch import Reply
+from cxbot.markup import as_plain_text
 
 WIDTH = 100
-EMOJI = {":rotating_light:": "🚨", ":warning:": "⚠", ":white_check_mark:": "✔"}
-_USER = re.compile(r"<@([A-Za-z0-9._-]+)(?:\|([^>]*))?>")
-_CHANNEL = re.compile(r"<#([A-Za-z0-9._-]+)(?:\|([^>]*))?>")
 
 
 def plain(text: str) -> str:
-    """Chat markup as terminal text: `<@U1>` → `@U1`, `<#C1|name>` → `#name`, emoji codes → symbols."""
-    text = _USER.sub(lambda m: "@" + (m.group(2) or m.group(1)), text)
-    text = _CHANNEL.sub(lambda m: "#" + (m.group(2) or m.group(1)), text)
-    for code, symbol in EMOJI.items():
-        text = text.replace(code, symbol)
-    return text
+    """The core's text for a terminal: `@U1` for a mention, `#C1` for a channel, ⚠ for an alert."""
+    return as_plain_text(text)
 
 
 def _wrap(label: str, value: str) -> list[str]:
@@ -75,7 +69,7 @@ def case_card(case: CaseView, *, channel: str | None = None, updated: bool = Fal
         *_wrap("State:      ", f"{case_state(case)} · SLA: {case.sla_clock}"),
         *_wrap(
             "Team:       ",
-            f"{case.team_name} · assignee: {plain(f'<@{case.assignee}>') if case.assignee else 'nobody'}",
+            f"{case.team_name} · assignee: {plain(markup.person(case.assignee))}",
         ),
         *_wrap("Touchpoint: ", case.touchpoint or "unknown"),
         *_wrap("Customer:   ", case.customer or "unknown"),

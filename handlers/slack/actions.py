@@ -29,6 +29,7 @@ from handlers.slack.commands import FAILED, open_contact_composer, send_reply
 from handlers.slack.customer_view import CARD_ACTION, PAGE_ACTION
 from handlers.slack.deps import SlackDeps, log
 from handlers.slack.errors import SlackPermanentError, SlackTransientError
+from handlers.slack.markup import to_mrkdwn, to_plain
 from handlers.slack.renderers import (
     ACK,
     ASSIGN,
@@ -113,7 +114,7 @@ def _reassign(deps: SlackDeps) -> Any:
         user = action.get("selected_user")
         if not user:
             return
-        _after_ack(deps, _answer(deps, f"assign CX-{case_id} <@{user}>", body, respond), name="slack-assign")
+        _after_ack(deps, _answer(deps, f"assign CX-{case_id} @{user}", body, respond), name="slack-assign")
 
     return on_reassign
 
@@ -242,7 +243,7 @@ def _resolve_submitted(deps: SlackDeps) -> Any:
         reply = await _run_command(deps, Command("resolve", case_id, args), body, channel)
         if not reply.ok:
             block = reply.fix_field if reply.fix_field in ("reason", "root_cause") else "outcome"
-            await ack(response_action="errors", errors={block: clip(reply.text, MAX_TEXT)})
+            await ack(response_action="errors", errors={block: clip(to_plain(reply.text), MAX_TEXT)})
             return
         await ack()
         await _tell(deps, body, channel, reply)
@@ -266,7 +267,7 @@ async def _tell(deps: SlackDeps, body: dict[str, Any], channel: str | None, repl
         return
     user = _actor(body).user_id
     try:
-        await deps.client.call("chat.postEphemeral", channel=channel, user=user, text=reply.text)
+        await deps.client.call("chat.postEphemeral", channel=channel, user=user, text=to_mrkdwn(reply.text))
     except (SlackTransientError, SlackPermanentError) as error:
         log.warning("could not tell %s: %s", user, error)
 
@@ -353,7 +354,7 @@ def _contact_submitted(deps: SlackDeps) -> Any:
         reply = await _run_command(deps, Command("contact", case_id, args), body, channel)
         if not reply.ok:
             block = reply.fix_field if reply.fix_field in _COMPOSER_FIELDS else body_block
-            await ack(response_action="errors", errors={block: clip(reply.text, MAX_TEXT)})
+            await ack(response_action="errors", errors={block: clip(to_plain(reply.text), MAX_TEXT)})
             return
         await ack()
         await _tell(deps, body, channel, reply)
@@ -374,7 +375,9 @@ async def _run_submitted(
     if channel is None:
         return
     try:
-        await deps.client.call("chat.postEphemeral", channel=channel, user=actor.user_id, text=reply.text)
+        await deps.client.call(
+            "chat.postEphemeral", channel=channel, user=actor.user_id, text=to_mrkdwn(reply.text)
+        )
     except (SlackTransientError, SlackPermanentError) as error:
         log.warning("could not tell %s the result of %s: %s", actor.user_id, command.verb, error)
 
@@ -433,13 +436,15 @@ def _new_case_submitted(deps: SlackDeps) -> Any:
             reply = Reply(FAILED, ok=False)
         if not reply.ok:
             block = _FORM_BLOCK_OF.get(reply.fix_field or "team", reply.fix_field or "team")
-            await ack(response_action="errors", errors={block: clip(reply.text, MAX_TEXT)})
+            await ack(response_action="errors", errors={block: clip(to_plain(reply.text), MAX_TEXT)})
             return
         await ack()
         if channel is None:
             return
         try:
-            await deps.client.call("chat.postEphemeral", channel=channel, user=actor.user_id, text=reply.text)
+            await deps.client.call(
+                "chat.postEphemeral", channel=channel, user=actor.user_id, text=to_mrkdwn(reply.text)
+            )
         except (SlackTransientError, SlackPermanentError) as error:
             log.warning("could not tell %s the new case was opened: %s", actor.user_id, error)
 

@@ -4,12 +4,13 @@ The HTTP answer goes back as soon as the listener has acked; the command itself 
 background work (:class:`cxbot.background.BackgroundWork`) and answers through `response_url`. Only
 what needs the trigger_id (opening a modal) runs before the answer.
 
-The text goes to :func:`cxbot.commands.dispatch.run_text` untouched (mentions arrive as `<@U123|name>`, which
-the grammar understands); the reply is rendered by :func:`handlers.slack.renderers.reply_message`.
+The text goes to :func:`cxbot.commands.dispatch.run_text` with Slack's mentions (`<@U123|name>`) as
+the grammar's `@U123`; the reply is rendered by :func:`handlers.slack.renderers.reply_message`.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -26,6 +27,7 @@ from handlers.slack.deps import SlackDeps, log
 from handlers.slack.errors import SlackPermanentError, SlackTransientError
 from handlers.slack.renderers import contact_modal, new_case_modal, reply_message
 
+SLACK_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 FAILED = "Sorry, that did not work; the error is in cxbot's log. Nothing was changed."
 
 
@@ -60,12 +62,17 @@ async def answer_command(deps: SlackDeps, command: dict[str, Any], respond: Asyn
     await send_reply(respond, await run_command(deps, command))
 
 
+def unmention(text: str) -> str:
+    """Slack sends a mention as `<@U123>` or `<@U123|name>`; the grammar reads people as `@U123`."""
+    return SLACK_MENTION.sub(lambda match: f"@{match.group(1)}", text)
+
+
 async def run_command(deps: SlackDeps, command: dict[str, Any]) -> Reply:
     """Run the text for the user in the channel; an unexpected failure becomes a polite reply."""
     actor = Actor(user_id=command["user_id"], platform="slack", display=command.get("user_name") or None)
     where = Where(platform="slack", channel=command.get("channel_id") or None)
     try:
-        return await run_text(deps.runtime, command.get("text") or "", actor=actor, where=where)
+        return await run_text(deps.runtime, unmention(command.get("text") or ""), actor=actor, where=where)
     except Exception:
         log.exception("slash command %r failed", command.get("text"))
         return Reply(FAILED, ok=False)

@@ -8,23 +8,16 @@ which must not open a database session) before anything else happens.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from sqlalchemy import select
 
-from cxbot.authz import Actor, teams_of
-from cxbot.cases.view import CaseView, load_case_view
-from cxbot.models import OPEN_CASE_STATES, Case
+from cxbot.authz import Actor
+from cxbot.cases.overview import overview_of
 from cxbot.outbox.inbox import remember_inbound_event
-from cxbot.scores.queries import window_scores
 from handlers.slack.deps import SlackDeps, log
 from handlers.slack.errors import SlackPermanentError, SlackTransientError
 from handlers.slack.renderers import home_view
-
-HOME_LIST_LIMIT = 40
-SCORE_WINDOW = timedelta(days=7)
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
@@ -53,43 +46,14 @@ async def first_delivery(deps: SlackDeps, body: dict[str, Any]) -> bool:
 
 
 async def publish_home(deps: SlackDeps, user_id: str) -> None:
-    """Read the user's cases in one short session, then publish with no session open."""
+    """Read the user's overview in one short session, then publish with no session open."""
     runtime = deps.runtime
-    now = runtime.clock()
-    teams = teams_of(runtime.config, Actor(user_id, "slack"))
     async with runtime.sessions() as session:
-        open_cases = select(Case.id).where(Case.state.in_(OPEN_CASE_STATES)).order_by(Case.id.desc())
-        mine_ids = (
-            await session.execute(open_cases.where(Case.assignee == user_id).limit(HOME_LIST_LIMIT))
-        ).scalars()
-        overdue_ids = (
-            await session.execute(
-                open_cases.where(
-                    Case.team_key.in_(teams),
-                    ((Case.state == "new") & (Case.ack_due_at < now)) | (Case.resolve_due_at < now),
-                ).limit(HOME_LIST_LIMIT)
-            )
-        ).scalars()
-        mine = await _views(session, list(mine_ids), runtime, now)
-        overdue = await _views(session, list(overdue_ids), runtime, now)
-        scores = []
-        for team in teams:
-            spec = runtime.config.team(team)
-            by_metric = await window_scores(
-                session, since=now - SCORE_WINDOW, until=now, team=team, min_n=spec.min_n
-            )
-            scores.append((spec.name, by_metric))
-    view = home_view(mine=mine, overdue=overdue, teams=teams, scores=scores)
+        overview = await overview_of(
+            session, Actor(user_id, "slack"), config=runtime.config, now=runtime.clock()
+        )
+    view = home_view(overview)
     try:
         await deps.client.publish_home(user_id=user_id, view=view)
     except (SlackTransientError, SlackPermanentError) as error:
         log.warning("could not publish App Home for %s: %s", user_id, error)
-
-
-async def _views(session: Any, ids: list[int], runtime: Any, now: Any) -> list[CaseView]:
-    views = []
-    for case_id in ids:
-        view = await load_case_view(session, case_id, config=runtime.config, now=now)
-        if view is not None:
-            views.append(view)
-    return views

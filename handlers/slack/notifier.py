@@ -10,11 +10,16 @@ import asyncio
 import logging
 from typing import Any
 
-from cxbot.cases.escalation import ESCALATION_KINDS
 from cxbot.digest.chart import trend_chart_png
 from cxbot.digest.model import TeamDigest
 from cxbot.digest.serialize import digest_from_json
-from cxbot.outbox.contract import Delivery, DeliveryError, PermanentDeliveryError
+from cxbot.outbox.contract import (
+    CHAT_KINDS,
+    ESCALATION_KINDS,
+    Delivery,
+    DeliveryError,
+    PermanentDeliveryError,
+)
 from cxbot.pii import mask_text
 from handlers.slack.blocks import (
     clip,
@@ -36,7 +41,7 @@ log = logging.getLogger("handlers.slack")
 
 class SlackNotifier:
     platform = "slack"
-    kinds = frozenset({"case.card", "case.thread", "report", "digest", *ESCALATION_KINDS})
+    kinds = CHAT_KINDS
 
     def __init__(self, client: SlackClient) -> None:
         self.client = client

@@ -7,8 +7,7 @@ Every builder returns plain dicts ready for the Web API, checked against Slack's
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -29,8 +28,10 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from cxbot import markup
+from cxbot.cases.overview import Overview
 from cxbot.cases.view import CaseView
-from cxbot.commands.dispatch import Reply, show_head, timeline_line
+from cxbot.commands.dispatch import Reply
 from cxbot.commands.grammar import OUTCOMES
 from cxbot.digest.model import LeadershipDigest, TeamDigest
 from cxbot.loop.contact.flows import Composer
@@ -46,11 +47,11 @@ from handlers.slack.blocks import (
     MAX_TEXT,
     checked,
     clip,
-    defuse,
     escape,
     md,
 )
 from handlers.slack.digest_blocks import digest_message, score_blocks
+from handlers.slack.markup import SLACK_USER_ID, to_mrkdwn
 
 # Action ids carry the case id, so one handler per verb serves every card: `cx_ack:42`.
 ACK, TAKE, ASSIGN, SNOOZE, RESOLVE, REOPEN = (
@@ -74,8 +75,6 @@ NEW_CASE_MODAL = "cx_new_case_modal"
 #: The new-case form's blocks; the core's NewCaseRejected fields map onto them (its `text` is `title`).
 NEW_CASE_BLOCKS = ("team", "feedback", "title", "description", "touchpoint")
 MAX_CASE_TITLE = 300
-#: What a Slack user id looks like; only such an assignee is rendered as a live mention.
-SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 SNOOZE_CHOICES = (("1h", "1 hour"), ("4h", "4 hours"), ("1d", "1 day"), ("3d", "3 days"), ("7d", "1 week"))
 
 
@@ -176,27 +175,25 @@ def _is_user_id(user: str | None) -> bool:
 
 
 def _user(user: str | None) -> str:
-    """A Slack user id as a mention; anything else stored as an assignee is shown as typed, escaped."""
-    if not user:
-        return "nobody"
-    return f"<@{user}>" if _is_user_id(user) else escape(user)
+    return to_mrkdwn(markup.person(user))
 
 
 def thread_line(text: str) -> str:
-    """A timeline line under the card: user mentions stay live, but a typed <!channel> or <!here>
-    (or a link) does not ping or unfurl anyone."""
-    return clip(defuse(text, channels=False), MAX_TEXT)
+    """A timeline line under the card: the core's mentions are live, a typed <!channel> or <!here>
+    (or a link) pings or unfurls nobody."""
+    return clip(to_mrkdwn(text), MAX_TEXT)
 
 
 def escalation_message(text: str) -> dict[str, Any]:
-    """An escalation DM or channel notice: the core's text, with only user and channel mentions live."""
-    return text_message(defuse(text), cut_note="(cut short; see the case card)")
+    """An escalation DM or channel notice: the core's text, with its person and channel mentions."""
+    return text_message(text, cut_note="(cut short; see the case card)")
 
 
 def text_message(
     text: str, *, cut_note: str = "(cut short; narrow the command to see the rest)"
 ) -> dict[str, Any]:
-    """Plain core text (a reply, a digest) as `text` plus sections, cut at Slack's limits."""
+    """The core's text (a reply, a report, a notice) as `text` plus sections, cut at Slack's limits."""
+    text = to_mrkdwn(text)
     chunks = _chunks(text, MAX_TEXT)
     blocks: list[Block] = [SectionBlock(text=md(chunk)) for chunk in chunks[: MAX_BLOCKS - 1]]
     if len(chunks) >= MAX_BLOCKS:
@@ -212,15 +209,9 @@ def reply_message(reply: Reply) -> dict[str, Any]:
     if isinstance(reply.report, TeamDigest | LeadershipDigest):
         body = digest_message(reply.report)
     elif isinstance(reply.report, ScoreReport):
-        body = {"text": clip(escape(reply.text), MAX_FALLBACK_TEXT), "blocks": score_blocks(reply.report)}
-    elif reply.case is not None and reply.events:  # `show`: the case's words escaped, its timeline defused
-        body = text_message(
-            "\n".join([*map(escape, show_head(reply.case)), *(timeline_line(e) for e in reply.events)])
-        )
-    elif reply.cases:  # `list`: case titles and nothing the core wrote as a mention
-        body = text_message(escape(reply.text))
-    else:  # the core's own sentences; their mentions stay live, any other markup is defused
-        body = text_message(defuse(reply.text))
+        body = {"text": clip(to_mrkdwn(reply.text), MAX_FALLBACK_TEXT), "blocks": score_blocks(reply.report)}
+    else:
+        body = text_message(reply.text)
     return {"response_type": "ephemeral" if reply.ephemeral or not reply.ok else "in_channel", **body}
 
 
@@ -264,17 +255,12 @@ def score_text(score: Score) -> str:
     return f"{label} {value}{margin} (n={score.n})"
 
 
-def home_view(
-    *,
-    mine: Sequence[CaseView],
-    overdue: Sequence[CaseView],
-    teams: Sequence[str],
-    scores: Sequence[tuple[str, Mapping[str, Score]]] = (),
-) -> dict[str, Any]:
+def home_view(overview: Overview) -> dict[str, Any]:
     """App Home: my open cases, my teams' overdue cases, then my teams' 7-day scores.
 
     Each case list is cut so the whole view stays within Slack's 100 blocks.
     """
+    mine, overdue, teams, scores = overview.mine, overview.overdue, overview.teams, overview.scores
     room = (MAX_HOME_BLOCKS - 12 - len(scores)) // 2
     blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text="Your open cases"))]
     blocks += [_case_line(c) for c in mine[:room]] or [SectionBlock(text=md("Nothing assigned to you."))]
@@ -289,9 +275,9 @@ def home_view(
     if scores:
         blocks.append(DividerBlock())
         blocks.append(HeaderBlock(text=PlainTextObject(text="Scores, last 7 days")))
-        for team_name, by_metric in scores[: MAX_HOME_BLOCKS - len(blocks) - 1]:
-            line = " · ".join(score_text(score) for score in by_metric.values())
-            blocks.append(SectionBlock(text=md(f"*{escape(team_name)}*\n{line}")))
+        for team in scores[: MAX_HOME_BLOCKS - len(blocks) - 1]:
+            line = " · ".join(score_text(score) for score in team.by_metric.values())
+            blocks.append(SectionBlock(text=md(f"*{escape(team.name)}*\n{line}")))
     view = View(type="home", blocks=blocks)
     rendered = view.to_dict()
     rendered["blocks"] = checked(blocks, limit=MAX_HOME_BLOCKS)

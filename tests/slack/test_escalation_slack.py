@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from cxbot import markup
 from cxbot.cases.escalation import tick
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
@@ -58,8 +59,11 @@ async def test_escalations_reach_the_managers_contacts_and_channel_once_each(
 
 
 def test_an_escalation_message_keeps_mentions_live_but_not_a_typed_broadcast() -> None:
-    message = escalation_message("CX-1 for <@U0SUPMGR1> in <#C0CXESCAL1>\n> customer says <!channel> help")
+    text = f"CX-1 for {markup.person('U0SUPMGR1')} in {markup.channel('C0CXESCAL1')}\n" + markup.quote(
+        "customer says <!channel> <@U0ADMIN01> help"
+    )
+    message = escalation_message(text)
     [section] = message["blocks"]
     assert section["text"]["text"] == (
-        "CX-1 for <@U0SUPMGR1> in <#C0CXESCAL1>\n> customer says &lt;!channel> help"
+        "CX-1 for <@U0SUPMGR1> in <#C0CXESCAL1>\n> customer says &lt;!channel&gt; &lt;@U0ADMIN01&gt; help"
     )

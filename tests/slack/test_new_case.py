@@ -11,6 +11,7 @@ import pytest
 from slack_sdk.models.views import View
 from sqlalchemy import select
 
+from cxbot import markup
 from cxbot.authz import Actor
 from cxbot.commands.dispatch import Where, run_text
 from cxbot.commands.grammar import Command, CommandError, parse
@@ -148,7 +149,7 @@ async def test_slash_new_opens_a_valid_modal_and_its_submission_opens_the_case(
     event = await created_event(runtime, case.id)
     assert (event.actor, event.detail, event.data["rule"]) == (
         AGENT,
-        f"Opened by hand by <@{AGENT}>",
+        f"Opened by hand by {markup.person(AGENT)}",
         "manual",
     )
     [card] = await cards(runtime, case.id)
@@ -175,7 +176,7 @@ async def test_free_text_case_keeps_the_title_and_the_description(
     [case] = await cases(runtime)
     assert (case.title, case.feedback_id, case.customer_id, case.touchpoint_key) == (text, None, None, None)
     event = await created_event(runtime, case.id)
-    assert event.detail == f"Opened by hand by <@{AGENT}>: Wants a call back"
+    assert event.detail == f"Opened by hand by {markup.person(AGENT)}: Wants a call back"
     assert [c.kind for c in await cards(runtime, case.id)] == ["case.card"]
 
 

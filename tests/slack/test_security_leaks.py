@@ -222,7 +222,7 @@ async def test_nothing_that_leaves_carries_pii_or_live_markup_from_outside(
     direct = [
         c.body for c in fake_slack.calls("chat.postMessage") if c.body.get("channel") == PRODUCT_MANAGER
     ]
-    assert direct and all("‹!channel›" in d["text"] for d in direct if "CX-3" in d["text"])
+    assert direct and all("&lt;!channel&gt;" in d["text"] for d in direct if "CX-3" in d["text"])
 
 
 async def test_api_answers_carry_no_pii(slack: SlackSender, runtime: Runtime) -> None:

@@ -57,7 +57,7 @@ async def test_malformed_command_answers_the_verbs_usage_ephemerally(
     # Slack shows the usage's placeholders as typed: their `<` goes out escaped, never as markup.
     assert (
         reply["text"]
-        == "`snooze` needs a duration and a reason. Usage: /cx snooze CX-42 &lt;duration> &lt;reason>"
+        == "`snooze` needs a duration and a reason. Usage: /cx snooze CX-42 &lt;duration&gt; &lt;reason&gt;"
     )
     assert unescape(reply["text"]).endswith("Usage: /cx snooze CX-42 <duration> <reason>")
     assert reply["blocks"][0]["type"] == "section"
@@ -143,3 +143,17 @@ async def test_without_slack_settings_there_is_no_route_and_one_log_line(
     transport = httpx.ASGITransport(app=create_app(runtime, routes=routes))
     async with httpx.AsyncClient(transport=transport, base_url="http://cxbot.test") as http:
         assert (await http.post("/slack/events", content=b"x")).status_code == 404
+
+
+async def test_a_slack_mention_names_the_person_and_the_reply_mentions_them(
+    slack: SlackSender, fake_slack: FakeSlack, runtime: Runtime
+) -> None:
+    """Slack sends `<@U…|name>`; the Slack package hands the grammar `@U…`, and renders the core's
+    person token back as a live mention."""
+    ref = await open_case(slack)
+    await slack.command(f"assign {ref} <@{AGENT}|sam>", user=MANAGER)
+    async with runtime.sessions() as session:
+        case = (await session.execute(select(Case))).scalar_one()
+    assert case.assignee == AGENT
+    [reply] = fake_slack.responses()
+    assert reply["text"] == f"{ref} assigned to <@{AGENT}>"

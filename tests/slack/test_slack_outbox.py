@@ -286,7 +286,7 @@ async def test_thread_line_without_a_card_posts_the_card_once_even_if_the_line_f
     assert len(cards(fake_slack)) == 1  # the retry did not post a second card
     line = fake_slack.calls("chat.postMessage")[-1].body
     assert line["thread_ts"] == "1700000000.000001"
-    assert line["text"] == "<@U0SUPMGR1>: &lt;!channel> customer rang from •••23"
+    assert line["text"] == "<@U0SUPMGR1>: &lt;!channel&gt; customer rang from •••23"
 
 
 async def test_old_inbound_event_ids_are_forgotten(runtime: Runtime, clock: FrozenClock) -> None:
@@ -355,7 +355,7 @@ async def test_a_team_wide_message_is_queued_once_per_destination_and_posted(
                 team_key="support",
                 kind="digest",
                 payload={"text": text},
-                dedupe_key="digest:support:2026-11-01",
+                subject=("daily", "2026-11-01"),
                 now=clock.now,
             )
         assert added == (1 if attempt == 0 else 0)

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cxbot import markup
 from cxbot.authz import Actor, may_see_customer, require_member
 from cxbot.cases.customers import customer_owner_teams
 from cxbot.cases.flows import (
@@ -46,11 +47,10 @@ from cxbot.loop.contact.templates import (
     templates_for,
 )
 from cxbot.models import OPEN_CASE_STATES, Case, Contact, Customer, Feedback, Touchpoint
-from cxbot.neutral import literal
+from cxbot.outbox.contract import CONTACT
 from cxbot.outbox.queue import queue_message
 from cxbot.pii import mask_email, mask_phone, mask_text
 
-KIND = "contact"
 PLATFORM = "contact"
 MAX_BODY = {"email": 20000, "sms": 1600, "webhook": 20000}
 CHANNEL_LABELS = {"email": "Email", "sms": "SMS", "webhook": "Helpdesk"}
@@ -286,11 +286,11 @@ async def queue_contact(
     }
     await queue_message(
         session,
-        kind=KIND,
+        kind=CONTACT,
         platform=PLATFORM,
         destination=channel,
         payload=payload,
-        dedupe_key=f"contact:{key}",
+        subject=(key,),
         case_id=case.id,
         now=now,
     )
@@ -360,7 +360,7 @@ async def contact(
         case,
         actor=actor,
         kind="contacted",
-        detail=f"Contact with the customer queued by <@{actor.user_id}> ({how})",
+        detail=f"Contact with the customer queued by {markup.person(actor.user_id)} ({markup.plain(how)})",
         now=now,
         data={"contact_id": queued.contact_id, "channel": channel, "provider": queued.provider},
     )
@@ -405,9 +405,10 @@ async def record_delivery(
     if status == "sent":
         line = f"{what} to the customer sent ({label} via {payload.get('provider')})"
     else:
-        # The detail is the provider's own answer: outside words, so a literal in the thread line.
-        reason = literal(detail or "")
-        line = f":warning: {what} to the customer failed ({label} via {payload.get('provider')}): {reason}"
+        line = (
+            f"{markup.alert('warning')} {what} to the customer failed "
+            f"({label} via {markup.plain(str(payload.get('provider')))}): {markup.plain(detail)}"
+        )
     await record_event(
         session,
         case,

@@ -17,14 +17,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot.config import Config
-from cxbot.loop.contact.flows import KIND, PLATFORM, record_delivery
+from cxbot.loop.contact.flows import PLATFORM, record_delivery
 from cxbot.loop.contact.providers import OutgoingMessage, send
-from cxbot.outbox.contract import Delivery, PermanentDeliveryError
+from cxbot.outbox.contract import CONTACT, Delivery, PermanentDeliveryError
 
 
 class ContactNotifier:
     platform = PLATFORM
-    kinds = frozenset({KIND})
+    kinds = frozenset({CONTACT})
 
     def __init__(self, config: Config, *, env: Mapping[str, str] | None = None) -> None:
         self.config = config
