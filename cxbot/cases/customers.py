@@ -39,7 +39,7 @@ HEADER_CASES = 5
 RECENT, QUARTER = timedelta(days=30), timedelta(days=90)
 PII_REVEAL = "pii_reveal"
 
-_CURSOR = re.compile(r"^(\d{8}T\d{6})(?:\.(\d{1,6}))?Z-(\d{1,18})$")
+_CURSOR = re.compile(r"^([0-9]{8}T[0-9]{6})(?:\.([0-9]{1,6}))?Z-([0-9]{1,18})$")
 
 
 class CustomerNotFound(LookupError):

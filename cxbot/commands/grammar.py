@@ -17,8 +17,10 @@ from typing import Any
 
 from cxbot.cases.customers import Cursor
 from cxbot.config import parse_duration
+from cxbot.limits import parse_id
 
-CASE_REF = re.compile(r"^(?:#|cx-?)?(\d{1,9})$", re.IGNORECASE)
+# ASCII digits only (`CX-１` is not a case); the value is checked by cxbot.limits.parse_id.
+CASE_REF = re.compile(r"^(?:#|cx-?)?([0-9]+)$", re.IGNORECASE)
 # Slack escapes mentions as <@U123> or <@U123|name>; Teams and the console pass @name through.
 SLACK_MENTION = re.compile(r"^<@([A-Z0-9]+)(?:\|[^>]*)?>$")
 OUTCOMES = ("recovered", "partially-recovered", "not-recovered", "could-not-contact", "no-action-needed")
@@ -56,7 +58,7 @@ class Verb:
 def case_ref(text: str) -> int | None:
     """`CX-42`, `cx42`, `#42` or `42` → 42."""
     match = CASE_REF.match(text.strip())
-    return int(match.group(1)) if match else None
+    return parse_id(match.group(1)) if match else None
 
 
 def user_ref(text: str) -> str:
@@ -212,11 +214,11 @@ def _p_new(words: list[str], verb: Verb) -> Command:
         args["touchpoint"] = rest[0][len(TOUCHPOINT_PREFIX) :].strip() or None
         rest = rest[1:]
     if rest and rest[0].lower().startswith(FEEDBACK_PREFIX):
-        ident = rest[0][len(FEEDBACK_PREFIX) :]
-        if not ident.isdigit():
+        ident = parse_id(rest[0][len(FEEDBACK_PREFIX) :])
+        if ident is None:
             raise _fail(verb, f"{rest[0]!r} is not a feedback id (expected something like feedback:123)")
         _no_more(rest[1:], verb)
-        args["feedback_id"] = int(ident)
+        args["feedback_id"] = ident
         return Command("new", args=args)
     text = " ".join(rest).strip()
     if not text:
