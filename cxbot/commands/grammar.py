@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from cxbot import limits
 from cxbot.cases.customers import Cursor
 from cxbot.config import parse_duration
 from cxbot.limits import parse_id
@@ -31,10 +32,12 @@ MAX_SNOOZE = timedelta(days=30)
 class CommandError(ValueError):
     """A command that cannot run as typed; `usage` is the verb's usage line (or the help)."""
 
-    def __init__(self, message: str, *, verb: str | None, usage: str) -> None:
+    def __init__(self, message: str, *, verb: str | None, usage: str, field: str | None = None) -> None:
         super().__init__(message)
         self.verb = verb
         self.usage = usage
+        #: The argument at fault, when a form should show the message on that input.
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,8 +395,52 @@ def help_text(*, command: str = "/cx") -> str:
     return "\n".join(f"{command} {v.usage.ljust(width)}  {v.summary}" for v in VERBS)
 
 
+#: What each argument may hold (cxbot.limits): its column's length, for typed text and forms alike.
+ARG_LIMITS: dict[str, tuple[str, int]] = {
+    "user": ("the person", limits.MAX_USER_CHARS),
+    "team": ("the team key", limits.MAX_KEY_CHARS),
+    "touchpoint": ("the touchpoint", limits.MAX_KEY_CHARS),
+    "reason": ("the reason", limits.MAX_REASON_CHARS),
+    "root_cause": ("the root cause", limits.MAX_ROOT_CAUSE_CHARS),
+    "customer": ("the customer id", limits.MAX_CUSTOMER_REF_CHARS),
+    "template": ("the template name", limits.MAX_USER_CHARS),
+    "topic": ("the verb", limits.MAX_KEY_CHARS),
+}
+#: `text` is a note, an annotation, a case's text or a message to the customer, by verb.
+TEXT_LIMITS: dict[str, int] = {
+    "note": limits.MAX_NOTE_CHARS,
+    "annotate": limits.MAX_REASON_CHARS,
+    "new": limits.MAX_COMMENT_CHARS,
+}
+_VERB_OF_COMMAND = {"team_link": "team"}
+
+
+def check_limits(command: Command) -> None:
+    """CommandError (with the verb's usage) when an argument would not fit where it is stored.
+
+    :func:`cxbot.commands.dispatch.run` calls it for every command, typed or from a form, so a
+    1 MB reason or a NUL never reaches the database, on SQLite or PostgreSQL alike.
+    """
+    verb = verb_named(_VERB_OF_COMMAND.get(command.verb, command.verb))
+    usage = verb.usage if verb is not None else help_text()
+    for name, value in command.args.items():
+        if not isinstance(value, str):
+            continue
+        label, limit = ARG_LIMITS.get(
+            name, ("the text", TEXT_LIMITS.get(command.verb, limits.MAX_COMMAND_CHARS))
+        )
+        problem = limits.text_problem(value, limit=limit)
+        if problem is not None:
+            raise CommandError(
+                f"{label} is {problem}", verb=verb.name if verb else None, usage=usage, field=name
+            )
+
+
 def parse(text: str) -> Command:
     """Parse the text after the command name; empty text means `help`."""
+    problem = limits.text_problem(text, limit=limits.MAX_COMMAND_CHARS)
+    if problem is not None:
+        raise CommandError(f"the command is {problem}", verb=None, usage=help_text())
     try:
         words = shlex.split(text.replace("\u201c", '"').replace("\u201d", '"'))
     except ValueError:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltRequest, AsyncRespond
 
 from cxbot.authz import Actor, Denied, teams_of
 from cxbot.cases.customers import CustomerPage
@@ -20,16 +20,20 @@ from cxbot.cases.flows import CaseNotFound, InvalidTransition
 from cxbot.commands.dispatch import Reply, Where, run_text
 from cxbot.commands.grammar import CommandError, parse
 from cxbot.loop.contact.flows import composer_for
+from cxbot.outbox.inbox import remember_inbound_event
 from handlers.slack.customer_view import customer_message
 from handlers.slack.deps import SlackDeps, log
 from handlers.slack.errors import SlackPermanentError, SlackTransientError
 from handlers.slack.renderers import contact_modal, new_case_modal, reply_message
 
 FAILED = "Sorry, that did not work; the error is in cxbot's log. Nothing was changed."
+REPLAYED = "That exact command was already received and ran once; nothing changed this time."
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
-    async def cx_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+    async def cx_command(
+        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, request: AsyncBoltRequest
+    ) -> None:
         await ack()  # inside Slack's 3 seconds, before any database work
         if asks_for_form(command.get("text") or ""):
             await open_new_case_form(deps, command, respond)
@@ -49,13 +53,34 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             )
             return
         # Answer Slack now; the transaction and the response_url reply run after (design.md §10).
-        deps.runtime.background.start(answer_command(deps, command, respond), name="slack-command")
+        key = replay_key(request)
+        deps.runtime.background.start(answer_command(deps, command, respond, key), name="slack-command")
 
     app.command(deps.runtime.config.slash_command)(cx_command)
 
 
-async def answer_command(deps: SlackDeps, command: dict[str, Any], respond: AsyncRespond) -> None:
-    """The command's work once Slack has its acknowledgement: run it, then reply through response_url."""
+def replay_key(request: AsyncBoltRequest) -> str | None:
+    """The request's signature: a byte-identical replay (design.md §6) carries the same one.
+
+    Slack never retries a slash command and every real one has its own timestamp, text and
+    response_url, so two commands share a signature only when one is a replay. Socket Mode requests
+    are not signed (they arrive on Slack's own connection) and have no key.
+    """
+    signature = (request.headers.get("x-slack-signature") or [""])[0]
+    return f"command:{signature}" if signature else None
+
+
+async def answer_command(
+    deps: SlackDeps, command: dict[str, Any], respond: AsyncRespond, key: str | None = None
+) -> None:
+    """The command's work once Slack has its acknowledgement: run it once, then reply through response_url."""
+    runtime = deps.runtime
+    if key is not None and not await remember_inbound_event(
+        runtime, platform="slack", event_id=key, kind="command", now=runtime.clock()
+    ):
+        log.info("ignoring a replayed slash command")
+        await send_reply(respond, Reply(REPLAYED, ok=False))
+        return
     await send_reply(respond, await run_command(deps, command))
 
 
