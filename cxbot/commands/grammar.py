@@ -431,16 +431,16 @@ def check_limits(command: Command) -> None:
         )
         problem = limits.text_problem(value, limit=limit)
         if problem is not None:
-            raise CommandError(
-                f"{label} is {problem}", verb=verb.name if verb else None, usage=usage, field=name
-            )
+            said = f"{label} {problem}" if problem.startswith("contains") else f"{label} is {problem}"
+            raise CommandError(said, verb=verb.name if verb else None, usage=usage, field=name)
 
 
 def parse(text: str) -> Command:
     """Parse the text after the command name; empty text means `help`."""
     problem = limits.text_problem(text, limit=limits.MAX_COMMAND_CHARS)
     if problem is not None:
-        raise CommandError(f"the command is {problem}", verb=None, usage=help_text())
+        said = f"the command {problem}" if problem.startswith("contains") else f"the command is {problem}"
+        raise CommandError(said, verb=None, usage=help_text())
     try:
         words = shlex.split(text.replace("\u201c", '"').replace("\u201d", '"'))
     except ValueError:
