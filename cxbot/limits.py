@@ -140,10 +140,15 @@ def text_problem(text: str, *, limit: int) -> str | None:
     return None
 
 
+def said(subject: str, problem: str) -> str:
+    """`the note` + a problem from :func:`text_problem` as one sentence ("… is longer …", "… contains …")."""
+    return f"{subject} {problem}" if problem.startswith("contains") else f"{subject} is {problem}"
+
+
 def received_at_problem(value: datetime, *, now: datetime) -> str | None:
     """Why a feedback timestamp is not believable, or None."""
     if value < EARLIEST_RECEIVED_AT:
-        return f"{value:%Y-%m-%d} is before {EARLIEST_RECEIVED_AT:%Y-%m-%d}"
+        return f"{value.date().isoformat()} is before {EARLIEST_RECEIVED_AT.date().isoformat()}"
     if value > now + MAX_RECEIVED_AHEAD:
-        return f"{value:%Y-%m-%d %H:%M} UTC is more than a day in the future"
+        return f"{value.isoformat(sep=' ', timespec='minutes')} is more than a day in the future"
     return None

@@ -431,16 +431,15 @@ def check_limits(command: Command) -> None:
         )
         problem = limits.text_problem(value, limit=limit)
         if problem is not None:
-            said = f"{label} {problem}" if problem.startswith("contains") else f"{label} is {problem}"
-            raise CommandError(said, verb=verb.name if verb else None, usage=usage, field=name)
+            message = limits.said(label, problem)
+            raise CommandError(message, verb=verb.name if verb else None, usage=usage, field=name)
 
 
 def parse(text: str) -> Command:
     """Parse the text after the command name; empty text means `help`."""
     problem = limits.text_problem(text, limit=limits.MAX_COMMAND_CHARS)
     if problem is not None:
-        said = f"the command {problem}" if problem.startswith("contains") else f"the command is {problem}"
-        raise CommandError(said, verb=None, usage=help_text())
+        raise CommandError(limits.said("the command", problem), verb=None, usage=help_text())
     try:
         words = shlex.split(text.replace("\u201c", '"').replace("\u201d", '"'))
     except ValueError:

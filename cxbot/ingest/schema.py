@@ -176,7 +176,7 @@ def _tags(item: dict[str, Any]) -> tuple[str, ...]:
     for tag in tags:
         problem = limits.text_problem(tag, limit=limits.MAX_TAG_CHARS)
         if problem is not None:
-            raise ItemError(f"tags: a tag is {problem}")
+            raise ItemError(f"tags: {limits.said('a tag', problem)}")
     return tags
 
 
