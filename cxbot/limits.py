@@ -92,6 +92,8 @@ TABLE: tuple[Limit, ...] = (
     Limit("Command text after `/cx`", f"{MAX_COMMAND_CHARS:,} characters", "usage"),
     Limit("`note` text", f"{MAX_NOTE_CHARS:,} characters", "usage"),
     Limit("Snooze reason, could-not-contact reason", f"{MAX_REASON_CHARS} characters", "usage"),
+    Limit("`annotate` text", f"{MAX_REASON_CHARS} characters", "usage"),
+    Limit("Text of a case opened with `new`", f"{MAX_COMMENT_CHARS:,} characters", "usage"),
     Limit("Root cause", f"{MAX_ROOT_CAUSE_CHARS} characters", "usage"),
     Limit("Assignee", f"{MAX_USER_CHARS} characters", "usage"),
     Limit("Team and touchpoint keys", f"{MAX_KEY_CHARS} characters", "usage"),

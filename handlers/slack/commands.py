@@ -21,6 +21,7 @@ from cxbot.commands.dispatch import Reply, Where, run_text
 from cxbot.commands.grammar import CommandError, parse
 from cxbot.loop.contact.flows import composer_for
 from cxbot.outbox.inbox import remember_inbound_event
+from cxbot.pii import mask_text
 from handlers.slack.customer_view import customer_message
 from handlers.slack.deps import SlackDeps, log
 from handlers.slack.errors import SlackPermanentError, SlackTransientError
@@ -91,7 +92,8 @@ async def run_command(deps: SlackDeps, command: dict[str, Any]) -> Reply:
     try:
         return await run_text(deps.runtime, command.get("text") or "", actor=actor, where=where)
     except Exception:
-        log.exception("slash command %r failed", command.get("text"))
+        # The text may quote a customer: logged masked and cut short (docs/security.md "What is logged").
+        log.exception("slash command %r failed", mask_text(command.get("text") or "")[:200])
         return Reply(FAILED, ok=False)
 
 
