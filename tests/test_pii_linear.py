@@ -3,7 +3,7 @@
 The old single email pattern was tried at every position and read to the end of any separator-free
 run: 10,000 characters took 0.6 s and 100,000 took about a minute. These tests hold the rewrite to
 the old behaviour on short texts (where the old pattern was fast), and to a time budget on hostile
-texts of 200 KB that is about ten times what it needs on a loaded two-core machine.
+texts of 200 KB that is about ten times what it needs, in CPU time (best of three runs).
 """
 
 from __future__ import annotations
@@ -79,27 +79,25 @@ def test_no_inserted_email_or_phone_survives(parts: list[str]) -> None:
             assert part not in masked
 
 
+def cpu_seconds(text: str) -> float:
+    """The best of three runs in CPU time: other processes on a busy machine do not count."""
+    runs = []
+    for _ in range(3):
+        started = time.process_time()
+        mask_text(text)
+        runs.append(time.process_time() - started)
+    return min(runs)
+
+
 @pytest.mark.parametrize("name", sorted(HOSTILE_200K))
 def test_hostile_200_kb_masks_in_a_fraction_of_a_second(name: str) -> None:
-    text = HOSTILE_200K[name]
-    started = time.perf_counter()
-    mask_text(text)
-    assert time.perf_counter() - started < 0.2
+    assert cpu_seconds(HOSTILE_200K[name]) < 0.2
 
 
 def test_doubling_the_text_about_doubles_the_time() -> None:
-    """Linear, not quadratic: the best of three runs of 2n stays well under 4x that of n."""
-
-    def best(text: str) -> float:
-        runs = []
-        for _ in range(3):
-            started = time.perf_counter()
-            mask_text(text)
-            runs.append(time.perf_counter() - started)
-        return min(runs)
-
+    """Linear, not quadratic: 2n stays well under 4x the time of n."""
     unit = "ab.c-d_e1 " * 5_000  # 50 KB of what a long comment may hold, with no address in it
-    small, large = best(unit), best(unit * 2)
+    small, large = cpu_seconds(unit), cpu_seconds(unit * 2)
     assert large < 4 * small + 0.01
 
 
