@@ -266,3 +266,40 @@ async def test_more_items_than_one_delivery_may_carry_is_413(
     response = await client.post("/feedback", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 413
     assert await stored(runtime) == (0, 0, 0)
+
+
+async def test_a_content_length_that_is_not_a_number_is_400(runtime: Runtime) -> None:
+    """Sent straight to the ASGI app: HTTP clients will not send such a header, attackers will."""
+    app = create_app(runtime)
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    for value, status in ((b"abc", 400), (b"-1", 400), ("١٢".encode(), 400), (b"1" * 40, 413)):
+        sent.clear()
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/feedback",
+            "raw_path": b"/feedback",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-length", value)],
+            "client": ("127.0.0.1", 1),
+            "server": ("cxbot.test", 80),
+        }
+        await app(scope, receive, send)
+        assert sent[0]["status"] == status, value
+        reason = (
+            "Content-Length is not a number"
+            if status == 400
+            else f"body is larger than the limit of {BODY_LIMIT} bytes"
+        )
+        assert json.loads(sent[1]["body"]) == {"error": reason}  # type: ignore[arg-type]

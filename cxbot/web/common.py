@@ -115,9 +115,9 @@ class BodyLimit:
     def _refuse_declared(self, scope: Scope) -> HttpError | None:
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
-                if not value.isdigit() or len(value) > 19:
+                if not value.isdigit():  # bytes: ASCII digits only
                     return HttpError(400, "Content-Length is not a number")
-                if int(value) > self.limit:
+                if len(value) > 19 or int(value) > self.limit:
                     return HttpError(413, f"body is larger than the limit of {self.limit} bytes")
         return None
 
