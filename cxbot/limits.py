@@ -43,6 +43,7 @@ MAX_REASON_CHARS = 500  # cases.snooze_reason, cases.no_contact_reason
 MAX_ROOT_CAUSE_CHARS = 100  # cases.root_cause
 MAX_USER_CHARS = 100  # cases.assignee, every actor column
 MAX_KEY_CHARS = 64  # team and touchpoint keys
+MAX_CONTACT_BODY_CHARS = 20_000  # a message to the customer (the composer's email; SMS allows less)
 MAX_CUSTOMER_REF_CHARS = MAX_EXTERNAL_ID_CHARS
 
 #: The re-survey form: one score and a comment (cxbot.loop.resurvey keeps at most 2,000 characters).
@@ -94,6 +95,9 @@ TABLE: tuple[Limit, ...] = (
     Limit("Snooze reason, could-not-contact reason", f"{MAX_REASON_CHARS} characters", "usage"),
     Limit("`annotate` text", f"{MAX_REASON_CHARS} characters", "usage"),
     Limit("Text of a case opened with `new`", f"{MAX_COMMENT_CHARS:,} characters", "usage"),
+    Limit(
+        "Message to the customer (`contact`, its composer)", f"{MAX_CONTACT_BODY_CHARS:,} characters", "usage"
+    ),
     Limit("Root cause", f"{MAX_ROOT_CAUSE_CHARS} characters", "usage"),
     Limit("Assignee", f"{MAX_USER_CHARS} characters", "usage"),
     Limit("Team and touchpoint keys", f"{MAX_KEY_CHARS} characters", "usage"),

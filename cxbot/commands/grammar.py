@@ -411,6 +411,7 @@ TEXT_LIMITS: dict[str, int] = {
     "note": limits.MAX_NOTE_CHARS,
     "annotate": limits.MAX_REASON_CHARS,
     "new": limits.MAX_COMMENT_CHARS,
+    "contact": limits.MAX_CONTACT_BODY_CHARS,
 }
 _VERB_OF_COMMAND = {"team_link": "team"}
 
