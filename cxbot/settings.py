@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cxbot.limits import DEFAULT_MAX_BODY_BYTES
+
 DEFAULT_DATABASE_URL = "sqlite:///cxbot.db"
 
 
@@ -28,7 +30,7 @@ class Settings(BaseSettings):
     cxbot_api_key: str | None = Field(default=None, alias="CXBOT_API_KEY")
     port: int = Field(default=3000, alias="PORT")
     host: str = Field(default="127.0.0.1", alias="HOST")
-    max_body_bytes: int = Field(default=5 * 1024 * 1024, alias="CXBOT_MAX_BODY_BYTES")
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, alias="CXBOT_MAX_BODY_BYTES")
     public_url: str = Field(default="http://localhost:3000", alias="CXBOT_PUBLIC_URL")
     #: Signs re-survey links (HMAC-SHA256); without it no link can be made or checked.
     secret_key: str | None = Field(default=None, alias="CXBOT_SECRET_KEY")

@@ -43,7 +43,7 @@ PII_REVEAL = "pii_reveal"
 #: external id that is an email or phone never goes into a button value or a chat line.
 CUSTOMER_REF = re.compile(r"^cust:([0-9]{1,9})$")
 
-_CURSOR = re.compile(r"^(\d{8}T\d{6})(?:\.(\d{1,6}))?Z-(\d{1,18})$")
+_CURSOR = re.compile(r"^([0-9]{8}T[0-9]{6})(?:\.([0-9]{1,6}))?Z-([0-9]{1,18})$")
 
 
 class CustomerNotFound(LookupError):

@@ -19,7 +19,7 @@ from cxbot.authz import Actor, Denied, is_admin, require_admin, require_member, 
 from cxbot.cases import flows, privacy
 from cxbot.cases.customers import CustomerNotFound, customer_page
 from cxbot.cases.overview import overdue
-from cxbot.commands.grammar import Command, CommandError, help_text, parse, verb_named
+from cxbot.commands.grammar import Command, CommandError, check_limits, help_text, parse, verb_named
 from cxbot.db import insert_for, transaction
 from cxbot.digest.content import build_team_digest
 from cxbot.digest.schedule import local_date
@@ -67,18 +67,27 @@ async def run_text(runtime: Runtime, text: str, *, actor: Actor, where: Where) -
     try:
         command = parse(markup.plain(text))  # typed text never carries the core's tokens
     except CommandError as error:
-        return Reply(
-            f"{error}. Usage: {runtime.config.slash_command} {error.usage}"
-            if error.verb
-            else f"{error}.\n{error.usage}",
-            ok=False,
-            usage=error.usage,
-        )
+        return _usage_reply(runtime, error)
     return await run(runtime, command, actor=actor, where=where)
 
 
+def _usage_reply(runtime: Runtime, error: CommandError) -> Reply:
+    return Reply(
+        f"{error}. Usage: {runtime.config.slash_command} {error.usage}"
+        if error.verb
+        else f"{error}.\n{error.usage}",
+        ok=False,
+        usage=error.usage,
+        fix_field=error.field,
+    )
+
+
 async def run(runtime: Runtime, command: Command, *, actor: Actor, where: Where) -> Reply:
-    """Run a parsed command in its own transaction."""
+    """Run a parsed command in its own transaction, once its arguments are within cxbot.limits."""
+    try:
+        check_limits(command)
+    except CommandError as error:
+        return _usage_reply(runtime, error)
     try:
         async with transaction(runtime.sessions) as session:
             return await _HANDLERS[command.verb](runtime, session, command, actor, where)

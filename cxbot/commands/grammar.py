@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from cxbot import limits
 from cxbot.cases.customers import Cursor
 from cxbot.config import parse_duration
+from cxbot.limits import parse_id
 
-CASE_REF = re.compile(r"^(?:#|cx-?)?(\d{1,9})$", re.IGNORECASE)
+# ASCII digits only (`CX-１` is not a case); the value is checked by cxbot.limits.parse_id.
+CASE_REF = re.compile(r"^(?:#|cx-?)?([0-9]+)$", re.IGNORECASE)
 OUTCOMES = ("recovered", "partially-recovered", "not-recovered", "could-not-contact", "no-action-needed")
 LIST_SCOPES = ("mine", "team", "overdue", "new", "all")
 MAX_SNOOZE = timedelta(days=30)
@@ -27,10 +30,12 @@ MAX_SNOOZE = timedelta(days=30)
 class CommandError(ValueError):
     """A command that cannot run as typed; `usage` is the verb's usage line (or the help)."""
 
-    def __init__(self, message: str, *, verb: str | None, usage: str) -> None:
+    def __init__(self, message: str, *, verb: str | None, usage: str, field: str | None = None) -> None:
         super().__init__(message)
         self.verb = verb
         self.usage = usage
+        #: The argument at fault, when a form should show the message on that input.
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +59,7 @@ class Verb:
 def case_ref(text: str) -> int | None:
     """`CX-42`, `cx42`, `#42` or `42` → 42."""
     match = CASE_REF.match(text.strip())
-    return int(match.group(1)) if match else None
+    return parse_id(match.group(1)) if match else None
 
 
 def user_ref(text: str) -> str:
@@ -209,11 +214,11 @@ def _p_new(words: list[str], verb: Verb) -> Command:
         args["touchpoint"] = rest[0][len(TOUCHPOINT_PREFIX) :].strip() or None
         rest = rest[1:]
     if rest and rest[0].lower().startswith(FEEDBACK_PREFIX):
-        ident = rest[0][len(FEEDBACK_PREFIX) :]
-        if not ident.isdigit():
+        ident = parse_id(rest[0][len(FEEDBACK_PREFIX) :])
+        if ident is None:
             raise _fail(verb, f"{rest[0]!r} is not a feedback id (expected something like feedback:123)")
         _no_more(rest[1:], verb)
-        args["feedback_id"] = int(ident)
+        args["feedback_id"] = ident
         return Command("new", args=args)
     text = " ".join(rest).strip()
     if not text:
@@ -406,8 +411,52 @@ def help_text(*, command: str = "/cx") -> str:
     return "\n".join(f"{command} {v.usage.ljust(width)}  {v.summary}" for v in VERBS)
 
 
+#: What each argument may hold (cxbot.limits): its column's length, for typed text and forms alike.
+ARG_LIMITS: dict[str, tuple[str, int]] = {
+    "user": ("the person", limits.MAX_USER_CHARS),
+    "team": ("the team key", limits.MAX_KEY_CHARS),
+    "touchpoint": ("the touchpoint", limits.MAX_KEY_CHARS),
+    "reason": ("the reason", limits.MAX_REASON_CHARS),
+    "root_cause": ("the root cause", limits.MAX_ROOT_CAUSE_CHARS),
+    "customer": ("the customer id", limits.MAX_CUSTOMER_REF_CHARS),
+    "template": ("the template name", limits.MAX_USER_CHARS),
+    "topic": ("the verb", limits.MAX_KEY_CHARS),
+}
+#: `text` is a note, an annotation, a case's text or a message to the customer, by verb.
+TEXT_LIMITS: dict[str, int] = {
+    "note": limits.MAX_NOTE_CHARS,
+    "annotate": limits.MAX_REASON_CHARS,
+    "new": limits.MAX_COMMENT_CHARS,
+    "contact": limits.MAX_CONTACT_BODY_CHARS,
+}
+_VERB_OF_COMMAND = {"team_link": "team"}
+
+
+def check_limits(command: Command) -> None:
+    """CommandError (with the verb's usage) when an argument would not fit where it is stored.
+
+    :func:`cxbot.commands.dispatch.run` calls it for every command, typed or from a form, so a
+    1 MB reason or a NUL never reaches the database, on SQLite or PostgreSQL alike.
+    """
+    verb = verb_named(_VERB_OF_COMMAND.get(command.verb, command.verb))
+    usage = verb.usage if verb is not None else help_text()
+    for name, value in command.args.items():
+        if not isinstance(value, str):
+            continue
+        label, limit = ARG_LIMITS.get(
+            name, ("the text", TEXT_LIMITS.get(command.verb, limits.MAX_COMMAND_CHARS))
+        )
+        problem = limits.text_problem(value, limit=limit)
+        if problem is not None:
+            message = limits.said(label, problem)
+            raise CommandError(message, verb=verb.name if verb else None, usage=usage, field=name)
+
+
 def parse(text: str) -> Command:
     """Parse the text after the command name; empty text means `help`."""
+    problem = limits.text_problem(text, limit=limits.MAX_COMMAND_CHARS)
+    if problem is not None:
+        raise CommandError(limits.said("the command", problem), verb=None, usage=help_text())
     try:
         words = shlex.split(text.replace("\u201c", '"').replace("\u201d", '"'))
     except ValueError:

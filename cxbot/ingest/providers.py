@@ -40,6 +40,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from cxbot.limits import parse_unix_seconds
+
 __all__ = [
     "FORMBRICKS_TOLERANCE",
     "PROVIDERS",
@@ -232,10 +234,9 @@ def _verify_formbricks(headers: Mapping[str, str], body: bytes, secret: str, now
     msg_id = _header(headers, "webhook-id")
     stamp = _header(headers, "webhook-timestamp")
     signatures = _header(headers, "webhook-signature")
-    try:
-        sent_at = int(stamp)
-    except ValueError:
-        raise SignatureError("webhook-timestamp is not a Unix timestamp") from None
+    sent_at = parse_unix_seconds(stamp)
+    if sent_at is None:
+        raise SignatureError("webhook-timestamp is not a Unix timestamp")
     if abs(now.timestamp() - sent_at) > FORMBRICKS_TOLERANCE.total_seconds():
         raise SignatureError("webhook-timestamp is too far from the current time")
     key = _standard_webhooks_key(secret)

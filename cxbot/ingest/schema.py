@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cxbot import limits
+
 METRICS = ("nps", "csat", "ces", "comment")
 
 #: Inclusive score range of each metric after normalisation.
@@ -20,10 +22,11 @@ SCORE_RANGES: dict[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5), "ces
 #: it is mapped onto 1-7 (7 = easiest) so the two are never mixed silently.
 CES_SCALES = ("1-7", "1-5-low-good")
 
-MAX_COMMENT_CHARS = 10_000
-MAX_ID_CHARS = 200
-MAX_SOURCE_CHARS = 64  # feedback.source is VARCHAR(64); PostgreSQL refuses longer values
-MAX_TAGS = 50
+# The bounds live in cxbot.limits (one set at the edge); these names are kept for the importers.
+MAX_COMMENT_CHARS = limits.MAX_COMMENT_CHARS
+MAX_ID_CHARS = limits.MAX_EXTERNAL_ID_CHARS
+MAX_SOURCE_CHARS = limits.MAX_SOURCE_CHARS  # feedback.source is VARCHAR(64); PostgreSQL refuses longer
+MAX_TAGS = limits.MAX_TAGS
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +68,10 @@ def _text(item: dict[str, Any], key: str, *, required: bool = False, limit: int 
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ItemError(f"{key}: expected a string, got {type(value).__name__}")
     text = str(value).strip()
-    if len(text) > limit:
-        raise ItemError(f"{key}: longer than {limit} characters")
     # JSON can carry both; PostgreSQL refuses NUL in text and no database can encode a lone surrogate.
-    if "\x00" in text:
-        raise ItemError(f"{key}: contains a NUL character")
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ItemError(f"{key}: contains an unpaired surrogate, which is not text") from None
+    problem = limits.text_problem(text, limit=limit)
+    if problem is not None:
+        raise ItemError(f"{key}: {problem}")
     return text
 
 
@@ -158,8 +155,8 @@ def _customer(item: dict[str, Any]) -> CustomerIn | None:
     try:
         ident = _text(value, "id", required=True)
         name = _text(value, "name")
-        email = _text(value, "email", limit=320)
-        phone = _text(value, "phone", limit=40)
+        email = _text(value, "email", limit=limits.MAX_EMAIL_CHARS)
+        phone = _text(value, "phone", limit=limits.MAX_PHONE_CHARS)
     except ItemError as error:
         raise ItemError(f"customer.{error}") from None
     if email is not None and "@" not in email:
@@ -175,7 +172,12 @@ def _tags(item: dict[str, Any]) -> tuple[str, ...]:
         raise ItemError("tags: expected a list of strings")
     if len(value) > MAX_TAGS:
         raise ItemError(f"tags: more than {MAX_TAGS} tags")
-    return tuple(tag.strip() for tag in value if tag.strip())
+    tags = tuple(tag.strip() for tag in value if tag.strip())
+    for tag in tags:
+        problem = limits.text_problem(tag, limit=limits.MAX_TAG_CHARS)
+        if problem is not None:
+            raise ItemError(f"tags: {limits.said('a tag', problem)}")
+    return tags
 
 
 def validate_item(item: Any, *, now: datetime, default_source: str | None = None) -> FeedbackIn:
@@ -195,6 +197,9 @@ def validate_item(item: Any, *, now: datetime, default_source: str | None = None
         raise ItemError("comment: required for metric 'comment'")
     received = item.get("received_at")
     received_at = now if received is None else parse_timestamp(received)
+    problem = limits.received_at_problem(received_at, now=now)
+    if problem is not None:
+        raise ItemError(f"received_at: {problem}")
     return FeedbackIn(
         source=source,
         external_id=external_id,

@@ -26,6 +26,7 @@ from cxbot.cases.flows import ActionResult, InvalidTransition, get_case, record_
 from cxbot.config import Config, parse_duration
 from cxbot.ingest.routing import METRIC_LABELS
 from cxbot.ingest.service import ingest_items
+from cxbot.limits import MAX_RESURVEY_COMMENT_CHARS, parse_id, parse_unix_seconds, text_problem
 from cxbot.loop.contact.flows import channels_for, queue_contact
 from cxbot.loop.recovery import recovery_outcome
 from cxbot.models import Case, Customer, Feedback, Resurvey, Touchpoint
@@ -37,7 +38,7 @@ SECRET_VARIABLE = "CXBOT_SECRET_KEY"
 CUSTOMER = Actor(user_id="customer", platform="web", display="the customer")
 SYSTEM = Actor(user_id="cxbot", platform="system")
 SCALES = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
-MAX_COMMENT_CHARS = 2000
+MAX_COMMENT_CHARS = MAX_RESURVEY_COMMENT_CHARS
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +128,11 @@ def make_token(key: bytes, *, ident: int, nonce: str, expires_at: datetime) -> s
 def read_token(key: bytes, token: str) -> tuple[int, int, str]:
     """(id, expiry, nonce) of a well-signed token, else LinkInvalid."""
     parts = token.split(".")
-    if len(parts) != 4 or not parts[0].isdigit() or not parts[1].isdigit() or len(token) > 200:
+    ident = parse_id(parts[0]) if len(parts) == 4 and len(token) <= 200 else None
+    expiry = parse_unix_seconds(parts[1]) if ident is not None else None
+    if ident is None or expiry is None:
         raise LinkInvalid("the link is incomplete or was changed")
-    ident, expiry, nonce, signature = int(parts[0]), int(parts[1]), parts[2], parts[3]
+    nonce, signature = parts[2], parts[3]
     if not hmac.compare_digest(signature.encode(), _signature(key, ident, expiry, nonce).encode()):
         raise LinkInvalid("the link is incomplete or was changed")
     return ident, expiry, nonce
@@ -366,13 +369,24 @@ class Answered:
     feedback_id: int
 
 
+def comment_problem(comment: str) -> str | None:
+    """What the customer must change in their comment before it can be kept, in plain words.
+
+    Only the first MAX_COMMENT_CHARS are kept (the form's `maxlength` says so), so only they count.
+    """
+    if text_problem(comment[:MAX_COMMENT_CHARS], limit=MAX_COMMENT_CHARS) is None:
+        return None
+    return "Your comment contains a character we cannot keep (a control character); please retype it."
+
+
 def parse_score(metric: str, value: str | None) -> int:
     """The picked radio button as a score on the metric's scale, or ValueError in plain words."""
     low, high = SCALES[metric]
-    if value is None or not value.strip().isdigit():
+    if value is None or not value.strip():
         raise ValueError("Please pick a score before sending.")
-    score = int(value.strip())
-    if not low <= score <= high:
+    text = value.strip()
+    score = int(text) if text.isascii() and text.isdigit() and len(text) <= 2 else None
+    if score is None or not low <= score <= high:
         raise ValueError(f"Please pick a score from {low} to {high}.")
     return score
 

@@ -10,13 +10,14 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from cxbot.runtime import Runtime
 from cxbot.web.api import get_cases, get_scores, healthz, metrics
-from cxbot.web.common import HttpError
+from cxbot.web.common import BodyLimit, HttpError
 from cxbot.web.ingest import post_feedback, post_webhook
 from cxbot.web.resurvey import get_resurvey, post_resurvey
 
@@ -57,6 +58,8 @@ def create_app(
             *routes,
         ],
         exception_handlers={HttpError: _http_error, Exception: _unexpected},
+        # One body limit for every route, those the platforms add included (issue #11).
+        middleware=[Middleware(BodyLimit, limit=runtime.settings.max_body_bytes)],
         lifespan=lifespan,
     )
     app.state.runtime = runtime

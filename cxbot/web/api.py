@@ -9,6 +9,8 @@ from sqlalchemy import func, select, text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 
+from cxbot.commands.grammar import case_ref
+from cxbot.limits import parse_id
 from cxbot.loop.recovery import recovery_stats
 from cxbot.models import CASE_STATES, OPEN_CASE_STATES, Case
 from cxbot.pii import mask_text
@@ -149,6 +151,9 @@ def _case_json(case: Case) -> dict[str, Any]:
     return out | {key: mask_text(out[key]) for key in CASE_FREE_TEXT if isinstance(out[key], str)}
 
 
+MAX_CASES_PER_PAGE = 1000
+
+
 async def get_cases(request: Request) -> JSONResponse:
     """Cases newest first, paginated with `before` (the last id seen); no PII."""
     runtime = runtime_of(request)
@@ -162,16 +167,14 @@ async def get_cases(request: Request) -> JSONResponse:
         )
     if state is not None and state not in (*CASE_STATES, "open"):
         raise HttpError(400, f"state: {state!r} is not one of open, {', '.join(CASE_STATES)}")
-    try:
-        limit = int(params.get("limit", "100"))
-        before = params.get("before")
-        before_id = int(before.removeprefix("CX-")) if before else None
-    except ValueError:
-        raise HttpError(
-            400, "limit and before must be whole numbers (before may be a case id like CX-42)"
-        ) from None
-    if not 1 <= limit <= 1000:
-        raise HttpError(400, "limit: must be between 1 and 1000")
+    raw_limit, before = params.get("limit", "100").strip(), params.get("before")
+    before_id = case_ref(before) if before else None
+    # Ids and counts are ASCII digits within range (cxbot.limits): `before=` past 2**63 is a 400 too.
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or (before and before_id is None):
+        raise HttpError(400, "limit and before must be whole numbers (before may be a case id like CX-42)")
+    limit = parse_id(raw_limit)
+    if limit is None or limit > MAX_CASES_PER_PAGE:
+        raise HttpError(400, f"limit: must be between 1 and {MAX_CASES_PER_PAGE}")
     async with runtime.sessions() as session:
         cases = await list_cases(session, team=team, state=state, limit=limit, before_id=before_id)
     body: dict[str, Any] = {"cases": [_case_json(c) for c in cases]}

@@ -8,6 +8,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cxbot.runtime import Runtime
 
@@ -73,3 +74,63 @@ def require_api_key(request: Request) -> None:
         raise HttpError(401, "missing bearer token (Authorization: Bearer <CXBOT_API_KEY>)")
     if not hmac.compare_digest(token.strip().encode(), expected.encode()):
         raise HttpError(401, "bearer token is not valid")
+
+
+class BodyLimit:
+    """ASGI middleware: one body limit for every route, the platforms' included (issue #11).
+
+    The body is read (at most `limit` bytes) before any route runs, so nothing downstream, Bolt
+    included, ever holds or logs more; over the limit is a 413 with the reason, and a
+    Content-Length that is not a number is a 400.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self._refuse_declared(scope)
+        chunks: list[bytes] = []
+        size = 0
+        more = refusal is None
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                refusal = HttpError(413, f"body is larger than the limit of {self.limit} bytes")
+                break
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        if refusal is not None:
+            await refusal.response()(scope, receive, send)
+            return
+        await self.app(scope, _replay(b"".join(chunks), receive), send)
+
+    def _refuse_declared(self, scope: Scope) -> HttpError | None:
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                if not value.isdigit():  # bytes: ASCII digits only
+                    return HttpError(400, "Content-Length is not a number")
+                if len(value) > 19 or int(value) > self.limit:
+                    return HttpError(413, f"body is larger than the limit of {self.limit} bytes")
+        return None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the buffered body over once, then waits for the client as usual."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -12,10 +12,11 @@ from cxbot.db import transaction
 from cxbot.ingest.common import ItemResult
 from cxbot.ingest.providers import PROVIDERS, PayloadError, SignatureError
 from cxbot.ingest.service import ingest_items
+from cxbot.limits import MAX_ITEMS_PER_DELIVERY
 from cxbot.runtime import Runtime
 from cxbot.web.common import HttpError, parse_json, read_body, require_api_key, runtime_of
 
-MAX_ITEMS_PER_REQUEST = 5_000
+MAX_ITEMS_PER_REQUEST = MAX_ITEMS_PER_DELIVERY
 
 
 async def _store(runtime: Runtime, items: list, *, default_source: str | None = None) -> list[ItemResult]:
@@ -25,6 +26,12 @@ async def _store(runtime: Runtime, items: list, *, default_source: str | None = 
     for result in results:
         runtime.counters.inc("cxbot_feedback_items_total", status=result.status)
     return results
+
+
+def _check_item_count(items: list) -> None:
+    """One cap on items per delivery, for `/feedback` and every webhook alike."""
+    if len(items) > MAX_ITEMS_PER_REQUEST:
+        raise HttpError(413, f"{len(items)} items in one request; send at most {MAX_ITEMS_PER_REQUEST}")
 
 
 async def post_feedback(request: Request) -> JSONResponse:
@@ -39,8 +46,7 @@ async def post_feedback(request: Request) -> JSONResponse:
         )
     if not items:
         raise HttpError(422, "body is an empty list")
-    if len(items) > MAX_ITEMS_PER_REQUEST:
-        raise HttpError(413, f"{len(items)} items in one request; send at most {MAX_ITEMS_PER_REQUEST}")
+    _check_item_count(items)
     results = await _store(runtime, items)
     return JSONResponse({"results": [r.as_dict() for r in results]})
 
@@ -81,6 +87,7 @@ async def post_webhook(request: Request) -> JSONResponse:
         raise HttpError(422, f"not a {name} payload: {error}") from None
     if not items:
         return JSONResponse({"results": [], "note": "event carries no survey response; ignored"})
+    _check_item_count(items)
     results = await _store(runtime, items, default_source=name)
     body_out = {"results": [r.as_dict() for r in results]}
     # A delivery whose every item is unusable is the sender's error; retrying it will not help.

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from cxbot.db import transaction
+from cxbot.limits import MAX_RESURVEY_FIELDS
 from cxbot.loop import resurvey as flows
 from cxbot.settings import MissingSetting
 from cxbot.web.common import HttpError, read_body, runtime_of
@@ -173,7 +174,12 @@ async def post_resurvey(request: Request) -> HTMLResponse:
         raw = await read_body(request, limit=MAX_FORM_BYTES)
     except HttpError as error:
         return _notice("That answer is too long", f"Sorry: {error.reason}.", status=error.status)
-    fields = parse_qs(raw.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=10)
+    try:
+        fields = parse_qs(
+            raw.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=MAX_RESURVEY_FIELDS
+        )
+    except ValueError:  # more fields than the form has: not a browser sending this page's form
+        return _notice("That answer could not be read", "Sorry: the form sent too many fields.", status=400)
     score_text = (fields.get("score") or [None])[0]
     comment = (fields.get("comment") or [""])[0]
     now = runtime.clock()
@@ -183,6 +189,10 @@ async def post_resurvey(request: Request) -> HTMLResponse:
             question = await flows.page_context(session, runtime=runtime, resurvey=found)
         try:
             score = flows.parse_score(found.metric, score_text)
+            problem = flows.comment_problem(comment)
+            if problem is not None:
+                comment = comment.replace("\x00", "")
+                raise ValueError(problem)
         except ValueError as error:
             body = form_html(question, error=str(error), comment=comment[: flows.MAX_COMMENT_CHARS])
             return _page("One question about your experience", body, status=400)

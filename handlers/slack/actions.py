@@ -20,6 +20,7 @@ from cxbot.authz import Actor
 from cxbot.commands.dispatch import Reply, Where, run, run_text
 from cxbot.commands.grammar import OUTCOMES, Command, CommandError, parse
 from cxbot.config import parse_duration
+from cxbot.limits import parse_id
 from cxbot.loop.contact.flows import composer_for
 from handlers.slack.blocks import (
     MAX_TEXT,
@@ -55,7 +56,7 @@ VERB_OF_BUTTON = {ACK: "ack", "cx_take": "take", REOPEN: "reopen", REVEAL: "reve
 
 
 def _pattern(prefix: str) -> re.Pattern[str]:
-    return re.compile(rf"^{re.escape(prefix)}:\d+$")
+    return re.compile(rf"^{re.escape(prefix)}:[0-9]+$")
 
 
 def _actor(body: dict[str, Any]) -> Actor:
@@ -390,7 +391,7 @@ def _new_case_form_errors(*, feedback: str | None, title: str, description: str)
     """What the form itself can tell before the database: one of feedback id or title, numbers only."""
     if feedback and (title or description):
         return {"feedback": "Give a feedback id or a title, not both"}
-    if feedback and not feedback.isdigit():
+    if feedback and parse_id(feedback) is None:
         return {"feedback": "A feedback id is a whole number"}
     if not feedback and not title:
         if description:
@@ -421,7 +422,7 @@ def _new_case_submitted(deps: SlackDeps) -> Any:
             "new",
             args={
                 "team": team,
-                "feedback_id": int(feedback) if feedback else None,
+                "feedback_id": parse_id(feedback) if feedback else None,
                 "text": None if feedback else text,
                 "touchpoint": touchpoint,
             },

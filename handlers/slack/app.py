@@ -11,10 +11,13 @@ import logging
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.internals import parse_body
+from slack_sdk.signature import SignatureVerifier
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from cxbot.limits import parse_unix_seconds
 from cxbot.runtime import Runtime
 from handlers.slack import actions, commands, events
 from handlers.slack.client import SlackClient, build_web_client
@@ -23,6 +26,45 @@ from handlers.slack.notifier import SlackNotifier
 
 log = logging.getLogger("handlers.slack")
 EVENTS_PATH = "/slack/events"
+#: Bolt's own signature check logs the whole body of a request it refuses (issue #11).
+BOLT_VERIFICATION_LOGGERS = ("slack_bolt.AsyncRequestVerification", "slack_bolt.RequestVerification")
+
+
+class NoRejectedBodies(logging.Filter):
+    """Replaces Bolt's "Invalid request signature detected (... body: ...)" with a short reason."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Invalid request signature"):
+            record.msg, record.args = "refused a request whose Slack signature is not valid", ()
+        return True
+
+
+NO_REJECTED_BODIES = NoRejectedBodies()
+
+
+def unsigned_reason(request: Request, body: bytes, verifier: SignatureVerifier) -> tuple[int, str] | None:
+    """Why a request to /slack/events is refused before Bolt sees it (status, short reason), or None.
+
+    Checked here so that no malformed header or body reaches Bolt's parser or its logger: a
+    timestamp that is not a number, a body that is not UTF-8, a signature that does not match.
+    """
+    stamp = request.headers.get("x-slack-request-timestamp")
+    signature = request.headers.get("x-slack-signature") or ""
+    if parse_unix_seconds(stamp) is None:
+        return 401, "X-Slack-Request-Timestamp is missing or not a Unix timestamp"
+    if not signature.isascii():
+        return 401, "X-Slack-Signature is not a Slack signature"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return 400, "body is not UTF-8 text"
+    if not verifier.is_valid(body=text, timestamp=stamp, signature=signature):
+        return 401, "the Slack signature is missing, expired or does not match"
+    try:
+        parse_body(text, request.headers.get("content-type"))
+    except ValueError:
+        return 400, "body is not a Slack payload"
+    return None
 
 
 def missing_settings(runtime: Runtime) -> list[str]:
@@ -57,6 +99,8 @@ def build_app(runtime: Runtime, client: SlackClient) -> AsyncApp:
         process_before_response=True,
         logger=logging.getLogger("slack_bolt"),
     )
+    for name in BOLT_VERIFICATION_LOGGERS:
+        logging.getLogger(name).addFilter(NO_REJECTED_BODIES)
     deps = SlackDeps(runtime=runtime, client=client)
     commands.register(app, deps)
     actions.register(app, deps)
@@ -73,8 +117,15 @@ def slack_routes(runtime: Runtime) -> list[Route]:
         )
         return []
     handler = AsyncSlackRequestHandler(build_app(runtime, build_client(runtime, interactive=True)))
+    verifier = SignatureVerifier(runtime.settings.slack_signing_secret or "")
 
     async def slack_events(request: Request) -> Response:
+        # The body limit (cxbot.web.common.BodyLimit) has already bounded what this reads.
+        refusal = unsigned_reason(request, await request.body(), verifier)
+        if refusal is not None:
+            status, reason = refusal
+            log.info("refused a request to %s: %s", EVENTS_PATH, reason)
+            return JSONResponse({"error": reason}, status_code=status)
         return await handler.handle(request)
 
     return [Route(EVENTS_PATH, slack_events, methods=["POST"])]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltRequest, AsyncRespond
 
 from cxbot.authz import Actor, Denied, teams_of
 from cxbot.cases.customers import CustomerPage
@@ -21,6 +21,8 @@ from cxbot.cases.flows import CaseNotFound, InvalidTransition
 from cxbot.commands.dispatch import Reply, Where, run_text
 from cxbot.commands.grammar import CommandError, parse
 from cxbot.loop.contact.flows import composer_for
+from cxbot.outbox.inbox import remember_inbound_event
+from cxbot.pii import mask_text
 from handlers.slack.blocks import outgoing
 from handlers.slack.customer_view import customer_message
 from handlers.slack.deps import SlackDeps, log
@@ -29,10 +31,13 @@ from handlers.slack.renderers import contact_modal, new_case_modal, reply_messag
 
 SLACK_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 FAILED = "Sorry, that did not work; the error is in cxbot's log. Nothing was changed."
+REPLAYED = "That exact command was already received and ran once; nothing changed this time."
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
-    async def cx_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+    async def cx_command(
+        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, request: AsyncBoltRequest
+    ) -> None:
         await ack()  # inside Slack's 3 seconds, before any database work
         if asks_for_form(command.get("text") or ""):
             await open_new_case_form(deps, command, respond)
@@ -52,13 +57,34 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             )
             return
         # Answer Slack now; the transaction and the response_url reply run after (design.md §10).
-        deps.runtime.background.start(answer_command(deps, command, respond), name="slack-command")
+        key = replay_key(request)
+        deps.runtime.background.start(answer_command(deps, command, respond, key), name="slack-command")
 
     app.command(deps.runtime.config.slash_command)(cx_command)
 
 
-async def answer_command(deps: SlackDeps, command: dict[str, Any], respond: AsyncRespond) -> None:
-    """The command's work once Slack has its acknowledgement: run it, then reply through response_url."""
+def replay_key(request: AsyncBoltRequest) -> str | None:
+    """The request's signature: a byte-identical replay (design.md §6) carries the same one.
+
+    Slack never retries a slash command and every real one has its own timestamp, text and
+    response_url, so two commands share a signature only when one is a replay. Socket Mode requests
+    are not signed (they arrive on Slack's own connection) and have no key.
+    """
+    signature = (request.headers.get("x-slack-signature") or [""])[0]
+    return f"command:{signature}" if signature else None
+
+
+async def answer_command(
+    deps: SlackDeps, command: dict[str, Any], respond: AsyncRespond, key: str | None = None
+) -> None:
+    """The command's work once Slack has its acknowledgement: run it once, then reply through response_url."""
+    runtime = deps.runtime
+    if key is not None and not await remember_inbound_event(
+        runtime, platform="slack", event_id=key, kind="command", now=runtime.clock()
+    ):
+        log.info("ignoring a replayed slash command")
+        await send_reply(respond, Reply(REPLAYED, ok=False))
+        return
     await send_reply(respond, await run_command(deps, command))
 
 
@@ -74,7 +100,8 @@ async def run_command(deps: SlackDeps, command: dict[str, Any]) -> Reply:
     try:
         return await run_text(deps.runtime, unmention(command.get("text") or ""), actor=actor, where=where)
     except Exception:
-        log.exception("slash command %r failed", command.get("text"))
+        # The text may quote a customer: logged masked and cut short (docs/security.md "What is logged").
+        log.exception("slash command %r failed", mask_text(command.get("text") or "")[:200])
         return Reply(FAILED, ok=False)
 
 

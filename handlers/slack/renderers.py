@@ -34,6 +34,7 @@ from cxbot.cases.view import CaseView
 from cxbot.commands.dispatch import Reply
 from cxbot.commands.grammar import OUTCOMES
 from cxbot.digest.model import LeadershipDigest, TeamDigest
+from cxbot.limits import MAX_ID, parse_id
 from cxbot.loop.contact.flows import Composer
 from cxbot.scores.report import ScoreReport
 from cxbot.scores.stats import Score
@@ -85,7 +86,7 @@ def action_id(verb: str, case_id: int) -> str:
 def case_id_from(action: str) -> int | None:
     """`cx_ack:42` → 42 (None for anything else)."""
     _, _, ident = action.partition(":")
-    return int(ident) if ident.isdigit() else None
+    return parse_id(ident)
 
 
 def _state_line(case: CaseView) -> str:
@@ -291,10 +292,13 @@ def _metadata(case_id: int, channel: str | None) -> str:
 def parse_metadata(text: str) -> tuple[int | None, str | None]:
     try:
         data = json.loads(text or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         return None, None
-    case_id = data.get("case_id")
-    return (case_id if isinstance(case_id, int) else None), data.get("channel")
+    if not isinstance(data, dict):  # only Slack can send it, but never trust its shape (issue #11)
+        return None, None
+    case_id, channel = data.get("case_id"), data.get("channel")
+    valid_id = type(case_id) is int and 1 <= case_id <= MAX_ID
+    return (case_id if valid_id else None), (channel if isinstance(channel, str) else None)
 
 
 def snooze_modal(case_id: int, *, channel: str | None) -> dict[str, Any]:
