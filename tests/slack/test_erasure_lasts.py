@@ -188,7 +188,7 @@ async def test_the_csv_import_keeps_erased_customers_erased(
         assert " erased: " in await say(slack, fake_slack, f"forget {ident}")
 
     path = tmp_path / "export.csv"
-    details = f"{ADA['name']},{ADA['email']},{ADA['phone']},2026-11-10T10:00:00Z"
+    details = f"{ADA['name']},{ADA['email']},{ADA['phone']},2026-11-01T10:00:00Z"
     lines = ["id,metric,score,comment,touchpoint,customer,name,email,phone,at"]
     for n, ident in enumerate(("cust-ada", ADA["email"], "cust-ada")):
         lines.append(f'r{n},nps,{2 + n},"{COMMENT}",checkout,{ident},{details}')
