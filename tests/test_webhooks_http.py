@@ -23,7 +23,7 @@ import yaml
 from sqlalchemy import func, select
 
 from cxbot.config import Config, parse_config
-from cxbot.models import Case, CaseEvent, Customer, Feedback
+from cxbot.models import Case, CaseEvent, Customer, Feedback, OutboxMessage
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
 from cxbot.web import create_app
@@ -336,7 +336,8 @@ async def test_delighted_update_that_raises_the_score_replaces_it(
     assert customer.email == "charlie_gravis@example.com"  # the person's latest details win
     nps = (await client.get("/api/scores", params={"metric": "nps"})).json()["scores"]["nps"]
     assert (nps["n"], nps["score"]) == (1, 100.0)
-    assert await counts(runtime) == {"feedback": 1, "customers": 1, "cases": 1, "case_events": 1}
+    # The open case is told, not reopened or doubled.
+    assert await counts(runtime) == {"feedback": 1, "customers": 1, "cases": 1, "case_events": 2}
 
 
 async def test_delighted_score_out_of_range_is_422_with_the_item_reason(
@@ -698,7 +699,7 @@ async def test_zendesk_rating_changed_later_updates_the_same_feedback_in_either_
     assert feedback.score == 5.0
     csat = (await client.get("/api/scores", params={"metric": "csat"})).json()["scores"]["csat"]
     assert csat["n"] == 1  # one ticket, one answer, counted once at its latest value
-    assert await counts(runtime) == {"feedback": 1, "customers": 1, "cases": 1, "case_events": 1}
+    assert await counts(runtime) == {"feedback": 1, "customers": 1, "cases": 1, "case_events": 2}
 
 
 async def test_zendesk_csat_received_event_is_stored_under_the_ticket_id(
@@ -855,7 +856,17 @@ async def test_intercom_rating_changed_later_updates_the_same_feedback(
     async with runtime.sessions() as session:
         feedback = (await session.execute(select(Feedback))).scalar_one()
     assert (feedback.score, feedback.comment) == (4.0, "Sorted in the end.")
-    assert await counts(runtime) == {"feedback": 1, "customers": 1, "cases": 1, "case_events": 1}
+    assert await counts(runtime) == {"feedback": 1, "customers": 1, "cases": 1, "case_events": 2}
+    async with runtime.sessions() as session:
+        event = (await session.execute(select(CaseEvent).order_by(CaseEvent.id.desc()).limit(1))).scalar_one()
+        refreshes = (
+            (await session.execute(select(OutboxMessage).where(OutboxMessage.kind == "case.card")))
+            .scalars()
+            .all()
+        )
+    assert (event.kind, event.detail) == ("rating_changed", "Rating changed from CSAT 2 to CSAT 4")
+    # The card is refreshed with the new rating (a second case.card row per destination of the team).
+    assert [r.payload["text"] for r in refreshes][-1] == "Rating changed from CSAT 2 to CSAT 4"
 
 
 async def test_intercom_same_conversation_id_in_two_workspaces_does_not_collide(
