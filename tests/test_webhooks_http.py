@@ -38,12 +38,16 @@ FORMBRICKS_KEY = b"formbricks-test-signing-key-32by"
 FORMBRICKS_SECRET = "whsec_" + base64.b64encode(FORMBRICKS_KEY).decode()
 ZENDESK_SECRET = "zd-signing-secret-6f2b9c1e"
 INTERCOM_SECRET = "ic-client-secret-0d7e4a3b"
+SM_API_KEY = "sm-api-key-5c1d"
+SM_API_SECRET = "sm-api-secret-9e2f"
 SECRETS = {
     "DELIGHTED_WEBHOOK_SECRET": DELIGHTED_SECRET,
     "TYPEFORM_WEBHOOK_SECRET": TYPEFORM_SECRET,
     "FORMBRICKS_WEBHOOK_SECRET": FORMBRICKS_SECRET,
     "ZENDESK_WEBHOOK_SECRET": ZENDESK_SECRET,
     "INTERCOM_CLIENT_SECRET": INTERCOM_SECRET,
+    "SURVEYMONKEY_API_KEY": SM_API_KEY,
+    "SURVEYMONKEY_API_SECRET": SM_API_SECRET,
 }
 
 NON_PROMOTER = "delighted_survey_response_updated_non_promoter.json"
@@ -83,6 +87,8 @@ WEBHOOKS: dict[str, dict[str, Any]] = {
         "touchpoint_map": {"Billing": "refunds", "360009876543": "refunds"},
     },
     "intercom": {"exclude_bot_conversations": True, "touchpoint": "support-chat"},
+    # Fetching is tested in test_fetch_providers.py; here only what the webhook itself answers.
+    "surveymonkey": {"score_question": "126001001", "choice_scores": {"830000003": 3}},
 }
 
 
@@ -130,6 +136,11 @@ def intercom_headers(body: bytes, *, secret: str = INTERCOM_SECRET, **_: Any) ->
     return {"X-Hub-Signature": "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()}
 
 
+def surveymonkey_headers(body: bytes, *, secret: str = SM_API_SECRET, **_: Any) -> dict[str, str]:
+    digest = hmac.new(f"{SM_API_KEY}&{secret}".encode(), body, hashlib.sha1).digest()
+    return {"Sm-Signature": base64.b64encode(digest).decode()}
+
+
 Signer = Callable[..., dict[str, str]]
 SIGNERS: dict[str, Signer] = {
     "delighted": delighted_headers,
@@ -137,6 +148,7 @@ SIGNERS: dict[str, Signer] = {
     "formbricks": formbricks_headers,
     "zendesk": zendesk_headers,
     "intercom": intercom_headers,
+    "surveymonkey": surveymonkey_headers,
 }
 #: One real payload per provider that, correctly signed, would store a feedback item.
 PAYLOADS = {
@@ -145,6 +157,7 @@ PAYLOADS = {
     "formbricks": FORMBRICKS_FINISHED,
     "zendesk": ZENDESK_TRIGGER,
     "intercom": INTERCOM_RATING,
+    "surveymonkey": "surveymonkey_response_completed.json",
 }
 SECRET_ENV = {
     "delighted": "DELIGHTED_WEBHOOK_SECRET",
@@ -152,6 +165,7 @@ SECRET_ENV = {
     "formbricks": "FORMBRICKS_WEBHOOK_SECRET",
     "zendesk": "ZENDESK_WEBHOOK_SECRET",
     "intercom": "INTERCOM_CLIENT_SECRET",
+    "surveymonkey": "SURVEYMONKEY_API_SECRET",
 }
 WRONG_SECRETS = {
     "delighted": "another-private-api-key",
@@ -159,6 +173,7 @@ WRONG_SECRETS = {
     "formbricks": "whsec_" + base64.b64encode(b"another-signing-key-of-32-bytes!").decode(),
     "zendesk": "another-zendesk-secret",
     "intercom": "another-intercom-secret",
+    "surveymonkey": "another-surveymonkey-secret",
 }
 
 
@@ -451,7 +466,7 @@ async def test_typeform_csat_response_opens_a_case_for_the_mapped_touchpoint(
 
 # --- rejected deliveries: 401 naming the provider, nothing stored ----------------------------------
 
-PROVIDER_NAMES = ["delighted", "typeform", "formbricks", "zendesk", "intercom"]
+PROVIDER_NAMES = ["delighted", "typeform", "formbricks", "zendesk", "intercom", "surveymonkey"]
 
 
 def _missing(provider: str, body: bytes, at: datetime) -> tuple[bytes, dict[str, str]]:
@@ -467,6 +482,7 @@ def _garbage(provider: str, body: bytes, at: datetime) -> tuple[bytes, dict[str,
         "formbricks": "v1,AAAA",
         "zendesk": "AAAA",
         "intercom": "sha1=" + "0" * 40,
+        "surveymonkey": "AAAA",
     }[provider]
     return body, headers
 
@@ -474,7 +490,8 @@ def _garbage(provider: str, body: bytes, at: datetime) -> tuple[bytes, dict[str,
 def _tampered(provider: str, body: bytes, at: datetime) -> tuple[bytes, dict[str, str]]:
     headers = SIGNERS[provider](body, at=at)
     tampered = body.replace(b"example.com", b"example.org", 1).replace(b'"q2"', b'"q3"', 1)
-    return tampered.replace(b'"rating":2', b'"rating":5', 1), headers
+    tampered = tampered.replace(b'"rating":2', b'"rating":5', 1)
+    return tampered.replace(b'"114958291633"', b'"114958291634"', 1), headers
 
 
 def _wrong_secret(provider: str, body: bytes, at: datetime) -> tuple[bytes, dict[str, str]]:
@@ -550,7 +567,8 @@ async def test_unknown_provider_is_404(client: httpx.AsyncClient, runtime: Runti
     response = await client.post("/webhooks/medallia", content=b"{}")
     assert response.status_code == 404
     assert response.json() == {
-        "error": "unknown provider 'medallia' (known: delighted, formbricks, intercom, typeform, zendesk)"
+        "error": "unknown provider 'medallia' "
+        "(known: delighted, formbricks, intercom, surveymonkey, typeform, zendesk)"
     }
 
 
@@ -630,6 +648,10 @@ async def test_not_json_with_a_valid_signature_is_422(
             "or a zen:event-type event",
         ),
         ("intercom", "not a intercom payload: intercom: topic: expected a string, got null"),
+        (
+            "surveymonkey",
+            "not a surveymonkey payload: surveymonkey: event_type: expected a string, got null",
+        ),
     ],
 )
 async def test_json_that_is_not_the_providers_payload_is_422(

@@ -40,6 +40,7 @@ from typing import Any
 from pydantic import model_validator
 
 from cxbot.ingest.intercom import INTERCOM
+from cxbot.ingest.surveymonkey import SURVEYMONKEY
 from cxbot.ingest.webhook_base import (
     BaseOptions,
     PayloadError,
@@ -398,5 +399,6 @@ PROVIDERS: dict[str, Provider] = {
         Provider("formbricks", FormbricksOptions, _verify_formbricks, _parse_formbricks),
         ZENDESK,
         INTERCOM,
+        SURVEYMONKEY,
     )
 }

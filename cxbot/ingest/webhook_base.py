@@ -46,6 +46,10 @@ class BaseOptions(BaseModel):
     #: Tags added to every item from this provider.
     tags: list[str] = []
 
+    def signing_env(self) -> list[str]:
+        """The variables whose values, joined with `&`, are the signing key (one for most providers)."""
+        return [self.secret_env]
+
     @model_validator(mode="after")
     def _scale_only_for_ces(self) -> BaseOptions:
         if self.scale is not None and self.metric != "ces":
@@ -69,6 +73,11 @@ class Provider:
     options_model: type[BaseModel]
     verifier: Verifier = field(repr=False)
     parser: Parser = field(repr=False)
+    #: For providers whose webhook carries only ids: the parser returns fetch jobs (each with a
+    #: `key`), queued durably, and this (a cxbot.ingest.fetch_queue.Fetcher) turns one into items.
+    fetcher: Any = field(default=None, repr=False)
+    #: Body encoding of the webhook: JSON, or an HTML form (Qualtrics).
+    body_format: Literal["json", "form"] = "json"
 
     def verify(self, *, headers: Mapping[str, str], body: bytes, secret: str, now: datetime) -> None:
         """Raise SignatureError unless `body` was signed with `secret`; header names ignore case.
