@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -40,6 +41,17 @@ TOKEN = "sm-access-token-77aa"
 SURVEY = "508912377"
 RESPONSE = "114958291633"
 DETAILS_PATH = f"/v3/surveys/{SURVEY}/responses/{RESPONSE}/details"
+SHARED_KEY = "qualtrics-shared-key-41b7"
+QUALTRICS_TOKEN = "qualtrics-api-token-0c3e"
+QUALTRICS_SURVEY = "SV_0Ae4Yk5w8n3HbG6"
+QUALTRICS_RESPONSE = "R_3fMk2Jt9qWx1YzA"
+QUALTRICS_PATH = f"/API/v3/surveys/{QUALTRICS_SURVEY}/responses/{QUALTRICS_RESPONSE}"
+QUALTRICS_SECTION: dict[str, Any] = {
+    "metric": "csat",
+    "score_qid": "QID1",
+    "comment_qid": "QID2_TEXT",
+    "touchpoint_field": "touchpoint",
+}
 #: The NPS question's eleven choices, 0..10.
 CHOICES = {str(830000000 + n): n for n in range(11)}
 
@@ -63,6 +75,7 @@ def sm_headers(body: bytes, *, key: str = API_KEY, secret: str = API_SECRET) -> 
 def fake() -> Iterator[FakeProviders]:
     with FakeProviders.running() as running:
         running.route(DETAILS_PATH, Reply(200, details()))
+        running.route(QUALTRICS_PATH, Reply(200, json.loads(raw("qualtrics_response.json"))))
         yield running
 
 
@@ -81,7 +94,10 @@ def section(fake: FakeProviders, **changes: Any) -> dict[str, Any]:
 @pytest.fixture
 async def runtime(settings: Settings, clock: FrozenClock, fake: FakeProviders) -> AsyncIterator[Runtime]:
     document = yaml.safe_load((ROOT / "cxbot.example.yaml").read_text(encoding="utf-8"))
-    document["webhooks"] = {"surveymonkey": section(fake)}
+    document["webhooks"] = {
+        "surveymonkey": section(fake),
+        "qualtrics": QUALTRICS_SECTION | {"api_url": fake.base},
+    }
     built = Runtime.build(settings=settings, config=parse_config(document), clock=clock)
     await built.sync_directory()
     try:
@@ -95,6 +111,8 @@ def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SURVEYMONKEY_API_KEY", API_KEY)
     monkeypatch.setenv("SURVEYMONKEY_API_SECRET", API_SECRET)
     monkeypatch.setenv("SURVEYMONKEY_ACCESS_TOKEN", TOKEN)
+    monkeypatch.setenv("QUALTRICS_SHARED_KEY", SHARED_KEY)
+    monkeypatch.setenv("QUALTRICS_API_TOKEN", QUALTRICS_TOKEN)
 
 
 def worker(runtime: Runtime, **kwargs: Any) -> FetchWorker:
@@ -329,3 +347,114 @@ async def test_other_event_types_are_acknowledged_and_ignored(
     assert response.status_code == 200
     assert response.json() == {"results": [], "note": "event carries no survey response; ignored"}
     assert await stored(runtime) == (0, [])
+
+
+# --- Qualtrics --------------------------------------------------------------------------------------
+
+
+def qualtrics_form(
+    *,
+    key: str = SHARED_KEY,
+    topic: str = f"surveyengine.completedResponse.{QUALTRICS_SURVEY}",
+    sign: bool = True,
+) -> bytes:
+    message = raw("qualtrics_completed_response_msg.json").decode().strip()
+    fields = {"Topic": topic, "MSG": message}
+    if sign:
+        fields["HMAC"] = hmac.new(key.encode(), message.encode(), hashlib.sha512).hexdigest()
+    return urlencode(fields).encode()
+
+
+async def deliver_qualtrics(client: httpx.AsyncClient, body: bytes) -> httpx.Response:
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": ""}
+    return await client.post("/webhooks/qualtrics", content=body, headers=headers)
+
+
+async def test_qualtrics_event_is_queued_then_fetched_with_the_api_token(
+    client: httpx.AsyncClient, runtime: Runtime, fake: FakeProviders
+) -> None:
+    response = await deliver_qualtrics(client, qualtrics_form())
+    assert (response.status_code, response.json()) == (202, {"queued": 1, "already_queued": 0})
+    assert (await deliver_qualtrics(client, qualtrics_form())).json() == {"queued": 0, "already_queued": 1}
+
+    stats = await worker(runtime).run_once()
+
+    assert stats.done == 1
+    [request] = fake.requests(QUALTRICS_PATH)
+    assert (request.method, request.headers["x-api-token"]) == ("GET", QUALTRICS_TOKEN)
+    async with runtime.sessions() as session:
+        feedback = (await session.execute(select(Feedback))).scalar_one()
+        case = (await session.execute(select(Case))).scalar_one()
+    assert (feedback.source, feedback.external_id, feedback.metric, feedback.score) == (
+        "qualtrics",
+        QUALTRICS_RESPONSE,
+        "csat",
+        2.0,
+    )
+    assert (feedback.comment, feedback.touchpoint_key) == (
+        "The agent could not find my order.",
+        "support-phone",
+    )
+    assert case.team_key == "support"
+
+
+async def test_qualtrics_outage_and_timeout_are_retried_and_the_response_lands_once(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock, fake: FakeProviders
+) -> None:
+    await deliver_qualtrics(client, qualtrics_form())
+    fake.script(QUALTRICS_PATH, Reply(500, {"meta": {"httpStatus": "500 - Internal Server Error"}}), HANG)
+    fetches = worker(runtime)
+    assert (await fetches.run_once()).retried == 1
+    assert (await fetches.run_once(now=clock.advance(seconds=11))).retried == 1
+    assert (await fetches.run_once(now=clock.advance(seconds=21))).done == 1
+    assert len(fake.requests(QUALTRICS_PATH)) == 3
+    feedback, fetches_stored = await stored(runtime)
+    assert (feedback, fetches_stored) == (1, [("done", None)])
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (qualtrics_form(key="another-key"), "qualtrics signature rejected: signature does not match"),
+        (
+            qualtrics_form(sign=False),
+            "qualtrics signature rejected: missing MSG or HMAC field (set a shared key on the subscription)",
+        ),
+    ],
+    ids=["wrong-key", "unsigned"],
+)
+async def test_qualtrics_bad_hmac_is_401_and_nothing_is_queued(
+    client: httpx.AsyncClient, runtime: Runtime, body: bytes, reason: str
+) -> None:
+    response = await deliver_qualtrics(client, body)
+    assert (response.status_code, response.json()) == (401, {"error": reason})
+    assert await stored(runtime) == (0, [])
+
+
+async def test_qualtrics_other_topic_is_ignored_and_unset_key_is_503(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = await deliver_qualtrics(client, qualtrics_form(topic="controlpanel.activateSurvey"))
+    assert (other.status_code, other.json()["results"]) == (200, [])
+    monkeypatch.delenv("QUALTRICS_SHARED_KEY")
+    disabled = await deliver_qualtrics(client, qualtrics_form())
+    assert disabled.status_code == 503
+    assert disabled.json() == {
+        "error": "QUALTRICS_SHARED_KEY is not set on the server, so qualtrics webhooks are disabled"
+    }
+    assert await stored(runtime) == (0, [])
+
+
+async def test_qualtrics_unknown_qids_are_a_recorded_skip(
+    client: httpx.AsyncClient, runtime: Runtime, fake: FakeProviders
+) -> None:
+    await deliver_qualtrics(client, qualtrics_form())
+    document = yaml.safe_load((ROOT / "cxbot.example.yaml").read_text(encoding="utf-8"))
+    wrong = {"api_url": fake.base, "score_qid": "QID9", "comment_qid": "QID8_TEXT"}
+    document["webhooks"] = {"qualtrics": QUALTRICS_SECTION | wrong}
+    stats = await FetchWorker(runtime, fetch_sources(parse_config(document))).run_once()
+    assert stats.skipped == 1
+    assert await stored(runtime) == (
+        0,
+        [("skipped", f"QID9, QID8_TEXT not in response {QUALTRICS_RESPONSE}")],
+    )

@@ -40,6 +40,7 @@ from typing import Any
 from pydantic import model_validator
 
 from cxbot.ingest.intercom import INTERCOM
+from cxbot.ingest.qualtrics import QUALTRICS
 from cxbot.ingest.surveymonkey import SURVEYMONKEY
 from cxbot.ingest.webhook_base import (
     BaseOptions,
@@ -400,5 +401,6 @@ PROVIDERS: dict[str, Provider] = {
         ZENDESK,
         INTERCOM,
         SURVEYMONKEY,
+        QUALTRICS,
     )
 }
