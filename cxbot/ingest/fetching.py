@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["FetchError", "FetchSkip", "Fetcher", "get_json"]
+__all__ = ["FetchError", "FetchSkip", "Fetcher", "get_json", "request_json", "seconds_to_wait"]
 
 USER_AGENT = "cxbot (+https://github.com/cxbot)"
 
@@ -52,8 +52,21 @@ Fetcher = Callable[
 
 async def get_json(http: httpx.AsyncClient, url: str, *, headers: Mapping[str, str], what: str) -> Any:
     """One GET; timeouts, network errors, 429 and 5xx are retried, other 4xx give up."""
+    return await request_json(http, "GET", url, headers=headers, what=what)
+
+
+async def request_json(
+    http: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    what: str,
+    body: Any = None,
+) -> Any:
+    """One request answered with JSON; failures become FetchError (transient unless a plain 4xx)."""
     try:
-        response = await http.get(url, headers={"User-Agent": USER_AGENT, **headers})
+        response = await http.request(method, url, headers={"User-Agent": USER_AGENT, **headers}, json=body)
     except httpx.TimeoutException as error:
         raise FetchError(f"{what} timed out ({type(error).__name__})") from None
     except httpx.TransportError as error:

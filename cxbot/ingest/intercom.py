@@ -37,7 +37,7 @@ from cxbot.ingest.webhook_base import (
     tag_names,
 )
 
-__all__ = ["INTERCOM", "RATING_TOPIC", "IntercomOptions"]
+__all__ = ["INTERCOM", "RATING_TOPIC", "IntercomOptions", "conversation_items"]
 
 RATING_TOPIC = "conversation.rating.added"
 
@@ -50,7 +50,9 @@ class IntercomOptions(BaseOptions):
     #: Skip ratings of conversations a bot (Fin, a workflow) handled rather than a teammate.
     exclude_bot_conversations: bool = False
     #: Intercom API base for `sync` (https://api.intercom.io, or the EU/AU region host).
-    api_url: str | None = None
+    api_url: str = "https://api.intercom.io"
+    #: The workspace's app id, for `sync` (webhooks carry it; the search API does not).
+    app_id: str | None = None
     #: Env var holding the access token for the pull (Bearer).
     api_token_env: str = "INTERCOM_ACCESS_TOKEN"
 
@@ -108,6 +110,12 @@ def _parse(payload: Any, options: IntercomOptions) -> list[dict[str, Any]]:
         received_at=rating.get("created_at") or body.get("created_at"),
         tags=tag_names(tags.get("tags") if isinstance(tags, dict) else None),
     )
+
+
+def conversation_items(conversation: Any, *, app_id: str, options: IntercomOptions) -> list[dict[str, Any]]:
+    """A conversation from the search API (used by `sync`), keyed exactly like its webhook."""
+    envelope = {"topic": RATING_TOPIC, "app_id": app_id, "data": {"item": conversation}}
+    return _parse(envelope, options)
 
 
 INTERCOM = Provider("intercom", IntercomOptions, _verify, _parse)

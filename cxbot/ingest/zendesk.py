@@ -48,7 +48,7 @@ from cxbot.ingest.webhook_base import (
     scalar_text,
 )
 
-__all__ = ["ZENDESK", "ZENDESK_TOLERANCE", "ZendeskOptions", "zendesk_signature"]
+__all__ = ["ZENDESK", "ZENDESK_TOLERANCE", "ZendeskOptions", "rating_items", "zendesk_signature"]
 
 #: How far the signature timestamp may be from our clock before a delivery counts as a replay.
 ZENDESK_TOLERANCE = timedelta(minutes=5)
@@ -77,7 +77,7 @@ class ZendeskOptions(BaseOptions):
     touchpoint_map: dict[str, str] = Field(default_factory=dict)
     #: Zendesk API base for `sync` (https://<subdomain>.zendesk.com); credentials below by env name.
     api_url: str | None = None
-    #: Env var holding `email/token:api-token` credentials for the pull (Basic auth).
+    #: Env var holding `agent@example.com/token:<api token>` for the pull (sent as Basic auth).
     api_token_env: str = "ZENDESK_API_TOKEN"
 
 
@@ -178,6 +178,26 @@ def _parse_event(body: dict[str, Any], options: ZendeskOptions) -> list[dict[str
         touchpoint=_touchpoint(ticket.get(f"{field}_id"), options) if field else None,
         customer=customer_dict(ident=ticket.get("requester_id")),
         received_at=body.get("time") or ticket.get("updated_at"),
+        tags=[],
+    )
+
+
+def rating_items(rating: Any, options: ZendeskOptions) -> list[dict[str, Any]]:
+    """One record of `GET /api/v2/satisfaction_ratings` (used by `sync`), keyed like the webhooks."""
+    record = as_object(rating, "satisfaction_rating", "zendesk")
+    score = csat_score(record.get("score"), options.rating_scale)
+    if score is None:
+        return []
+    field = options.touchpoint_field
+    return feedback_items(
+        source="zendesk",
+        external_id=identifier(record.get("ticket_id"), "satisfaction_rating.ticket_id", "zendesk"),
+        options=options,
+        score=score,
+        comment=comment_text(record.get("comment"), "satisfaction_rating.comment", "zendesk"),
+        touchpoint=_touchpoint(record.get(f"{field}_id"), options) if field else None,
+        customer=customer_dict(ident=record.get("requester_id")),
+        received_at=record.get("updated_at") or record.get("created_at"),
         tags=[],
     )
 
