@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sync", help="pull a provider's recent ratings over its API and ingest what is missing"
     )
     sync.add_argument(
-        "provider", help="zendesk, intercom or surveymonkey (configured under webhooks.<provider>)"
+        "provider", help="zendesk, intercom, surveymonkey or qualtrics (configured under webhooks.<provider>)"
     )
     sync.add_argument("--since", default="7d", help="how far back to pull, e.g. 7d, 36h (default 7d)")
     sync.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -42,11 +42,14 @@ ENV = {
     "ZENDESK_API_TOKEN": "agent@example.com/token:zd-api-token",
     "INTERCOM_ACCESS_TOKEN": "ic-access-token",
     "SURVEYMONKEY_ACCESS_TOKEN": "sm-access-token",
+    "QUALTRICS_API_TOKEN": "qualtrics-api-token",
 }
 RATINGS = "/api/v2/satisfaction_ratings.json"
 RATINGS_PAGE_2 = "/api/v2/satisfaction_ratings/page-2.json"
 SEARCH = "/conversations/search"
 BULK = "/v3/surveys/508912377/responses/bulk"
+QUALTRICS_SURVEY = "SV_0Ae4Yk5w8n3HbG6"
+EXPORT = f"/API/v3/surveys/{QUALTRICS_SURVEY}/export-responses"
 
 
 def raw(name: str) -> bytes:
@@ -89,6 +92,7 @@ def document(fake: FakeProviders) -> dict[str, Any]:
     config["webhooks"]["zendesk"]["api_url"] = fake.base
     config["webhooks"]["intercom"].update(api_url=fake.base, app_id="i6wc9ipe")
     config["webhooks"]["surveymonkey"]["api_url"] = fake.base
+    config["webhooks"]["qualtrics"].update(api_url=fake.base, surveys=[QUALTRICS_SURVEY])
     return config
 
 
@@ -267,8 +271,8 @@ async def test_sync_stops_with_the_reason_on_a_permanent_error_or_missing_token(
         await sync_provider(runtime, "zendesk", since=timedelta(days=1), env=ENV)
     with pytest.raises(SyncError, match="INTERCOM_ACCESS_TOKEN is not set"):
         await sync_provider(runtime, "intercom", since=timedelta(days=1), env={})
-    with pytest.raises(SyncError, match="cannot sync 'qualtrics'"):
-        await sync_provider(runtime, "qualtrics", since=timedelta(days=1), env=ENV)
+    with pytest.raises(SyncError, match="cannot sync 'typeform'"):
+        await sync_provider(runtime, "typeform", since=timedelta(days=1), env=ENV)
 
 
 def test_cli_sync_runs_and_bad_usage_is_one_line(
@@ -295,7 +299,35 @@ def test_cli_sync_runs_and_bad_usage_is_one_line(
     assert main(["sync", "medallia"]) == 2
     assert (
         capsys.readouterr().err.strip()
-        == "sync: cannot sync 'medallia' (can: intercom, surveymonkey, zendesk)"
+        == "sync: cannot sync 'medallia' (can: intercom, qualtrics, surveymonkey, zendesk)"
     )
     assert main(["sync", "zendesk", "--since", "soon"]) == 2
     assert "--since: 'soon' is not a duration" in capsys.readouterr().err
+
+
+async def test_qualtrics_sync_runs_the_export_and_reruns_as_a_no_op(
+    runtime: Runtime, fake: FakeProviders
+) -> None:
+    record = json.loads(raw("qualtrics_response.json"))["result"]
+    unmapped = {"responseId": "R_9zz", "values": {"recordedDate": "2026-11-02T10:00:00Z", "QID7": 4}}
+    fake.route(EXPORT, Reply(200, {"result": {"progressId": "ES_1", "status": "inProgress"}, "meta": {}}))
+    fake.route(f"{EXPORT}/ES_1", Reply(200, {"result": {"fileId": "F_1", "status": "complete"}}))
+    fake.script(
+        f"{EXPORT}/ES_1",
+        Reply(200, {"result": {"status": "inProgress", "percentComplete": 40.0}}),
+        Reply(503, {}),
+    )
+    fake.route(f"{EXPORT}/F_1/file", Reply(200, {"responses": [record, unmapped]}))
+    waits = Waits()
+
+    report = await sync_provider(runtime, "qualtrics", since=timedelta(days=7), env=ENV, wait=waits)
+
+    assert report.statuses["created"] == 1
+    assert report.skipped == ["QID1, QID2_TEXT not in response R_9zz"]
+    assert waits.seconds == [2.0, 2.0]  # one poll still in progress, one 503 retried
+    [start] = [r for r in fake.requests(EXPORT) if r.method == "POST"]
+    assert start.json()["format"] == "json" and start.json()["compress"] is False
+    assert start.headers["x-api-token"] == "qualtrics-api-token"
+    assert await external_ids(runtime) == [("qualtrics", "R_3fMk2Jt9qWx1YzA", 2.0)]
+    again = await sync_provider(runtime, "qualtrics", since=timedelta(days=7), env=ENV, wait=waits)
+    assert (again.statuses["created"], again.statuses["duplicate"]) == (0, 1)

@@ -14,6 +14,9 @@ Per provider (the record shapes are each provider's documented list API):
   `INTERCOM_ACCESS_TOKEN`, pages by `pages.next.starting_after`; rated ones only.
 * SurveyMonkey: `GET {api_url}/v3/surveys/{id}/responses/bulk?start_modified_at=…` for each survey
   in `surveys`, Bearer `SURVEYMONKEY_ACCESS_TOKEN`, pages by `links.next`.
+* Qualtrics: the response export for each survey in `surveys` (`POST …/export-responses` with
+  `startDate` and `compress: false`, poll `…/export-responses/{progressId}` until `complete`, then
+  `GET …/export-responses/{fileId}/file`, a JSON `responses[]`), `X-API-TOKEN`.
 
 A 429 (after its Retry-After), a 5xx or a timeout is retried in place with backoff; after
 `attempts` failures of one page the sync stops with the reason, keeping what it stored.
@@ -38,6 +41,8 @@ from cxbot.db import transaction
 from cxbot.ingest.fetching import FetchError, FetchSkip, request_json
 from cxbot.ingest.intercom import IntercomOptions, conversation_items
 from cxbot.ingest.providers import PROVIDERS
+from cxbot.ingest.qualtrics import QualtricsOptions
+from cxbot.ingest.qualtrics import response_items as qualtrics_items
 from cxbot.ingest.service import ingest_items
 from cxbot.ingest.surveymonkey import SurveyMonkeyOptions, response_items
 from cxbot.ingest.webhook_base import PayloadError
@@ -148,10 +153,49 @@ async def _surveymonkey(
             url = (answer.get("links") or {}).get("next")
 
 
+#: How many times the Qualtrics export is polled (with `wait` between) before the sync gives up.
+EXPORT_POLLS = 60
+
+
+async def _qualtrics(
+    options: QualtricsOptions,
+    env: Mapping[str, str],
+    call: Requester,
+    since: datetime,
+    skipped: list[str],
+    wait: Callable[[float], Awaitable[None]],
+) -> AsyncIterator[Page]:
+    if not options.surveys:
+        raise SyncError("webhooks.qualtrics.surveys lists no survey ids to pull")
+    start = since.strftime("%Y-%m-%dT%H:%M:%SZ")
+    for survey in options.surveys:
+        base = f"{options.api_url.rstrip('/')}/API/v3/surveys/{survey}/export-responses"
+        started = await call("POST", base, {"format": "json", "startDate": start, "compress": False})
+        progress_id = (started.get("result") or {}).get("progressId")
+        if not progress_id:
+            raise SyncError(f"qualtrics export of {survey} did not start: {started.get('meta')}")
+        for _ in range(EXPORT_POLLS):
+            state = (await call("GET", f"{base}/{progress_id}", None)).get("result") or {}
+            if state.get("status") == "complete":
+                break
+            if state.get("status") == "failed":
+                raise SyncError(f"qualtrics export of {survey} failed")
+            await wait(2.0)
+        else:
+            raise SyncError(f"qualtrics export of {survey} did not finish after {EXPORT_POLLS} polls")
+        exported = await call("GET", f"{base}/{state['fileId']}/file", None)
+        yield [
+            _mapped(lambda r=record: qualtrics_items(r, options), skipped)
+            for record in exported.get("responses") or []
+        ]
+
+
 def _auth(name: str, options: BaseModel, env: Mapping[str, str]) -> dict[str, str]:
     if name == "zendesk":
         credentials = _secret(env, options.api_token_env)  # type: ignore[attr-defined]
         return {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+    if name == "qualtrics":
+        return {"X-API-TOKEN": _secret(env, options.api_token_env)}  # type: ignore[attr-defined]
     variable = options.access_token_env if name == "surveymonkey" else options.api_token_env  # type: ignore[attr-defined]
     headers = {"Authorization": f"Bearer {_secret(env, variable)}"}
     if name == "intercom":
@@ -159,11 +203,12 @@ def _auth(name: str, options: BaseModel, env: Mapping[str, str]) -> dict[str, st
     return headers
 
 
-#: Provider → its pull. Qualtrics has only the asynchronous export API; not pulled yet.
+#: Provider → its pull.
 SYNCABLE: dict[str, Callable[..., AsyncIterator[Page]]] = {
     "zendesk": _zendesk,
     "intercom": _intercom,
     "surveymonkey": _surveymonkey,
+    "qualtrics": _qualtrics,
 }
 
 
@@ -208,7 +253,8 @@ async def sync_provider(
             raise AssertionError("unreachable")
 
         now = runtime.clock()
-        async for page in pull(options, env, call, now - since, report.skipped):
+        extra = (wait,) if name == "qualtrics" else ()
+        async for page in pull(options, env, call, now - since, report.skipped, *extra):
             report.pages += 1
             items = [item for record in page for item in record]
             if items:
