@@ -26,8 +26,8 @@ import yaml
 from sqlalchemy import select
 
 from cxbot.cli import main
-from cxbot.config import parse_config
-from cxbot.ingest.sync import SyncError, sync_provider
+from cxbot.config import ConfigError, parse_config
+from cxbot.ingest.sync import DailySync, SyncError, daily_syncs, run_daily_sync, sync_provider
 from cxbot.models import Feedback
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
@@ -331,3 +331,40 @@ async def test_qualtrics_sync_runs_the_export_and_reruns_as_a_no_op(
     assert await external_ids(runtime) == [("qualtrics", "R_3fMk2Jt9qWx1YzA", 2.0)]
     again = await sync_provider(runtime, "qualtrics", since=timedelta(days=7), env=ENV, wait=waits)
     assert (again.statuses["created"], again.statuses["duplicate"]) == (0, 1)
+
+
+async def test_daily_sync_from_the_config_pulls_and_never_raises(
+    settings: Settings, clock: FrozenClock, fake: FakeProviders, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = document(fake)
+    config["webhooks"]["zendesk"].update(sync_daily_at="03:30", sync_since="36h")
+    parsed = parse_config(config)
+    assert daily_syncs(parsed) == [DailySync("zendesk", 3, 30, timedelta(hours=36))]
+    built = Runtime.build(settings=settings, config=parsed, clock=clock)
+    await built.sync_directory()
+    try:
+        fake.route(RATINGS, Reply(200, {"satisfaction_ratings": [zendesk_rating(7, "bad")], "meta": {}}))
+        [job] = daily_syncs(parsed)
+        report = await run_daily_sync(built, job, env=ENV)
+        assert report is not None and report.statuses["created"] == 1
+        [request] = fake.requests(RATINGS)
+        assert f"start_time={int((clock() - timedelta(hours=36)).timestamp())}" in request.path
+        fake.script(RATINGS, Reply(403, {"error": "Forbidden"}))
+        assert await run_daily_sync(built, job, env=ENV) is None
+        assert "daily sync zendesk: zendesk pull stopped: zendesk: 403" in caplog.text
+    finally:
+        await built.close()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"sync_daily_at": "25:00"}, "sync_daily_at: '25:00' is not a time of day like 03:30"),
+        ({"sync_since": "a week"}, "sync_since: 'a week' is not a number of days or hours like 2d"),
+    ],
+)
+def test_check_config_rejects_a_bad_daily_sync(changes: dict[str, str], message: str) -> None:
+    config = yaml.safe_load((ROOT / "cxbot.example.yaml").read_text(encoding="utf-8"))
+    config["webhooks"]["intercom"].update(changes)
+    with pytest.raises(ConfigError, match=message):
+        parse_config(config)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from cxbot.ingest.webhook_base import (
     BaseOptions,
+    DailySyncOptions,
     PayloadError,
     Provider,
     SignatureError,
@@ -42,7 +43,7 @@ __all__ = ["INTERCOM", "RATING_TOPIC", "IntercomOptions", "conversation_items"]
 RATING_TOPIC = "conversation.rating.added"
 
 
-class IntercomOptions(BaseOptions):
+class IntercomOptions(BaseOptions, DailySyncOptions):
     """Intercom ratings are CSAT 1–5; which ones to skip and where the touchpoint comes from."""
 
     secret_env: str = "INTERCOM_CLIENT_SECRET"

@@ -26,6 +26,7 @@ from pydantic import Field, model_validator
 from cxbot.ingest.fetching import FetchError, FetchSkip, get_json
 from cxbot.ingest.webhook_base import (
     BaseOptions,
+    DailySyncOptions,
     PayloadError,
     Provider,
     SignatureError,
@@ -42,7 +43,7 @@ __all__ = ["QUALTRICS", "TOPIC_PREFIX", "QualtricsOptions"]
 TOPIC_PREFIX = "surveyengine.completedResponse."
 
 
-class QualtricsOptions(BaseOptions):
+class QualtricsOptions(BaseOptions, DailySyncOptions):
     """Which QIDs and embedded-data fields hold what."""
 
     secret_env: str = "QUALTRICS_SHARED_KEY"

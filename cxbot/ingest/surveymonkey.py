@@ -28,6 +28,7 @@ from pydantic import Field, model_validator
 from cxbot.ingest.fetching import FetchError, FetchSkip, get_json
 from cxbot.ingest.webhook_base import (
     BaseOptions,
+    DailySyncOptions,
     PayloadError,
     Provider,
     SignatureError,
@@ -46,7 +47,7 @@ __all__ = ["SURVEYMONKEY", "SurveyMonkeyOptions", "surveymonkey_signature"]
 _EVENTS = frozenset({"response_completed", "response_updated"})
 
 
-class SurveyMonkeyOptions(BaseOptions):
+class SurveyMonkeyOptions(BaseOptions, DailySyncOptions):
     """Which question holds what, by SurveyMonkey's ids, and what each choice means."""
 
     secret_env: str = "SURVEYMONKEY_API_SECRET"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -48,10 +49,21 @@ from cxbot.ingest.surveymonkey import SurveyMonkeyOptions, response_items
 from cxbot.ingest.webhook_base import PayloadError
 from cxbot.ingest.zendesk import ZendeskOptions, rating_items
 
-if TYPE_CHECKING:  # runtime → ingest: only the type is needed here
+if TYPE_CHECKING:  # runtime → ingest: only the types are needed here
+    from cxbot.config import Config
     from cxbot.runtime import Runtime
 
-__all__ = ["SYNCABLE", "SyncError", "SyncReport", "sync_provider"]
+__all__ = [
+    "SYNCABLE",
+    "DailySync",
+    "SyncError",
+    "SyncReport",
+    "daily_syncs",
+    "run_daily_sync",
+    "sync_provider",
+]
+
+log = logging.getLogger(__name__)
 
 
 class SyncError(Exception):
@@ -265,4 +277,39 @@ async def sync_provider(
                 report.statuses.update(r.status for r in results)
             if progress is not None:
                 progress(len(page))
+    return report
+
+
+@dataclass(frozen=True, slots=True)
+class DailySync:
+    """One provider's daily pull, from `sync_daily_at` / `sync_since` in its webhooks section."""
+
+    provider: str
+    hour: int
+    minute: int
+    since: timedelta
+
+
+def daily_syncs(config: Config) -> list[DailySync]:
+    """The daily pulls the configuration asks for (check-config validated the sections)."""
+    out = []
+    for name in sorted(SYNCABLE):
+        if name not in config.webhooks:
+            continue
+        options = PROVIDERS[name].options_model.model_validate(config.webhooks[name] or {})
+        at = getattr(options, "sync_daily_at", None)
+        if at is not None:
+            hour, minute = (int(part) for part in at.split(":"))
+            out.append(DailySync(name, hour, minute, options.sync_window()))  # type: ignore[attr-defined]
+    return out
+
+
+async def run_daily_sync(runtime: Runtime, job: DailySync, **kwargs: Any) -> SyncReport | None:
+    """The scheduler's daily pull: logged, never raised (a provider outage must not stop `serve`)."""
+    try:
+        report = await sync_provider(runtime, job.provider, since=job.since, **kwargs)
+    except SyncError as error:
+        log.warning("daily sync %s: %s", job.provider, error)
+        return None
+    log.info("daily sync %s: %s", job.provider, report.summary())
     return report

@@ -7,9 +7,10 @@ provider module stays short and none of them imports another. Pure functions onl
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -55,6 +56,31 @@ class BaseOptions(BaseModel):
         if self.scale is not None and self.metric != "ces":
             raise ValueError(f"scale: only metric 'ces' takes a scale, not {self.metric!r}")
         return self
+
+
+class DailySyncOptions(BaseModel):
+    """For providers `sync` can pull: an optional daily pull by `serve`, so lost webhooks heal alone."""
+
+    #: Time of day (UTC, "HH:MM") to run `sync <provider> --since <sync_since>`; None: never.
+    sync_daily_at: str | None = None
+    #: How far back the daily pull looks ("2d", "36h"); overlapping days cost only duplicates.
+    sync_since: str = "2d"
+
+    @model_validator(mode="after")
+    def _daily_sync_is_a_time(self) -> DailySyncOptions:
+        if self.sync_daily_at is not None and not _CLOCK.fullmatch(self.sync_daily_at):
+            raise ValueError(f"sync_daily_at: {self.sync_daily_at!r} is not a time of day like 03:30")
+        if not _SINCE.fullmatch(self.sync_since):
+            raise ValueError(f"sync_since: {self.sync_since!r} is not a number of days or hours like 2d")
+        return self
+
+    def sync_window(self) -> timedelta:
+        amount, unit = int(self.sync_since[:-1]), self.sync_since[-1]
+        return timedelta(days=amount) if unit == "d" else timedelta(hours=amount)
+
+
+_CLOCK = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+_SINCE = re.compile(r"[1-9]\d*[dh]")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from pydantic import Field
 
 from cxbot.ingest.webhook_base import (
     BaseOptions,
+    DailySyncOptions,
     PayloadError,
     Provider,
     SignatureError,
@@ -63,7 +64,7 @@ _UNANSWERED = frozenset({"", "offered", "unoffered", "none", "null"})
 _SCALES: dict[int, dict[int, int]] = {2: {1: 1, 2: 5}, 3: {1: 1, 2: 3, 3: 5}, 5: {n: n for n in range(1, 6)}}
 
 
-class ZendeskOptions(BaseOptions):
+class ZendeskOptions(BaseOptions, DailySyncOptions):
     """How to read a Zendesk rating and where its touchpoint comes from."""
 
     secret_env: str = "ZENDESK_WEBHOOK_SECRET"
