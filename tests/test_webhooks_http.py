@@ -568,7 +568,7 @@ async def test_unknown_provider_is_404(client: httpx.AsyncClient, runtime: Runti
     assert response.status_code == 404
     assert response.json() == {
         "error": "unknown provider 'medallia' "
-        "(known: delighted, formbricks, intercom, surveymonkey, typeform, zendesk)"
+        "(known: delighted, formbricks, intercom, qualtrics, surveymonkey, typeform, zendesk)"
     }
 
 
