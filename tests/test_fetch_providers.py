@@ -398,16 +398,23 @@ async def test_qualtrics_event_is_queued_then_fetched_with_the_api_token(
     assert case.team_key == "support"
 
 
-async def test_qualtrics_outage_and_timeout_are_retried_and_the_response_lands_once(
+async def test_qualtrics_rate_limit_outage_and_timeout_are_retried_and_the_response_lands_once(
     client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock, fake: FakeProviders
 ) -> None:
     await deliver_qualtrics(client, qualtrics_form())
-    fake.script(QUALTRICS_PATH, Reply(500, {"meta": {"httpStatus": "500 - Internal Server Error"}}), HANG)
+    fake.script(
+        QUALTRICS_PATH,
+        Reply(429, {"meta": {"httpStatus": "429 - Too Many Requests"}}, {"Retry-After": "5"}),
+        Reply(500, {"meta": {"httpStatus": "500 - Internal Server Error"}}),
+        HANG,
+    )
     fetches = worker(runtime)
     assert (await fetches.run_once()).retried == 1
-    assert (await fetches.run_once(now=clock.advance(seconds=11))).retried == 1
-    assert (await fetches.run_once(now=clock.advance(seconds=21))).done == 1
-    assert len(fake.requests(QUALTRICS_PATH)) == 3
+    assert (await fetches.run_once(now=clock.advance(seconds=4))).claimed == 0  # Retry-After: 5
+    assert (await fetches.run_once(now=clock.advance(seconds=2))).retried == 1
+    assert (await fetches.run_once(now=clock.advance(seconds=21))).retried == 1  # the hang, cut at 0.5 s
+    assert (await fetches.run_once(now=clock.advance(seconds=41))).done == 1
+    assert len(fake.requests(QUALTRICS_PATH)) == 4
     feedback, fetches_stored = await stored(runtime)
     assert (feedback, fetches_stored) == (1, [("done", None)])
 

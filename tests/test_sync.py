@@ -204,34 +204,25 @@ async def test_intercom_sync_adds_the_missed_rating_under_the_webhooks_key(
     missed["id"] = "21322009555"
     missed["conversation_rating"].update(rating=1, remark="Never got an answer.")
     unrated = {**seen, "id": "21322009600", "conversation_rating": None}
-    fake.route(
-        SEARCH,
-        Reply(
-            200,
-            {
-                "type": "conversation.list",
-                "conversations": [seen, unrated],
-                "pages": {"next": {"starting_after": "WzE2"}},
-            },
-        ),
+    page_1 = Reply(
+        200,
+        {
+            "type": "conversation.list",
+            "conversations": [seen, unrated],
+            "pages": {"next": {"starting_after": "WzE2"}},
+        },
     )
-    fake.script(
-        SEARCH,
-        Reply(
-            200,
-            {
-                "type": "conversation.list",
-                "conversations": [seen, unrated],
-                "pages": {"next": {"starting_after": "WzE2"}},
-            },
-        ),
-        Reply(200, {"type": "conversation.list", "conversations": [missed], "pages": {}}),
+    page_2 = Reply(200, {"type": "conversation.list", "conversations": [missed], "pages": {}})
+    fake.script(SEARCH, Reply(429, {"type": "error.list"}, {"Retry-After": "3"}), page_1, HANG, page_2)
+    waits = Waits()
+
+    report = await sync_provider(
+        runtime, "intercom", since=timedelta(days=7), env=ENV, timeout=0.3, wait=waits
     )
 
-    report = await sync_provider(runtime, "intercom", since=timedelta(days=7), env=ENV)
-
-    assert (report.statuses["created"], report.statuses["duplicate"]) == (1, 1)
-    first, second = fake.requests(SEARCH)[:2]
+    assert (report.statuses["created"], report.statuses["duplicate"], report.retries) == (1, 1, 2)
+    assert waits.seconds == [3.0, 2.0]
+    _, first, _, second = fake.requests(SEARCH)
     assert first.method == "POST" and first.headers["authorization"] == "Bearer ic-access-token"
     assert second.json()["pagination"]["starting_after"] == "WzE2"
     assert first.json()["query"]["field"] == "updated_at"
@@ -239,6 +230,9 @@ async def test_intercom_sync_adds_the_missed_rating_under_the_webhooks_key(
         ("intercom", "i6wc9ipe:21322009097", 2.0),
         ("intercom", "i6wc9ipe:21322009555", 1.0),
     ]
+    fake.script(SEARCH, page_1, page_2)
+    again = await sync_provider(runtime, "intercom", since=timedelta(days=7), env=ENV)
+    assert (again.statuses["created"], again.statuses["duplicate"]) == (0, 2)
 
 
 async def test_surveymonkey_sync_maps_bulk_responses_and_records_skips(
