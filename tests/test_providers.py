@@ -27,7 +27,11 @@ from cxbot.ingest.providers import (
     SignatureError,
     TypeformOptions,
 )
+from cxbot.ingest.qualtrics import QualtricsOptions
+from cxbot.ingest.qualtrics import response_items as qualtrics_items
 from cxbot.ingest.schema import FeedbackIn, validate_item
+from cxbot.ingest.surveymonkey import SurveyMonkeyOptions
+from cxbot.ingest.surveymonkey import response_items as surveymonkey_items
 from cxbot.ingest.zendesk import ZendeskOptions
 
 FIXTURES = Path(__file__).parent / "fixtures" / "surveys"
@@ -590,3 +594,43 @@ def test_intercom_bot_ratings_kept_unless_excluded() -> None:
     payload["data"]["item"]["conversation_rating"]["teammate"] = {"type": "bot", "id": "fin"}
     assert len(INTERCOM.parse(payload=payload, options=IntercomOptions())) == 1
     assert INTERCOM.parse(payload=payload, options=IntercomOptions(exclude_bot_conversations=True)) == []
+
+
+# --- SurveyMonkey and Qualtrics (the mapping of a fetched response) ---------------------------------
+
+
+def test_surveymonkey_response_maps_choice_comment_touchpoint_and_contact() -> None:
+    details = json.loads(body("surveymonkey_response_details.json"))
+    details["email_address"] = ""  # the contact's address is then read from metadata.contact
+    details["metadata"]["contact"]["email"]["value"] = "sam.t@example.com"
+    options = SurveyMonkeyOptions(
+        score_question="126001001",
+        choice_scores={"830000003": 3},
+        comment_question="126001002",
+        touchpoint_variable="touchpoint",
+    )
+    [item] = validated(surveymonkey_items(details, options))
+    assert (item.external_id, item.metric, item.score, item.touchpoint) == (
+        "114958291633",
+        "nps",
+        3,
+        "delivery",
+    )
+    assert item.comment == "The courier left the parcel in the rain."
+    assert item.customer is not None
+    assert (item.customer.id, item.customer.name) == ("sam.t@example.com", "Sam Taylor")
+
+
+def test_qualtrics_response_maps_qids_and_embedded_data() -> None:
+    result = json.loads(body("qualtrics_response.json"))["result"]
+    options = QualtricsOptions(
+        metric="csat", score_qid="QID1", comment_qid="QID2_TEXT", touchpoint_field="touchpoint"
+    )
+    [item] = validated(qualtrics_items(result, options))
+    assert (item.external_id, item.score, item.touchpoint) == ("R_3fMk2Jt9qWx1YzA", 2, "support-phone")
+    assert item.customer is not None
+    assert (item.customer.id, item.customer.email, item.customer.name) == (
+        "cus_77190",
+        "li.wei@example.org",
+        "Li Wei",
+    )

@@ -138,6 +138,13 @@ def _chosen(answers: list[dict[str, Any]], mapping: Mapping[str, Any], question:
     return None
 
 
+def _contact_email(metadata: Any) -> Any:
+    """`metadata.contact.email.value`, where SurveyMonkey puts a known contact's address."""
+    for key in ("contact", "email", "value"):
+        metadata = metadata.get(key) if isinstance(metadata, dict) else None
+    return metadata
+
+
 def response_items(details: Any, options: SurveyMonkeyOptions) -> list[dict[str, Any]]:
     """One fetched (or bulk-listed) response as feedback items, by the configured question ids."""
     if not isinstance(details, dict) or details.get("id") is None:
@@ -162,14 +169,7 @@ def response_items(details: Any, options: SurveyMonkeyOptions) -> list[dict[str,
             options.choice_touchpoints,
             options.touchpoint_question,
         )
-    contact = (
-        ((details.get("metadata") or {}).get("contact") or {})
-        if isinstance(details.get("metadata"), dict)
-        else {}
-    )
-    email = details.get("email_address") or (
-        (contact.get("email") or {}).get("value") if isinstance(contact, dict) else None
-    )
+    email = details.get("email_address") or _contact_email(details.get("metadata"))
     name = " ".join(
         p for p in (scalar_text(details.get("first_name")), scalar_text(details.get("last_name"))) if p
     )

@@ -46,7 +46,7 @@ from cxbot.ingest.qualtrics import QualtricsOptions
 from cxbot.ingest.qualtrics import response_items as qualtrics_items
 from cxbot.ingest.service import ingest_items
 from cxbot.ingest.surveymonkey import SurveyMonkeyOptions, response_items
-from cxbot.ingest.webhook_base import PayloadError
+from cxbot.ingest.webhook_base import DailySyncOptions, PayloadError
 from cxbot.ingest.zendesk import ZendeskOptions, rating_items
 
 if TYPE_CHECKING:  # runtime → ingest: only the types are needed here
@@ -202,17 +202,18 @@ async def _qualtrics(
         ]
 
 
-def _auth(name: str, options: BaseModel, env: Mapping[str, str]) -> dict[str, str]:
-    if name == "zendesk":
-        credentials = _secret(env, options.api_token_env)  # type: ignore[attr-defined]
+def _auth(options: BaseModel, env: Mapping[str, str]) -> dict[str, str]:
+    """Each API's own credentials header, from the variable the section names."""
+    if isinstance(options, ZendeskOptions):
+        credentials = _secret(env, options.api_token_env)
         return {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
-    if name == "qualtrics":
-        return {"X-API-TOKEN": _secret(env, options.api_token_env)}  # type: ignore[attr-defined]
-    variable = options.access_token_env if name == "surveymonkey" else options.api_token_env  # type: ignore[attr-defined]
-    headers = {"Authorization": f"Bearer {_secret(env, variable)}"}
-    if name == "intercom":
-        headers["Intercom-Version"] = "2.11"
-    return headers
+    if isinstance(options, QualtricsOptions):
+        return {"X-API-TOKEN": _secret(env, options.api_token_env)}
+    if isinstance(options, SurveyMonkeyOptions):
+        return {"Authorization": f"Bearer {_secret(env, options.access_token_env)}"}
+    if isinstance(options, IntercomOptions):
+        return {"Authorization": f"Bearer {_secret(env, options.api_token_env)}", "Intercom-Version": "2.11"}
+    raise SyncError(f"no credentials known for {type(options).__name__}")
 
 
 #: Provider → its pull.
@@ -242,7 +243,7 @@ async def sync_provider(
     provider = PROVIDERS[name]
     options = provider.options_model.model_validate(runtime.config.webhooks.get(name) or {})
     env = env if env is not None else os.environ
-    headers = _auth(name, options, env)
+    headers = _auth(options, env)
     report = SyncReport()
 
     async with httpx.AsyncClient(timeout=timeout) as http:
@@ -297,10 +298,9 @@ def daily_syncs(config: Config) -> list[DailySync]:
         if name not in config.webhooks:
             continue
         options = PROVIDERS[name].options_model.model_validate(config.webhooks[name] or {})
-        at = getattr(options, "sync_daily_at", None)
-        if at is not None:
-            hour, minute = (int(part) for part in at.split(":"))
-            out.append(DailySync(name, hour, minute, options.sync_window()))  # type: ignore[attr-defined]
+        if isinstance(options, DailySyncOptions) and options.sync_daily_at is not None:
+            hour, minute = (int(part) for part in options.sync_daily_at.split(":"))
+            out.append(DailySync(name, hour, minute, options.sync_window()))
     return out
 
 
