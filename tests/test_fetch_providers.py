@@ -170,6 +170,8 @@ async def test_event_is_answered_at_once_then_fetched_and_stored(
     assert feedback.received_at == datetime(2026, 11, 2, 11, 40, 12, tzinfo=UTC)
     assert case.team_key == "logistics"
     assert (fetch.status, fetch.attempts, fetch.feedback_id) == ("done", 1, feedback.id)
+    metrics = (await client.get("/metrics")).text
+    assert 'cxbot_provider_fetches_total{provider="surveymonkey",status="done"} 1' in metrics
 
 
 async def test_redelivered_event_is_one_fetch_and_one_feedback(

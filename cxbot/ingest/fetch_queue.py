@@ -217,3 +217,6 @@ class FetchWorker:
                 for result in results:
                     self.runtime.counters.inc("cxbot_feedback_items_total", status=result.status)
             await session.execute(update(ProviderFetch).where(ProviderFetch.id == row.id).values(**values))
+        self.runtime.counters.inc(
+            "cxbot_provider_fetches_total", provider=row.provider, status=values["status"]
+        )
