@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """cxbot's entry point: wires the platform packages into the core and runs a command-line verb.
 
-`python bot.py serve | console | check-config | db upgrade | import | digest` (see README.md).
+`python bot.py serve | console | check-config | db upgrade | import | sync | digest` (see README.md).
 """
 
 from __future__ import annotations

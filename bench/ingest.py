@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Ingest throughput: 50k feedback items over HTTP, through the CSV importer, and a raw INSERT baseline.
+"""Ingest throughput: 50k feedback items over HTTP, through the CSV importer, a raw INSERT baseline,
+and signed helpdesk webhooks (Zendesk, Intercom) against the same items posted one by one.
 
     python bench/ingest.py                      # SQLite files in a temporary directory
     python bench/ingest.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
@@ -237,6 +238,146 @@ def run_http(items: list[dict[str, Any]], databases: Databases, *, batch: int, c
         return asyncio.run(post_all(server.url, items, batch=batch, connections=connections))
 
 
+# --------------------------------------------------------------------------- (d) webhooks
+
+ZENDESK_SECRET = "bench-zendesk-signing-secret"
+INTERCOM_SECRET = "bench-intercom-client-secret"
+WEBHOOK_ENV = {"ZENDESK_WEBHOOK_SECRET": ZENDESK_SECRET, "INTERCOM_CLIENT_SECRET": INTERCOM_SECRET}
+
+
+def as_csat(item: dict[str, Any]) -> int:
+    """The item's score on a 1-5 scale, so every metric can travel as a helpdesk CSAT rating."""
+    low, high = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}[item["metric"]]
+    return 1 + round(4 * (float(item["score"]) - low) / (high - low))
+
+
+def deliveries(items: list[dict[str, Any]]) -> list[tuple[str, bytes, dict[str, Any]]]:
+    """Each item as a Zendesk trigger body or an Intercom rating (alternating), plus the same item as
+    `POST /feedback` would take it: (provider, body, feedback item)."""
+    import json
+
+    out = []
+    for n, item in enumerate(items):
+        score = as_csat(item)
+        customer = item["customer"]
+        if n % 2 == 0:
+            body = {
+                "ticket_id": item["external_id"],
+                "rating": str(score),
+                "comment": item["comment"] or "",
+                "requester_id": customer["id"],
+                "requester_email": customer.get("email", ""),
+                "requester_name": customer.get("name", ""),
+                "group": item["touchpoint"] or "",
+                "brand": "Bench",
+                "updated_at": item["received_at"],
+            }
+            provider, source, external_id = "zendesk", "zendesk", item["external_id"]
+        else:
+            body = {
+                "type": "notification_event",
+                "app_id": "benchapp",
+                "topic": "conversation.rating.added",
+                "created_at": 1_700_000_000,
+                "data": {
+                    "type": "notification_event_data",
+                    "item": {
+                        "type": "conversation",
+                        "id": item["external_id"],
+                        "user": {"type": "user", "id": customer["id"], "email": customer.get("email")},
+                        "conversation_rating": {
+                            "rating": score,
+                            "remark": item["comment"],
+                            "created_at": int(datetime.fromisoformat(item["received_at"]).timestamp()),
+                            "contact": {"type": "contact", "id": customer["id"]},
+                            "teammate": {"type": "admin", "id": "1"},
+                        },
+                    },
+                },
+            }
+            provider, source, external_id = "intercom", "intercom", f"benchapp:{item['external_id']}"
+        feedback = {
+            **item,
+            "source": source,
+            "external_id": external_id,
+            "metric": "csat",
+            "score": score,
+            "tags": [],
+        }
+        out.append((provider, json.dumps(body).encode(), feedback))
+    return out
+
+
+def sign(provider: str, body: bytes) -> dict[str, str]:
+    """Each provider's own signature, computed here as the provider would (not with cxbot's code)."""
+    import base64
+    import hashlib
+    import hmac
+
+    if provider == "intercom":
+        return {
+            "X-Hub-Signature": "sha1=" + hmac.new(INTERCOM_SECRET.encode(), body, hashlib.sha1).hexdigest()
+        }
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    digest = hmac.new(ZENDESK_SECRET.encode(), stamp.encode() + body, hashlib.sha256).digest()
+    return {
+        "X-Zendesk-Webhook-Signature": base64.b64encode(digest).decode(),
+        "X-Zendesk-Webhook-Signature-Timestamp": stamp,
+    }
+
+
+async def deliver_all(base: str, requests: list[tuple[str, Any]], *, concurrency: int) -> float:
+    """Send every request (a webhook body or a one-item /feedback list) at `concurrency`; seconds."""
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    for request in requests:
+        queue.put_nowait(request)
+    problems: list[str] = []
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            path, payload = queue.get_nowait()
+            if path == "/feedback":
+                response = await client.post(
+                    path, json=payload, headers={"Authorization": f"Bearer {API_KEY}"}
+                )
+            else:
+                headers = {**sign(path.rsplit("/", 1)[1], payload), "Content-Type": "application/json"}
+                response = await client.post(path, content=payload, headers=headers)
+            status = response.json()["results"][0]["status"] if response.status_code == 200 else None
+            if status != "created":
+                problems.append(f"{path}: HTTP {response.status_code} {response.text[:200]}")
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+    if problems:
+        raise RuntimeError(f"{len(problems)} request(s) failed: {problems[0]}")
+    return seconds
+
+
+def run_webhooks(
+    items: list[dict[str, Any]], databases: Databases, *, concurrency: int
+) -> tuple[float, float]:
+    """Signed Zendesk and Intercom deliveries, then the same items one per POST /feedback, each on a
+    fresh database of its own; returns (webhook seconds, /feedback seconds)."""
+    made = deliveries(items)
+    hooks = [(f"/webhooks/{provider}", body) for provider, body, _ in made]
+    singles = [("/feedback", [feedback]) for _, _, feedback in made]
+    times = []
+    for name, requests in (("webhooks", hooks), ("single", singles)):
+        env = {
+            "DATABASE_URL": databases.fresh(name),
+            "CXBOT_API_KEY": API_KEY,
+            "CXBOT_CONFIG": str(CONFIG),
+            **WEBHOOK_ENV,
+        }
+        with ServerProcess(env) as server:
+            times.append(asyncio.run(deliver_all(server.url, requests, concurrency=concurrency)))
+    return times[0], times[1]
+
+
 # --------------------------------------------------------------------------- (b) CSV
 
 
@@ -343,7 +484,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--database-url", help="a PostgreSQL server URL; each leg creates and drops a database of its own"
     )
-    parser.add_argument("--skip", action="append", default=[], choices=["http", "csv", "baseline"])
+    parser.add_argument(
+        "--webhooks", type=int, default=2_000, help="signed webhook deliveries in leg (d) (default 2000)"
+    )
+    parser.add_argument(
+        "--webhook-concurrency", type=int, default=8, help="concurrent webhook deliveries (default 8)"
+    )
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=["http", "csv", "baseline", "webhooks"]
+    )
     args = parser.parse_args(argv)
     if args.database_url and not args.database_url.startswith(("postgresql", "postgres")):
         parser.error("--database-url must be a PostgreSQL URL (SQLite is the default)")
@@ -390,6 +539,24 @@ def main(argv: list[str] | None = None) -> int:
                     f"(c) raw executemany:     {rates['baseline']:>9,.0f} rows/s   ({seconds:.2f} s, "
                     "one INSERT executemany, one transaction)"
                 )
+            if "webhooks" not in args.skip:
+                sample = items[: args.webhooks]
+                hook_seconds, single_seconds = run_webhooks(
+                    sample, databases, concurrency=args.webhook_concurrency
+                )
+                rates["webhooks"] = len(sample) / hook_seconds
+                rates["single"] = len(sample) / single_seconds
+                print(
+                    f"(d) signed webhooks:     {rates['webhooks']:>9,.0f} deliveries/s "
+                    f"({hook_seconds:.2f} s, {len(sample):,} Zendesk and Intercom ratings, "
+                    f"concurrency {args.webhook_concurrency})"
+                )
+                print(
+                    f"    POST /feedback x1:   {rates['single']:>9,.0f} items/s  "
+                    f"({single_seconds:.2f} s, the same items one per request, "
+                    f"concurrency {args.webhook_concurrency})"
+                )
+                print(f"webhooks/feedback: {rates['webhooks'] / rates['single']:.2f}")
         finally:
             databases.drop_all()
     if "baseline" in rates:

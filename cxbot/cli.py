@@ -74,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    sync = verbs.add_parser(
+        "sync", help="pull a provider's recent ratings over its API and ingest what is missing"
+    )
+    sync.add_argument(
+        "provider", help="zendesk, intercom, surveymonkey or qualtrics (configured under webhooks.<provider>)"
+    )
+    sync.add_argument("--since", default="7d", help="how far back to pull, e.g. 7d, 36h (default 7d)")
+    sync.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
     console = verbs.add_parser("console", help="the shell chat adapter: /cx commands at a prompt")
     console.add_argument(
         "--demo",
@@ -332,6 +341,52 @@ def cmd_console(args: argparse.Namespace, settings: Settings, console: PlatformC
         loop.close()
 
 
+def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
+    from cxbot.config import parse_duration
+    from cxbot.db import upgrade
+    from cxbot.ingest.sync import SYNCABLE, SyncError, sync_provider
+    from cxbot.runtime import Runtime
+
+    config = _load(settings)
+    if args.provider not in SYNCABLE:
+        raise UsageError(f"sync: cannot sync {args.provider!r} (can: {', '.join(sorted(SYNCABLE))})")
+    try:
+        since = parse_duration(args.since)
+    except ValueError as error:
+        raise UsageError(f"sync: --since: {error}") from None
+    bar = _sync_bar(args.provider, enabled=not args.no_progress and sys.stderr.isatty())
+
+    async def run() -> int:
+        await upgrade(settings.database_url)
+        runtime = Runtime.build(settings=settings, config=config)
+        try:
+            await runtime.sync_directory()
+            report = await sync_provider(
+                runtime, args.provider, since=since, progress=bar.update if bar is not None else None
+            )
+        except SyncError as error:
+            print(f"sync {args.provider}: {error}", file=sys.stderr)
+            return EXIT_FAILURE
+        finally:
+            if bar is not None:
+                bar.close()
+            await runtime.close()
+        for reason in report.skipped:
+            print(f"sync {args.provider}: skipped: {reason}", file=sys.stderr)
+        print(f"sync {args.provider}: {report.summary()}", file=sys.stderr)
+        return EXIT_OK
+
+    return asyncio.run(run())
+
+
+def _sync_bar(provider: str, *, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(unit=" ratings", desc=f"sync {provider}", file=sys.stderr, leave=True)
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -361,6 +416,8 @@ def main(
             return cmd_db_upgrade(args, settings)
         if args.verb == "import":
             return cmd_import(args, settings)
+        if args.verb == "sync":
+            return cmd_sync(args, settings)
         if args.verb == "digest":
             return cmd_digest(args, settings)
         if args.verb == "serve":

@@ -40,6 +40,8 @@ CASE_STATES = ("new", "acknowledged", "in_progress", "contacted", "resolved", "c
 OPEN_CASE_STATES = ("new", "acknowledged", "in_progress", "contacted")
 METRICS = ("nps", "csat", "ces", "comment")
 OUTBOX_STATES = ("pending", "sending", "sent", "dead")
+#: A provider fetch: waiting or backing off, claimed, stored, skipped (recorded reason), given up.
+FETCH_STATES = ("pending", "fetching", "done", "skipped", "dead")
 DIGEST_STATES = ("claimed", "sent", "skipped", "failed")
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY, so the big ids fall back to INTEGER there.
@@ -376,6 +378,32 @@ class OutboxMessage(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ProviderFetch(Base):
+    """A webhook that carried only ids: the response still to be fetched from the provider's API.
+
+    Written when the webhook is answered and worked later with retries (like the outbox), so a
+    restart or a provider outage loses nothing; `dedupe_key` makes a redelivered webhook one fetch.
+    """
+
+    __tablename__ = "provider_fetches"
+    __table_args__ = (
+        CheckConstraint(_in("status", FETCH_STATES), name="status"),
+        Index(None, "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    feedback_id: Mapped[int | None] = mapped_column(BigId)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class CasePost(Base):

@@ -1,4 +1,5 @@
-"""The minute job of `serve`: due digests (cxbot.digest.posting) and SLA steps (cxbot.cases.escalation).
+"""The jobs of `serve`: every minute, due digests (cxbot.digest.posting) and SLA steps
+(cxbot.cases.escalation); once a day per provider that asks for it, `sync` (cxbot.ingest.sync).
 
 APScheduler (3.x, asyncio) only calls the two ticks every minute; each tick is safe to run on every
 replica, so the job itself holds no state.
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from cxbot.cases.escalation import tick as escalation_tick
 from cxbot.digest.posting import instance_name, tick
+from cxbot.ingest.sync import daily_syncs, run_daily_sync
 from cxbot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,17 @@ class Scheduler:
             misfire_grace_time=30,
             next_run_time=datetime.now(UTC) + timedelta(seconds=1),
         )
+        for job in daily_syncs(self.runtime.config):
+            # Each replica pulls; the ingest is idempotent, so the second pull only finds duplicates.
+            self._scheduler.add_job(
+                run_daily_sync,
+                CronTrigger(hour=job.hour, minute=job.minute, timezone=UTC),
+                args=(self.runtime, job),
+                id=f"sync-{job.provider}",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=3600,
+            )
         self._scheduler.start()
 
     def shutdown(self) -> None:

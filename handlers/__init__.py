@@ -1,7 +1,7 @@
 """Platform packages (Slack, Microsoft Teams): each turns platform requests into core commands and
 renders core results back. `platform_routes` is the one place `bot.py` asks for their HTTP routes,
 `platform_notifiers` the one place the outbox worker gets their ways out, and `platform_services` the
-background work `serve` runs beside the HTTP app (the outbox worker).
+background work `serve` runs beside the HTTP app (the outbox worker, the provider fetch queue).
 """
 
 from __future__ import annotations
@@ -45,10 +45,14 @@ def platform_notifiers(runtime: Any) -> dict[str, Any]:
 async def platform_services(runtime: Any, *, idle_seconds: float = 2.0) -> AsyncIterator[None]:
     """Background work for `serve` while the context is open: the outbox worker, and Slack Socket
     Mode when SLACK_APP_TOKEN is set."""
+    from cxbot.ingest.fetch_queue import FetchWorker, fetch_sources
     from cxbot.outbox.worker import OutboxWorker
     from handlers.slack import socket_mode_handler
 
     stop = asyncio.Event()
+    # Responses that webhooks only named (SurveyMonkey, Qualtrics), fetched from the provider's API.
+    fetcher = FetchWorker(runtime, fetch_sources(runtime.config))
+    fetch_task = asyncio.create_task(fetcher.run_forever(stop, idle_seconds=idle_seconds), name="cxbot-fetch")
     notifiers = platform_notifiers(runtime)
     worker_task = None
     if notifiers:
@@ -71,5 +75,6 @@ async def platform_services(runtime: Any, *, idle_seconds: float = 2.0) -> Async
         # while the database is still open, and let the worker deliver what it queued.
         await runtime.background.drain()
         stop.set()
+        await fetch_task
         if worker_task is not None:
             await worker_task

@@ -33,6 +33,8 @@ def test_ingest_bench_runs_every_leg() -> None:
             "100",
             "--csv-batch",
             "128",
+            "--webhooks",
+            "40",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -46,5 +48,7 @@ def test_ingest_bench_runs_every_leg() -> None:
         "(c) raw executemany:",
         "http/baseline:",
         "csv/baseline:",
+        "(d) signed webhooks:",
+        "webhooks/feedback:",
     ):
         assert line in finished.stdout, finished.stdout

@@ -198,7 +198,13 @@ async def test_bulk_import_writes_exactly_what_the_portable_path_writes(
     assert any(r.startswith("NPS 2 is at or below") for r in reasons)  # e2, opened by its update
     assert {c["routing_rule"] for c in cases} >= {"fallback", "rule:money-words", "rule:parcel-words"}
     assert any(c["priority"] == "high" for c in cases)  # c10, a repeat detractor
-    assert len(stored["case_events"]) == len(cases) == len(stored["outbox"])
+    created = [e for e in stored["case_events"] if e["kind"] == "created"]
+    first_cards = [o for o in stored["outbox"] if o["dedupe_key"].endswith(":opened")]
+    assert len(created) == len(cases) == len(first_cards)
+    # A later row that changes the score of a response whose case is open tells that case (issue #14).
+    changed = [e for e in stored["case_events"] if e["kind"] == "rating_changed"]
+    assert len(changed) == len(stored["case_events"]) - len(cases)
+    assert all(e["detail"].startswith("Rating changed from ") for e in changed)
     customers = {c["external_id"]: c for c in stored["customers"]}
     assert customers["c2"]["name"] == "Cy" and customers["c1"]["name"] == "Ann"
     feedback = {f["external_id"]: f for f in stored["feedback"]}

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from cxbot.ingest.intercom import IntercomOptions
 from cxbot.ingest.providers import (
     PROVIDERS,
     DelightedOptions,
@@ -26,7 +27,12 @@ from cxbot.ingest.providers import (
     SignatureError,
     TypeformOptions,
 )
+from cxbot.ingest.qualtrics import QualtricsOptions
+from cxbot.ingest.qualtrics import response_items as qualtrics_items
 from cxbot.ingest.schema import FeedbackIn, validate_item
+from cxbot.ingest.surveymonkey import SurveyMonkeyOptions
+from cxbot.ingest.surveymonkey import response_items as surveymonkey_items
+from cxbot.ingest.zendesk import ZendeskOptions
 
 FIXTURES = Path(__file__).parent / "fixtures" / "surveys"
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
@@ -507,3 +513,124 @@ def test_ces_scale_is_passed_through() -> None:
     [item] = DELIGHTED.parse(payload=payload, options=DelightedOptions(metric="ces", scale="1-5-low-good"))
     assert item["scale"] == "1-5-low-good"
     assert validate_item(item, now=NOW).score == 5.5
+
+
+# --- Zendesk ----------------------------------------------------------------------------------------
+
+ZENDESK = PROVIDERS["zendesk"]
+#: Zendesk's published secret for test deliveries, and the vector aaronellington/zendesk-go checks.
+ZENDESK_TEST_SECRET = "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="
+ZENDESK_VECTOR = "10IqYzYTLHRftNsNE+im0DeOM6/JactIRuy0XCHJ9B8="
+
+
+def test_zendesk_documented_test_secret_vector_verifies() -> None:
+    raw = body("zendesk_event_user_group_membership_created.json")
+    headers = {
+        "X-Zendesk-Webhook-Signature": ZENDESK_VECTOR,
+        "X-Zendesk-Webhook-Signature-Timestamp": "1234",
+    }
+    ZENDESK.verify(
+        headers=headers, body=raw, secret=ZENDESK_TEST_SECRET, now=datetime.fromtimestamp(1234, tz=UTC)
+    )
+    with pytest.raises(SignatureError, match="too far from the current time"):
+        ZENDESK.verify(headers=headers, body=raw, secret=ZENDESK_TEST_SECRET, now=NOW)
+    with pytest.raises(SignatureError, match="does not match"):
+        ZENDESK.verify(headers=headers, body=raw.rstrip(b"\n"), secret=ZENDESK_TEST_SECRET, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("scale", "rating", "score"),
+    [
+        (5, "good", 5),
+        (5, "Bad", 1),
+        (5, "Good, I'm satisfied", 5),
+        (5, "Bad, I'm unsatisfied", 1),
+        (2, "1", 1),
+        (2, 2, 5),
+        (3, 1, 1),
+        (3, "2", 3),
+        (3, 3, 5),
+        (5, 4, 4),
+    ],
+)
+def test_zendesk_rating_scales_map_onto_csat(scale: int, rating: Any, score: int) -> None:
+    payload = json.loads(body("zendesk_trigger_csat_bad.json"))
+    payload["rating"] = rating
+    [item] = validated(ZENDESK.parse(payload=payload, options=ZendeskOptions(rating_scale=scale)))
+    assert (item.metric, item.score) == ("csat", score)
+
+
+@pytest.mark.parametrize(("scale", "rating"), [(2, 3), (3, 4), (3, 0), (5, 2.5)])
+def test_zendesk_rating_off_its_scale_is_a_payload_error(scale: int, rating: Any) -> None:
+    payload = json.loads(body("zendesk_trigger_csat_bad.json"))
+    payload["rating"] = rating
+    with pytest.raises(PayloadError, match=f"is not on the {scale}-point scale"):
+        ZENDESK.parse(payload=payload, options=ZendeskOptions(rating_scale=scale))
+
+
+def test_zendesk_touchpoint_from_brand_or_none() -> None:
+    payload = json.loads(body("zendesk_trigger_csat_bad.json"))
+    [brand] = ZENDESK.parse(payload=payload, options=ZendeskOptions(touchpoint_field="brand"))
+    [none] = ZENDESK.parse(payload=payload, options=ZendeskOptions(touchpoint_field=None))
+    assert (brand["touchpoint"], none["touchpoint"]) == ("Acme Store", None)
+
+
+# --- Intercom ---------------------------------------------------------------------------------------
+
+INTERCOM = PROVIDERS["intercom"]
+
+
+def test_intercom_signature_is_sha1_hex_of_the_body() -> None:
+    raw = body("intercom_conversation_rating_added.json")
+    signature = hmac.new(b"client-secret", raw, hashlib.sha1).hexdigest()
+    for value in (f"sha1={signature}", f"sha1={signature.upper()}"):
+        INTERCOM.verify(headers={"X-Hub-Signature": value}, body=raw, secret="client-secret", now=NOW)
+    with pytest.raises(SignatureError, match="does not match"):
+        INTERCOM.verify(headers={"X-Hub-Signature": signature}, body=raw, secret="client-secret", now=NOW)
+
+
+def test_intercom_bot_ratings_kept_unless_excluded() -> None:
+    payload = json.loads(body("intercom_conversation_rating_added.json"))
+    payload["data"]["item"]["conversation_rating"]["teammate"] = {"type": "bot", "id": "fin"}
+    assert len(INTERCOM.parse(payload=payload, options=IntercomOptions())) == 1
+    assert INTERCOM.parse(payload=payload, options=IntercomOptions(exclude_bot_conversations=True)) == []
+
+
+# --- SurveyMonkey and Qualtrics (the mapping of a fetched response) ---------------------------------
+
+
+def test_surveymonkey_response_maps_choice_comment_touchpoint_and_contact() -> None:
+    details = json.loads(body("surveymonkey_response_details.json"))
+    details["email_address"] = ""  # the contact's address is then read from metadata.contact
+    details["metadata"]["contact"]["email"]["value"] = "sam.t@example.com"
+    options = SurveyMonkeyOptions(
+        score_question="126001001",
+        choice_scores={"830000003": 3},
+        comment_question="126001002",
+        touchpoint_variable="touchpoint",
+    )
+    [item] = validated(surveymonkey_items(details, options))
+    assert (item.external_id, item.metric, item.score, item.touchpoint) == (
+        "114958291633",
+        "nps",
+        3,
+        "delivery",
+    )
+    assert item.comment == "The courier left the parcel in the rain."
+    assert item.customer is not None
+    assert (item.customer.id, item.customer.name) == ("sam.t@example.com", "Sam Taylor")
+
+
+def test_qualtrics_response_maps_qids_and_embedded_data() -> None:
+    result = json.loads(body("qualtrics_response.json"))["result"]
+    options = QualtricsOptions(
+        metric="csat", score_qid="QID1", comment_qid="QID2_TEXT", touchpoint_field="touchpoint"
+    )
+    [item] = validated(qualtrics_items(result, options))
+    assert (item.external_id, item.score, item.touchpoint) == ("R_3fMk2Jt9qWx1YzA", 2, "support-phone")
+    assert item.customer is not None
+    assert (item.customer.id, item.customer.email, item.customer.name) == (
+        "cus_77190",
+        "li.wei@example.org",
+        "Li Wei",
+    )

@@ -23,7 +23,7 @@ import yaml
 from sqlalchemy import func, select
 
 from cxbot.config import Config, parse_config
-from cxbot.models import Case, CaseEvent, Customer, Feedback
+from cxbot.models import Case, CaseEvent, Customer, Feedback, OutboxMessage
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
 from cxbot.web import create_app
@@ -36,10 +36,18 @@ DELIGHTED_SECRET = "d3l1ght3d-private-api-key"
 TYPEFORM_SECRET = "0b9a1e5c7d2f4a6b8c0d1e2f3a4b5c6d7e8f9a0b"
 FORMBRICKS_KEY = b"formbricks-test-signing-key-32by"
 FORMBRICKS_SECRET = "whsec_" + base64.b64encode(FORMBRICKS_KEY).decode()
+ZENDESK_SECRET = "zd-signing-secret-6f2b9c1e"
+INTERCOM_SECRET = "ic-client-secret-0d7e4a3b"
+SM_API_KEY = "sm-api-key-5c1d"
+SM_API_SECRET = "sm-api-secret-9e2f"
 SECRETS = {
     "DELIGHTED_WEBHOOK_SECRET": DELIGHTED_SECRET,
     "TYPEFORM_WEBHOOK_SECRET": TYPEFORM_SECRET,
     "FORMBRICKS_WEBHOOK_SECRET": FORMBRICKS_SECRET,
+    "ZENDESK_WEBHOOK_SECRET": ZENDESK_SECRET,
+    "INTERCOM_CLIENT_SECRET": INTERCOM_SECRET,
+    "SURVEYMONKEY_API_KEY": SM_API_KEY,
+    "SURVEYMONKEY_API_SECRET": SM_API_SECRET,
 }
 
 NON_PROMOTER = "delighted_survey_response_updated_non_promoter.json"
@@ -48,6 +56,11 @@ TYPEFORM_CSAT = "typeform_form_response_csat.json"
 FORMBRICKS_CREATED = "formbricks_responseCreated.json"
 FORMBRICKS_UPDATED = "formbricks_responseUpdated.json"
 FORMBRICKS_FINISHED = "formbricks_responseFinished.json"
+ZENDESK_TRIGGER = "zendesk_trigger_csat_bad.json"
+ZENDESK_EVENT = "zendesk_event_ticket_csat_received.json"
+ZENDESK_OTHER_EVENT = "zendesk_event_user_group_membership_created.json"
+INTERCOM_RATING = "intercom_conversation_rating_added.json"
+INTERCOM_PING = "intercom_ping.json"
 
 #: The webhooks section of cxbot.yaml these tests run with (the rest is cxbot.example.yaml).
 WEBHOOKS: dict[str, dict[str, Any]] = {
@@ -67,6 +80,15 @@ WEBHOOKS: dict[str, dict[str, Any]] = {
         "touchpoint": "website",
         "tags": ["formbricks"],
     },
+    "zendesk": {
+        "secret_env": "ZENDESK_WEBHOOK_SECRET",
+        "rating_scale": 5,
+        "touchpoint_field": "group",
+        "touchpoint_map": {"Billing": "refunds", "360009876543": "refunds"},
+    },
+    "intercom": {"exclude_bot_conversations": True, "touchpoint": "support-chat"},
+    # Fetching is tested in test_fetch_providers.py; here only what the webhook itself answers.
+    "surveymonkey": {"score_question": "126001001", "choice_scores": {"830000003": 3}},
 }
 
 
@@ -99,23 +121,59 @@ def formbricks_headers(
     }
 
 
+def zendesk_headers(
+    body: bytes, *, secret: str = ZENDESK_SECRET, at: datetime, stamp: str | None = None
+) -> dict[str, str]:
+    stamp = stamp or at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    digest = hmac.new(secret.encode(), stamp.encode() + body, hashlib.sha256).digest()
+    return {
+        "X-Zendesk-Webhook-Signature": base64.b64encode(digest).decode(),
+        "X-Zendesk-Webhook-Signature-Timestamp": stamp,
+    }
+
+
+def intercom_headers(body: bytes, *, secret: str = INTERCOM_SECRET, **_: Any) -> dict[str, str]:
+    return {"X-Hub-Signature": "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()}
+
+
+def surveymonkey_headers(body: bytes, *, secret: str = SM_API_SECRET, **_: Any) -> dict[str, str]:
+    digest = hmac.new(f"{SM_API_KEY}&{secret}".encode(), body, hashlib.sha1).digest()
+    return {"Sm-Signature": base64.b64encode(digest).decode()}
+
+
 Signer = Callable[..., dict[str, str]]
 SIGNERS: dict[str, Signer] = {
     "delighted": delighted_headers,
     "typeform": typeform_headers,
     "formbricks": formbricks_headers,
+    "zendesk": zendesk_headers,
+    "intercom": intercom_headers,
+    "surveymonkey": surveymonkey_headers,
 }
 #: One real payload per provider that, correctly signed, would store a feedback item.
-PAYLOADS = {"delighted": NON_PROMOTER, "typeform": TYPEFORM_CSAT, "formbricks": FORMBRICKS_FINISHED}
+PAYLOADS = {
+    "delighted": NON_PROMOTER,
+    "typeform": TYPEFORM_CSAT,
+    "formbricks": FORMBRICKS_FINISHED,
+    "zendesk": ZENDESK_TRIGGER,
+    "intercom": INTERCOM_RATING,
+    "surveymonkey": "surveymonkey_response_completed.json",
+}
 SECRET_ENV = {
     "delighted": "DELIGHTED_WEBHOOK_SECRET",
     "typeform": "TYPEFORM_WEBHOOK_SECRET",
     "formbricks": "FORMBRICKS_WEBHOOK_SECRET",
+    "zendesk": "ZENDESK_WEBHOOK_SECRET",
+    "intercom": "INTERCOM_CLIENT_SECRET",
+    "surveymonkey": "SURVEYMONKEY_API_SECRET",
 }
 WRONG_SECRETS = {
     "delighted": "another-private-api-key",
     "typeform": "another-typeform-secret",
     "formbricks": "whsec_" + base64.b64encode(b"another-signing-key-of-32-bytes!").decode(),
+    "zendesk": "another-zendesk-secret",
+    "intercom": "another-intercom-secret",
+    "surveymonkey": "another-surveymonkey-secret",
 }
 
 
@@ -293,7 +351,8 @@ async def test_delighted_update_that_raises_the_score_replaces_it(
     assert customer.email == "charlie_gravis@example.com"  # the person's latest details win
     nps = (await client.get("/api/scores", params={"metric": "nps"})).json()["scores"]["nps"]
     assert (nps["n"], nps["score"]) == (1, 100.0)
-    assert await counts(runtime) == {"feedback": 1, "customers": 1, "cases": 1, "case_events": 1}
+    # The open case is told, not reopened or doubled.
+    assert await counts(runtime) == {"feedback": 1, "customers": 1, "cases": 1, "case_events": 2}
 
 
 async def test_delighted_score_out_of_range_is_422_with_the_item_reason(
@@ -407,7 +466,7 @@ async def test_typeform_csat_response_opens_a_case_for_the_mapped_touchpoint(
 
 # --- rejected deliveries: 401 naming the provider, nothing stored ----------------------------------
 
-PROVIDER_NAMES = ["delighted", "typeform", "formbricks"]
+PROVIDER_NAMES = ["delighted", "typeform", "formbricks", "zendesk", "intercom", "surveymonkey"]
 
 
 def _missing(provider: str, body: bytes, at: datetime) -> tuple[bytes, dict[str, str]]:
@@ -417,13 +476,22 @@ def _missing(provider: str, body: bytes, at: datetime) -> tuple[bytes, dict[str,
 def _garbage(provider: str, body: bytes, at: datetime) -> tuple[bytes, dict[str, str]]:
     headers = SIGNERS[provider](body, at=at)
     name = next(iter(k for k in headers if "signature" in k.lower()))
-    headers[name] = {"delighted": "0" * 64, "typeform": "sha256=AAAA", "formbricks": "v1,AAAA"}[provider]
+    headers[name] = {
+        "delighted": "0" * 64,
+        "typeform": "sha256=AAAA",
+        "formbricks": "v1,AAAA",
+        "zendesk": "AAAA",
+        "intercom": "sha1=" + "0" * 40,
+        "surveymonkey": "AAAA",
+    }[provider]
     return body, headers
 
 
 def _tampered(provider: str, body: bytes, at: datetime) -> tuple[bytes, dict[str, str]]:
     headers = SIGNERS[provider](body, at=at)
-    return body.replace(b"example.com", b"example.org", 1).replace(b'"q2"', b'"q3"', 1), headers
+    tampered = body.replace(b"example.com", b"example.org", 1).replace(b'"q2"', b'"q3"', 1)
+    tampered = tampered.replace(b'"rating":2', b'"rating":5', 1)
+    return tampered.replace(b'"114958291633"', b'"114958291634"', 1), headers
 
 
 def _wrong_secret(provider: str, body: bytes, at: datetime) -> tuple[bytes, dict[str, str]]:
@@ -496,10 +564,11 @@ async def test_formbricks_timestamp_that_is_not_a_number_is_401(
 
 
 async def test_unknown_provider_is_404(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    response = await client.post("/webhooks/surveymonkey", content=b"{}")
+    response = await client.post("/webhooks/medallia", content=b"{}")
     assert response.status_code == 404
     assert response.json() == {
-        "error": "unknown provider 'surveymonkey' (known: delighted, formbricks, typeform)"
+        "error": "unknown provider 'medallia' "
+        "(known: delighted, formbricks, intercom, qualtrics, surveymonkey, typeform, zendesk)"
     }
 
 
@@ -573,6 +642,16 @@ async def test_not_json_with_a_valid_signature_is_422(
         ("delighted", "not a delighted payload: delighted: event_type: expected a string, got null"),
         ("typeform", "not a typeform payload: typeform: event_type: expected a string, got null"),
         ("formbricks", "not a formbricks payload: formbricks: body.event: expected a string, got null"),
+        (
+            "zendesk",
+            "not a zendesk payload: zendesk: expected a trigger body with ticket_id and rating, "
+            "or a zen:event-type event",
+        ),
+        ("intercom", "not a intercom payload: intercom: topic: expected a string, got null"),
+        (
+            "surveymonkey",
+            "not a surveymonkey payload: surveymonkey: event_type: expected a string, got null",
+        ),
     ],
 )
 async def test_json_that_is_not_the_providers_payload_is_422(
@@ -581,4 +660,266 @@ async def test_json_that_is_not_the_providers_payload_is_422(
     response = await signed(client, clock, provider, b'{"hello": "world"}')
     assert response.status_code == 422
     assert response.json() == {"error": reason}
+    assert (await counts(runtime))["feedback"] == 0
+
+
+# --- Zendesk ----------------------------------------------------------------------------------------
+
+
+def zendesk_body(name: str = ZENDESK_TRIGGER, **changes: Any) -> bytes:
+    document = json.loads(raw(name))
+    document.update(changes)
+    return json.dumps(document).encode()
+
+
+async def test_zendesk_trigger_bad_rating_opens_a_billing_case_for_the_requester(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    response = await signed(client, clock, "zendesk", raw(ZENDESK_TRIGGER))
+
+    assert response.status_code == 200
+    assert response.json() == {"results": [{"index": 0, "status": "created", "id": 1, "case": "CX-1"}]}
+    async with runtime.sessions() as session:
+        feedback = (await session.execute(select(Feedback))).scalar_one()
+        case = (await session.execute(select(Case))).scalar_one()
+        customer = (await session.execute(select(Customer))).scalar_one()
+    assert (feedback.source, feedback.external_id, feedback.metric, feedback.score) == (
+        "zendesk",
+        "35436",
+        "csat",
+        1.0,
+    )
+    assert feedback.comment == "Nobody answered my refund question for four days."
+    assert (feedback.touchpoint_key, feedback.team_key) == ("refunds", "billing")  # group Billing, mapped
+    assert feedback.received_at == datetime(2026, 11, 2, 11, 58, tzinfo=UTC)
+    assert (customer.external_id, customer.name, customer.email) == (
+        "6596848315901",
+        "Maria Lopez",
+        "maria.lopez@example.com",
+    )
+    assert (case.team_key, case.routing_rule) == ("billing", "touchpoint:refunds")
+
+
+async def test_zendesk_rating_changed_later_updates_the_same_feedback_in_either_shape(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    bad = await signed(client, clock, "zendesk", raw(ZENDESK_TRIGGER))
+    clock.advance(minutes=10)
+    good = await signed(client, clock, "zendesk", zendesk_body(rating="Good, I'm satisfied"))
+    event = json.loads(raw(ZENDESK_EVENT))
+    event["event"]["current"]["score"] = "good"
+    clock.advance(minutes=10)
+    same_as_event = await signed(client, clock, "zendesk", json.dumps(event).encode())
+
+    assert [r.json()["results"][0]["status"] for r in (bad, good, same_as_event)] == [
+        "created",
+        "updated",
+        "duplicate",
+    ]
+    async with runtime.sessions() as session:
+        feedback = (await session.execute(select(Feedback))).scalar_one()
+    assert feedback.score == 5.0
+    csat = (await client.get("/api/scores", params={"metric": "csat"})).json()["scores"]["csat"]
+    assert csat["n"] == 1  # one ticket, one answer, counted once at its latest value
+    assert await counts(runtime) == {"feedback": 1, "customers": 1, "cases": 1, "case_events": 2}
+
+
+async def test_zendesk_csat_received_event_is_stored_under_the_ticket_id(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    response = await signed(client, clock, "zendesk", raw(ZENDESK_EVENT))
+    assert response.json() == {"results": [{"index": 0, "status": "created", "id": 1, "case": "CX-1"}]}
+    async with runtime.sessions() as session:
+        feedback = (await session.execute(select(Feedback))).scalar_one()
+        customer = (await session.execute(select(Customer))).scalar_one()
+    assert (feedback.external_id, feedback.score, feedback.touchpoint_key) == ("35436", 1.0, "refunds")
+    assert (customer.external_id, customer.email) == ("6596848315901", None)
+
+
+@pytest.mark.parametrize(
+    ("name", "changes"),
+    [
+        (ZENDESK_OTHER_EVENT, {}),  # another event type the webhook is subscribed to
+        (ZENDESK_TRIGGER, {"rating": "offered"}),  # survey sent, not answered yet
+    ],
+    ids=["other-event-type", "offered-not-answered"],
+)
+async def test_zendesk_delivery_without_a_rating_is_acknowledged_and_ignored(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock, name: str, changes: dict[str, Any]
+) -> None:
+    response = await signed(client, clock, "zendesk", zendesk_body(name, **changes))
+    assert response.status_code == 200
+    assert response.json() == {"results": [], "note": "event carries no survey response; ignored"}
+    assert (await counts(runtime))["feedback"] == 0
+
+
+@pytest.mark.parametrize(
+    ("rating", "reason"),
+    [
+        (7, "not a zendesk payload: zendesk: rating: 7 is not on the 5-point scale (1-5)"),
+        ("meh", "not a zendesk payload: zendesk: rating: 'meh' is not good, bad or a number"),
+        (True, "not a zendesk payload: zendesk: rating: expected good, bad or a number, got bool"),
+    ],
+)
+async def test_zendesk_rating_off_the_scale_is_422_and_nothing_is_stored(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock, rating: Any, reason: str
+) -> None:
+    response = await signed(client, clock, "zendesk", zendesk_body(rating=rating))
+    assert response.status_code == 422
+    assert response.json() == {"error": reason}
+    assert (await counts(runtime))["feedback"] == 0
+
+
+@pytest.mark.parametrize("minutes", [-6, 6, -60 * 24])
+async def test_zendesk_stale_timestamp_is_401_and_nothing_is_stored(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock, minutes: int
+) -> None:
+    await seed_one_case(client)
+    before = await counts(runtime)
+    body = raw(ZENDESK_TRIGGER)
+    response = await deliver(
+        client, "zendesk", body, zendesk_headers(body, at=clock() + timedelta(minutes=minutes))
+    )
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": "zendesk signature rejected: "
+        "X-Zendesk-Webhook-Signature-Timestamp is too far from the current time"
+    }
+    assert await counts(runtime) == before
+
+
+async def test_zendesk_replay_inside_the_window_is_a_duplicate_never_a_second_feedback(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    body = raw(ZENDESK_TRIGGER)
+    headers = zendesk_headers(body, at=clock())
+    first = await deliver(client, "zendesk", body, headers)
+    clock.advance(minutes=4)
+    replay = await deliver(client, "zendesk", body, headers)
+    assert [first.json()["results"][0]["status"], replay.json()["results"][0]["status"]] == [
+        "created",
+        "duplicate",
+    ]
+    assert await counts(runtime) == {"feedback": 1, "customers": 1, "cases": 1, "case_events": 1}
+
+
+async def test_zendesk_timestamp_that_is_not_a_time_is_401(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    body = raw(ZENDESK_TRIGGER)
+    response = await deliver(client, "zendesk", body, zendesk_headers(body, at=clock(), stamp="yesterday"))
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": "zendesk signature rejected: X-Zendesk-Webhook-Signature-Timestamp is not a timestamp"
+    }
+
+
+# --- Intercom ---------------------------------------------------------------------------------------
+
+
+def intercom_body(*, app_id: str = "i6wc9ipe", **rating: Any) -> bytes:
+    document = json.loads(raw(INTERCOM_RATING))
+    document["app_id"] = app_id
+    document["data"]["item"]["conversation_rating"].update(rating)
+    return json.dumps(document).encode()
+
+
+async def test_intercom_rating_is_csat_for_the_contact_and_opens_a_case(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    response = await signed(client, clock, "intercom", raw(INTERCOM_RATING))
+
+    assert response.status_code == 200
+    assert response.json() == {"results": [{"index": 0, "status": "created", "id": 1, "case": "CX-1"}]}
+    async with runtime.sessions() as session:
+        feedback = (await session.execute(select(Feedback))).scalar_one()
+        customer = (await session.execute(select(Customer))).scalar_one()
+        case = (await session.execute(select(Case))).scalar_one()
+    assert (feedback.source, feedback.external_id) == ("intercom", "i6wc9ipe:21322009097")
+    assert (feedback.metric, feedback.score, feedback.comment) == (
+        "csat",
+        2.0,
+        "Closed before my refund was sorted.",
+    )
+    assert (feedback.touchpoint_key, feedback.team_key) == ("support-chat", "support")
+    assert feedback.received_at == datetime.fromtimestamp(1553291455, tz=UTC)
+    assert (customer.external_id, customer.name, customer.email) == (
+        "75067020-1204-495c-8edc-abb7d88bdd43",
+        "Eeshan Garg",
+        "jerryguitarist@gmail.com",
+    )
+    assert case.routing_reason.startswith("CSAT 2 is at or below 2")
+
+
+async def test_intercom_ping_and_other_topics_are_200_and_store_nothing(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    ping = await signed(client, clock, "intercom", raw(INTERCOM_PING))
+    closed = json.loads(raw(INTERCOM_RATING))
+    closed["topic"] = "conversation.admin.closed"
+    other = await signed(client, clock, "intercom", json.dumps(closed).encode())
+    for response in (ping, other):
+        assert response.status_code == 200
+        assert response.json() == {"results": [], "note": "event carries no survey response; ignored"}
+    assert (await counts(runtime))["feedback"] == 0
+
+
+async def test_intercom_rating_changed_later_updates_the_same_feedback(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    first = await signed(client, clock, "intercom", raw(INTERCOM_RATING))
+    changed = await signed(client, clock, "intercom", intercom_body(rating=4, remark="Sorted in the end."))
+    again = await signed(client, clock, "intercom", intercom_body(rating=4, remark="Sorted in the end."))
+    assert [r.json()["results"][0]["status"] for r in (first, changed, again)] == [
+        "created",
+        "updated",
+        "duplicate",
+    ]
+    async with runtime.sessions() as session:
+        feedback = (await session.execute(select(Feedback))).scalar_one()
+    assert (feedback.score, feedback.comment) == (4.0, "Sorted in the end.")
+    assert await counts(runtime) == {"feedback": 1, "customers": 1, "cases": 1, "case_events": 2}
+    async with runtime.sessions() as session:
+        event = (await session.execute(select(CaseEvent).order_by(CaseEvent.id.desc()).limit(1))).scalar_one()
+        refreshes = (
+            (await session.execute(select(OutboxMessage).where(OutboxMessage.kind == "case.card")))
+            .scalars()
+            .all()
+        )
+    assert (event.kind, event.detail) == ("rating_changed", "Rating changed from CSAT 2 to CSAT 4")
+    # The card is refreshed with the new rating (a second case.card row per destination of the team).
+    assert [r.payload["text"] for r in refreshes][-1] == "Rating changed from CSAT 2 to CSAT 4"
+
+
+async def test_intercom_same_conversation_id_in_two_workspaces_does_not_collide(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    await signed(client, clock, "intercom", raw(INTERCOM_RATING))
+    other = await signed(client, clock, "intercom", intercom_body(app_id="q9zz0abc"))
+    assert other.json()["results"][0]["status"] == "created"
+    async with runtime.sessions() as session:
+        ids = sorted((await session.execute(select(Feedback.external_id))).scalars())
+    assert ids == ["i6wc9ipe:21322009097", "q9zz0abc:21322009097"]
+
+
+async def test_intercom_rating_of_a_bot_conversation_is_excluded_by_config(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    body = intercom_body(teammate={"type": "bot", "id": "fin"})
+    response = await signed(client, clock, "intercom", body)
+    assert response.json() == {"results": [], "note": "event carries no survey response; ignored"}
+    assert (await counts(runtime))["feedback"] == 0
+
+
+async def test_intercom_rating_without_its_object_is_422(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    document = json.loads(raw(INTERCOM_RATING))
+    del document["data"]["item"]["conversation_rating"]
+    response = await signed(client, clock, "intercom", json.dumps(document).encode())
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": "not a intercom payload: "
+        "intercom: data.item.conversation_rating: expected an object, got null"
+    }
     assert (await counts(runtime))["feedback"] == 0

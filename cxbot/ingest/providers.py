@@ -34,12 +34,32 @@ import binascii
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import model_validator
 
+from cxbot.ingest.intercom import INTERCOM
+from cxbot.ingest.qualtrics import QUALTRICS
+from cxbot.ingest.surveymonkey import SURVEYMONKEY
+from cxbot.ingest.webhook_base import (
+    BaseOptions,
+    PayloadError,
+    Provider,
+    SignatureError,
+    as_object,
+    comment_text,
+    customer_dict,
+    feedback_items,
+    header,
+    identifier,
+    kind_of,
+    same_digest,
+    scalar_text,
+    score_value,
+    tag_names,
+)
+from cxbot.ingest.zendesk import ZENDESK
 from cxbot.limits import parse_unix_seconds
 
 __all__ = [
@@ -56,46 +76,8 @@ __all__ = [
 #: How far `webhook-timestamp` may be from our clock before a Formbricks delivery counts as a replay.
 FORMBRICKS_TOLERANCE = timedelta(minutes=5)
 
-Metric = Literal["nps", "csat", "ces", "comment"]
 
-
-class SignatureError(Exception):
-    """Why a signature was rejected (message safe to return in a 401 body)."""
-
-
-class PayloadError(Exception):
-    """The body is not the provider's payload (message says what is wrong)."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Options (one model per provider, validated from `webhooks.<name>` in cxbot.yaml)
-# --------------------------------------------------------------------------------------------------
-
-
-class _Options(BaseModel):
-    """Options every provider shares. Unknown keys are errors so a typo in cxbot.yaml is caught."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: Name of the environment variable that holds the signing secret (never the secret itself).
-    secret_env: str
-    #: Metric the score belongs to.
-    metric: Metric = "nps"
-    #: CES scale, passed through to validate_item ("1-7" or "1-5-low-good"); CES only.
-    scale: Literal["1-7", "1-5-low-good"] | None = None
-    #: Touchpoint used when the payload does not name one.
-    touchpoint: str | None = None
-    #: Tags added to every item from this provider.
-    tags: list[str] = []
-
-    @model_validator(mode="after")
-    def _scale_only_for_ces(self) -> _Options:
-        if self.scale is not None and self.metric != "ces":
-            raise ValueError(f"scale: only metric 'ces' takes a scale, not {self.metric!r}")
-        return self
-
-
-class DelightedOptions(_Options):
+class DelightedOptions(BaseOptions):
     """Delighted signs with the project's private API key, so that is what `secret_env` names."""
 
     secret_env: str = "DELIGHTED_WEBHOOK_SECRET"
@@ -103,7 +85,7 @@ class DelightedOptions(_Options):
     touchpoint_property: str = "touchpoint"
 
 
-class TypeformOptions(_Options):
+class TypeformOptions(BaseOptions):
     """Which form fields hold what. A field is matched by its `ref`, or by its `id` as a fallback."""
 
     secret_env: str = "TYPEFORM_WEBHOOK_SECRET"
@@ -121,7 +103,7 @@ class TypeformOptions(_Options):
     email_hidden_field: str | None = None
 
 
-class FormbricksOptions(_Options):
+class FormbricksOptions(BaseOptions):
     """Which question ids (keys of `data.data`) hold what."""
 
     secret_env: str = "FORMBRICKS_WEBHOOK_SECRET"
@@ -145,78 +127,20 @@ class FormbricksOptions(_Options):
         return self
 
 
-# --------------------------------------------------------------------------------------------------
-# The provider record
-# --------------------------------------------------------------------------------------------------
-
-Verifier = Callable[[Mapping[str, str], bytes, str, datetime], None]
-Parser = Callable[[Any, Any], list[dict[str, Any]]]
-
-
-@dataclass(frozen=True)
-class Provider:
-    """One survey tool: how to check its signature and how to read its payload."""
-
-    name: str
-    options_model: type[BaseModel]
-    verifier: Verifier = field(repr=False)
-    parser: Parser = field(repr=False)
-
-    def verify(self, *, headers: Mapping[str, str], body: bytes, secret: str, now: datetime) -> None:
-        """Raise SignatureError unless `body` was signed with `secret`; header names ignore case.
-
-        An empty secret is a configuration error (ValueError), not a bad request: with no key anyone
-        could compute the HMAC.
-        """
-        if not secret:
-            raise ValueError(f"{self.name}: webhook secret is empty")
-        lowered = {str(key).lower(): value for key, value in headers.items()}
-        if now.tzinfo is None:
-            now = now.replace(tzinfo=UTC)
-        self.verifier(lowered, body, secret, now)
-
-    def parse(self, *, payload: Any, options: BaseModel | Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Turn a decoded JSON payload into feedback items; events without a response give []."""
-        if isinstance(options, Mapping):
-            options = self.options_model.model_validate(dict(options))
-        if not isinstance(options, self.options_model):
-            raise TypeError(f"{self.name}: options must be {self.options_model.__name__}")
-        return self.parser(payload, options)
-
-
-# --------------------------------------------------------------------------------------------------
-# Signatures
-# --------------------------------------------------------------------------------------------------
-
-
-def _header(headers: Mapping[str, str], name: str) -> str:
-    value = headers.get(name.lower())
-    if value is None or not str(value).strip():
-        raise SignatureError(f"missing {name} header")
-    return str(value).strip()
-
-
-def _same(a: str | bytes, b: str | bytes) -> bool:
-    """Constant-time compare that also copes with non-ASCII header text (compare_digest would raise)."""
-    left = a.encode() if isinstance(a, str) else a
-    right = b.encode() if isinstance(b, str) else b
-    return hmac.compare_digest(left, right)
-
-
 def _verify_delighted(headers: Mapping[str, str], body: bytes, secret: str, now: datetime) -> None:
-    received = _header(headers, "X-Delighted-Webhook-Signature")
+    received = header(headers, "X-Delighted-Webhook-Signature")
     if received[:7].lower() == "sha256=":
         received = received[7:]
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    if not _same(expected, received.lower()):
+    if not same_digest(expected, received.lower()):
         raise SignatureError("signature does not match")
 
 
 def _verify_typeform(headers: Mapping[str, str], body: bytes, secret: str, now: datetime) -> None:
-    received = _header(headers, "Typeform-Signature")
+    received = header(headers, "Typeform-Signature")
     digest = hmac.new(secret.encode(), body, hashlib.sha256).digest()
     expected = "sha256=" + base64.b64encode(digest).decode()
-    if not _same(expected, received):
+    if not same_digest(expected, received):
         raise SignatureError("signature does not match")
 
 
@@ -231,9 +155,9 @@ def _standard_webhooks_key(secret: str) -> bytes:
 
 
 def _verify_formbricks(headers: Mapping[str, str], body: bytes, secret: str, now: datetime) -> None:
-    msg_id = _header(headers, "webhook-id")
-    stamp = _header(headers, "webhook-timestamp")
-    signatures = _header(headers, "webhook-signature")
+    msg_id = header(headers, "webhook-id")
+    stamp = header(headers, "webhook-timestamp")
+    signatures = header(headers, "webhook-signature")
     sent_at = parse_unix_seconds(stamp)
     if sent_at is None:
         raise SignatureError("webhook-timestamp is not a Unix timestamp")
@@ -246,118 +170,10 @@ def _verify_formbricks(headers: Mapping[str, str], body: bytes, secret: str, now
     matched = False
     for entry in signatures.split():
         version, _, value = entry.partition(",")
-        if version == "v1" and _same(expected, value):
+        if version == "v1" and same_digest(expected, value):
             matched = True
     if not matched:
         raise SignatureError("signature does not match")
-
-
-# --------------------------------------------------------------------------------------------------
-# Payload helpers
-# --------------------------------------------------------------------------------------------------
-
-
-def _object(value: Any, where: str, provider: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise PayloadError(f"{provider}: {where}: expected an object, got {_kind(value)}")
-    return value
-
-
-def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _identifier(value: Any, where: str, provider: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
-        raise PayloadError(f"{provider}: {where}: expected an id, got {_kind(value)}")
-    return str(value).strip()
-
-
-def _scalar_text(value: Any) -> str | None:
-    """A string (or number) as stripped text; anything else, or blank, is None."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _tag_names(value: Any) -> list[str]:
-    """Tags as strings; accepts plain strings or objects with a `name` (Formbricks tag records)."""
-    if not isinstance(value, list):
-        return []
-    names = [tag.get("name") if isinstance(tag, dict) else tag for tag in value]
-    return [name.strip() for name in names if isinstance(name, str) and name.strip()]
-
-
-def _customer(
-    *, ident: Any = None, name: Any = None, email: Any = None, phone: Any = None
-) -> dict[str, str] | None:
-    """The customer dict, or None when there is nothing to identify them by (email stands in for id)."""
-    fields = {"name": _scalar_text(name), "email": _scalar_text(email), "phone": _scalar_text(phone)}
-    ident_text = _scalar_text(ident) or fields["email"]
-    if ident_text is None:
-        return None
-    return {"id": ident_text, **{key: value for key, value in fields.items() if value is not None}}
-
-
-def _score(value: Any, where: str, provider: str) -> Any:
-    """Pass a score through for validate_item; reject shapes that can only mean a mis-mapped question."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise PayloadError(f"{provider}: {where}: expected a number, got {_kind(value)}")
-    return value
-
-
-def _comment(value: Any, where: str, provider: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise PayloadError(f"{provider}: {where}: expected text, got {_kind(value)}")
-    return value.strip() or None
-
-
-def _items(
-    *,
-    source: str,
-    external_id: str,
-    options: _Options,
-    score: Any,
-    comment: str | None,
-    touchpoint: str | None,
-    customer: dict[str, str] | None,
-    received_at: Any,
-    tags: list[str],
-) -> list[dict[str, Any]]:
-    """Build the single item for one response, or [] when it has neither score nor comment yet.
-
-    A response that has a comment but no score yet (the respondent skipped the scale, or a partial
-    delivery) is kept as metric "comment" under the same external_id, so a later delivery with the
-    score replaces it rather than adding a second item.
-    """
-    metric: str = options.metric
-    if metric == "comment":
-        score = None
-        if comment is None:
-            return []
-    elif score is None:
-        if comment is None:
-            return []
-        metric = "comment"
-    item: dict[str, Any] = {
-        "source": source,
-        "external_id": external_id,
-        "metric": metric,
-        "score": score,
-        "comment": comment,
-        "touchpoint": touchpoint or options.touchpoint,
-        "customer": customer,
-        "received_at": received_at,
-        "tags": list(dict.fromkeys([*tags, *options.tags])),
-    }
-    if metric == "ces" and options.scale is not None:
-        item["scale"] = options.scale
-    return [item]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -370,13 +186,13 @@ _DELIGHTED_EVENTS = frozenset({"survey_response.created", "survey_response.updat
 
 
 def _parse_delighted(payload: Any, options: DelightedOptions) -> list[dict[str, Any]]:
-    body = _object(payload, "body", "delighted")
+    body = as_object(payload, "body", "delighted")
     event_type = body.get("event_type")
     if not isinstance(event_type, str):
-        raise PayloadError(f"delighted: event_type: expected a string, got {_kind(event_type)}")
+        raise PayloadError(f"delighted: event_type: expected a string, got {kind_of(event_type)}")
     if event_type not in _DELIGHTED_EVENTS:
         return []  # e.g. survey_response.unsubscribed carries no feedback
-    data = _object(body.get("event_data"), "event_data", "delighted")
+    data = as_object(body.get("event_data"), "event_data", "delighted")
     person = data.get("person")
     person = person if isinstance(person, dict) else {}
     properties = data.get("person_properties")
@@ -384,21 +200,21 @@ def _parse_delighted(payload: Any, options: DelightedOptions) -> list[dict[str, 
     created_at = data.get("created_at")
     if created_at is None:
         raise PayloadError("delighted: event_data.created_at: missing")
-    return _items(
+    return feedback_items(
         source="delighted",
-        external_id=_identifier(data.get("id"), "event_data.id", "delighted"),
+        external_id=identifier(data.get("id"), "event_data.id", "delighted"),
         options=options,
-        score=_score(data.get("score"), "event_data.score", "delighted"),
-        comment=_comment(data.get("comment"), "event_data.comment", "delighted"),
-        touchpoint=_scalar_text(properties.get(options.touchpoint_property)),
-        customer=_customer(
+        score=score_value(data.get("score"), "event_data.score", "delighted"),
+        comment=comment_text(data.get("comment"), "event_data.comment", "delighted"),
+        touchpoint=scalar_text(properties.get(options.touchpoint_property)),
+        customer=customer_dict(
             ident=person.get("id"),
             name=person.get("name"),
             email=person.get("email"),
             phone=person.get("phone_number", person.get("phone")),
         ),
         received_at=created_at,
-        tags=_tag_names(data.get("tags")),
+        tags=tag_names(data.get("tags")),
     )
 
 
@@ -412,7 +228,7 @@ def _typeform_answers(response: dict[str, Any]) -> list[dict[str, Any]]:
     if answers is None:
         return []
     if not isinstance(answers, list):
-        raise PayloadError(f"typeform: form_response.answers: expected a list, got {_kind(answers)}")
+        raise PayloadError(f"typeform: form_response.answers: expected a list, got {kind_of(answers)}")
     return [answer for answer in answers if isinstance(answer, dict)]
 
 
@@ -435,14 +251,14 @@ def _typeform_find(
 
 
 def _parse_typeform(payload: Any, options: TypeformOptions) -> list[dict[str, Any]]:
-    body = _object(payload, "body", "typeform")
+    body = as_object(payload, "body", "typeform")
     event_type = body.get("event_type")
     if not isinstance(event_type, str):
-        raise PayloadError(f"typeform: event_type: expected a string, got {_kind(event_type)}")
+        raise PayloadError(f"typeform: event_type: expected a string, got {kind_of(event_type)}")
     if event_type != "form_response":
         return []  # e.g. form_response_partial: the finished response follows with the same token
-    response = _object(body.get("form_response"), "form_response", "typeform")
-    token = _identifier(response.get("token"), "form_response.token", "typeform")
+    response = as_object(body.get("form_response"), "form_response", "typeform")
+    token = identifier(response.get("token"), "form_response.token", "typeform")
     answers = _typeform_answers(response)
     hidden = response.get("hidden")
     hidden = hidden if isinstance(hidden, dict) else {}
@@ -457,7 +273,7 @@ def _parse_typeform(payload: Any, options: TypeformOptions) -> list[dict[str, An
                 f"typeform: answer to field {options.score_field_ref!r} is of type "
                 f"{score_answer.get('type')!r}, expected 'number'"
             )
-        score = _score(score_answer.get("number"), "score answer", "typeform")
+        score = score_value(score_answer.get("number"), "score answer", "typeform")
 
     comment = None
     comment_answer = _typeform_find(
@@ -471,7 +287,7 @@ def _parse_typeform(payload: Any, options: TypeformOptions) -> list[dict[str, An
                 f"typeform: answer to field {options.comment_field_ref!r} is of type "
                 f"{comment_answer.get('type')!r}, expected 'text'"
             )
-        comment = _comment(comment_answer.get("text"), "comment answer", "typeform")
+        comment = comment_text(comment_answer.get("text"), "comment answer", "typeform")
 
     email = hidden.get(options.email_hidden_field) if options.email_hidden_field else None
     if email is None and options.email_field_ref is not None:
@@ -483,14 +299,14 @@ def _parse_typeform(payload: Any, options: TypeformOptions) -> list[dict[str, An
     submitted_at = response.get("submitted_at") or response.get("landed_at")
     if submitted_at is None:
         raise PayloadError("typeform: form_response.submitted_at: missing")
-    return _items(
+    return feedback_items(
         source="typeform",
         external_id=token,
         options=options,
         score=score,
         comment=comment,
-        touchpoint=_scalar_text(touchpoint),
-        customer=_customer(ident=ident, email=email),
+        touchpoint=scalar_text(touchpoint),
+        customer=customer_dict(ident=ident, email=email),
         received_at=submitted_at,
         tags=[],
     )
@@ -509,7 +325,7 @@ def _parse_formbricks(payload: Any, options: FormbricksOptions) -> list[dict[str
     items: list[dict[str, Any]] = []
     for index, event in enumerate(events):
         where = f"[{index}]" if isinstance(payload, list) else "body"
-        items.extend(_parse_formbricks_event(_object(event, where, "formbricks"), options, where))
+        items.extend(_parse_formbricks_event(as_object(event, where, "formbricks"), options, where))
     return items
 
 
@@ -518,42 +334,42 @@ def _parse_formbricks_event(
 ) -> list[dict[str, Any]]:
     name = event.get("event")
     if not isinstance(name, str):
-        raise PayloadError(f"formbricks: {where}.event: expected a string, got {_kind(name)}")
+        raise PayloadError(f"formbricks: {where}.event: expected a string, got {kind_of(name)}")
     if name not in _FORMBRICKS_EVENTS:
         return []
-    data = _object(event.get("data"), f"{where}.data", "formbricks")
-    response_id = _identifier(data.get("id"), f"{where}.data.id", "formbricks")
+    data = as_object(event.get("data"), f"{where}.data", "formbricks")
+    response_id = identifier(data.get("id"), f"{where}.data.id", "formbricks")
     if options.only_finished and data.get("finished") is not True:
         return []
-    answers = _object(data.get("data") or {}, f"{where}.data.data", "formbricks")
+    answers = as_object(data.get("data") or {}, f"{where}.data.data", "formbricks")
     meta = data.get("meta")
     meta = meta if isinstance(meta, dict) else {}
 
     score = None
     if options.score_question is not None:
-        score = _score(
+        score = score_value(
             answers.get(options.score_question), f"answer to {options.score_question!r}", "formbricks"
         )
     comment = None
     if options.comment_question is not None:
-        comment = _comment(
+        comment = comment_text(
             answers.get(options.comment_question), f"answer to {options.comment_question!r}", "formbricks"
         )
 
     touchpoint = None
     if options.touchpoint_hidden_field is not None:
-        touchpoint = _scalar_text(answers.get(options.touchpoint_hidden_field))
+        touchpoint = scalar_text(answers.get(options.touchpoint_hidden_field))
     if touchpoint is None and options.touchpoint_meta_key is not None:
-        touchpoint = _scalar_text(meta.get(options.touchpoint_meta_key))
+        touchpoint = scalar_text(meta.get(options.touchpoint_meta_key))
 
     contact = data.get("contact")
     contact = contact if isinstance(contact, dict) else {}
     attributes = data.get("contactAttributes")
     attributes = attributes if isinstance(attributes, dict) else {}
     full_name = " ".join(
-        part for part in (_scalar_text(attributes.get(k)) for k in ("firstName", "lastName")) if part
+        part for part in (scalar_text(attributes.get(k)) for k in ("firstName", "lastName")) if part
     )
-    customer = _customer(
+    customer = customer_dict(
         ident=contact.get("userId") or attributes.get("userId") or contact.get("id"),
         name=attributes.get("name") or full_name or None,
         email=attributes.get("email"),
@@ -563,7 +379,7 @@ def _parse_formbricks_event(
     created_at = data.get("createdAt")
     if created_at is None:
         raise PayloadError(f"formbricks: {where}.data.createdAt: missing")
-    return _items(
+    return feedback_items(
         source="formbricks",
         external_id=response_id,
         options=options,
@@ -572,7 +388,7 @@ def _parse_formbricks_event(
         touchpoint=touchpoint,
         customer=customer,
         received_at=created_at,
-        tags=_tag_names(data.get("tags")),
+        tags=tag_names(data.get("tags")),
     )
 
 
@@ -582,5 +398,9 @@ PROVIDERS: dict[str, Provider] = {
         Provider("delighted", DelightedOptions, _verify_delighted, _parse_delighted),
         Provider("typeform", TypeformOptions, _verify_typeform, _parse_typeform),
         Provider("formbricks", FormbricksOptions, _verify_formbricks, _parse_formbricks),
+        ZENDESK,
+        INTERCOM,
+        SURVEYMONKEY,
+        QUALTRICS,
     )
 }

@@ -35,7 +35,7 @@ from cxbot.ingest.common import (
 from cxbot.ingest.routing import Route, Router
 from cxbot.ingest.schema import CustomerIn, FeedbackIn, ItemError, validate_item
 from cxbot.models import Case, CaseEvent, Customer, Feedback
-from cxbot.outbox.queue import queue_case_cards
+from cxbot.outbox.queue import queue_case_cards, queue_case_update
 
 CHUNK = 500
 #: Distinct touchpoint spellings whose route is remembered (a configured set, so small in practice).
@@ -351,6 +351,8 @@ class Ingestor:
             updated_at=now,
         )
         await session.execute(update(Feedback).where(Feedback.id == row.id).values(**changes))
+        if "score" in changes:
+            await _note_rating_change(session, row, item, now=now)
         p.route = route
         p.result.warnings = _route_warnings(merged, route)
         if verdict.negative and verdict.reason:
@@ -419,6 +421,37 @@ class Ingestor:
         for p, feedback_id, _ in negatives:
             if feedback_id in opened:
                 p.result.case = f"CX-{opened[feedback_id]}"
+
+
+def _score_text(metric: str, score: float | None) -> str:
+    return "no score" if score is None else f"{metric.upper()} {score:g}"
+
+
+async def _note_rating_change(session: AsyncSession, row: Any, item: FeedbackIn, *, now: datetime) -> None:
+    """A customer who changes their rating (Intercom, Zendesk) tells the open case: a timeline event
+    and a card refresh, so the team does not chase a score that is no longer true."""
+    case = (
+        await session.execute(
+            select(Case.id, Case.team_key).where(
+                Case.feedback_id == row.id, Case.state.not_in(("resolved", "closed"))
+            )
+        )
+    ).first()
+    if case is None:
+        return
+    detail = (
+        f"Rating changed from {_score_text(row.metric, row.score)} to {_score_text(item.metric, item.score)}"
+    )
+    event_id = (
+        await session.execute(
+            insert_for(session, CaseEvent.__table__)
+            .values(case_id=case.id, at=now, actor=SYSTEM_ACTOR, kind="rating_changed", detail=detail)
+            .returning(CaseEvent.id)
+        )
+    ).scalar_one()
+    await queue_case_update(
+        session, case_id=case.id, team_key=case.team_key, event_id=event_id, text=detail, now=now
+    )
 
 
 async def ingest_items(

@@ -48,7 +48,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/feedback", post_feedback, methods=["POST"]),
-            Route("/webhooks/{provider}", post_webhook, methods=["POST"]),
+            Route("/webhooks/{provider}", post_webhook, methods=["POST", "HEAD"]),
             Route("/api/scores", get_scores, methods=["GET"]),
             Route("/api/cases", get_cases, methods=["GET"]),
             Route("/r/{token}", get_resurvey, methods=["GET"]),

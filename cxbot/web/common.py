@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -61,6 +62,15 @@ def parse_json(body: bytes) -> Any:
         raise HttpError(422, f"body is not JSON: {str(error).split(';')[0]}") from None
     except RecursionError:
         raise HttpError(422, "body is not JSON: nested too deeply") from None
+
+
+def parse_form(body: bytes) -> dict[str, str]:
+    """An application/x-www-form-urlencoded body (Qualtrics event subscriptions) as a dict."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HttpError(422, "body is not UTF-8 text") from None
+    return dict(parse_qsl(text, keep_blank_values=True))
 
 
 def require_api_key(request: Request) -> None:

@@ -6,15 +6,16 @@ import os
 
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from cxbot.db import transaction
 from cxbot.ingest.common import ItemResult
+from cxbot.ingest.fetch_queue import queue_fetches
 from cxbot.ingest.providers import PROVIDERS, PayloadError, SignatureError
 from cxbot.ingest.service import ingest_items
 from cxbot.limits import MAX_ITEMS_PER_DELIVERY
 from cxbot.runtime import Runtime
-from cxbot.web.common import HttpError, parse_json, read_body, require_api_key, runtime_of
+from cxbot.web.common import HttpError, parse_form, parse_json, read_body, require_api_key, runtime_of
 
 MAX_ITEMS_PER_REQUEST = MAX_ITEMS_PER_DELIVERY
 
@@ -69,25 +70,35 @@ async def post_webhook(request: Request) -> JSONResponse:
             f"webhooks.{name} in the server's configuration is missing or incomplete, "
             f"so {name} webhooks are disabled ({detail})",
         ) from None
-    secret = os.environ.get(options.secret_env)
-    if not secret:
-        raise HttpError(
-            503, f"{options.secret_env} is not set on the server, so {name} webhooks are disabled"
-        )
+    parts = []
+    for variable in options.signing_env():
+        value = os.environ.get(variable)
+        if not value:
+            raise HttpError(503, f"{variable} is not set on the server, so {name} webhooks are disabled")
+        parts.append(value)
+    secret = "&".join(parts)
+    if request.method == "HEAD":  # SurveyMonkey checks the URL answers before it saves the webhook
+        return Response(status_code=200)
     body = await read_body(request, limit=runtime.settings.max_body_bytes)
     try:
         provider.verify(headers=request.headers, body=body, secret=secret, now=runtime.clock())
     except SignatureError as error:
         runtime.counters.inc("cxbot_webhook_rejected_total", provider=name, reason="signature")
         raise HttpError(401, f"{name} signature rejected: {error}") from None
+    payload = parse_form(body) if provider.body_format == "form" else parse_json(body)
     try:
-        items = provider.parse(payload=parse_json(body), options=options)
+        items = provider.parse(payload=payload, options=options)
     except PayloadError as error:
         runtime.counters.inc("cxbot_webhook_rejected_total", provider=name, reason="payload")
         raise HttpError(422, f"not a {name} payload: {error}") from None
     if not items:
         return JSONResponse({"results": [], "note": "event carries no survey response; ignored"})
     _check_item_count(items)
+    if provider.fetcher is not None:
+        # Only ids arrived: answer now, fetch the response through the durable queue.
+        async with transaction(runtime.sessions) as session:
+            queued = await queue_fetches(session, name, items, now=runtime.clock())
+        return JSONResponse({"queued": queued, "already_queued": len(items) - queued}, status_code=202)
     results = await _store(runtime, items, default_source=name)
     body_out = {"results": [r.as_dict() for r in results]}
     # A delivery whose every item is unusable is the sender's error; retrying it will not help.

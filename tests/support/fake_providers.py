@@ -1,4 +1,4 @@
-"""Fake customer-contact providers on loopback: SendGrid, Mailgun, Twilio and a helpdesk webhook.
+"""Fake providers on loopback: SendGrid, Mailgun, Twilio, a helpdesk webhook, and read APIs a test routes.
 
 One standard-library threading HTTP server (bound before the constructor returns, like the fake
 Slack) answers each provider's path as the real API does, records every request byte for byte, and
@@ -68,6 +68,7 @@ class FakeProviders:
         self._lock = threading.Condition()
         self._requests: list[Request] = []
         self._scripts: dict[str, list[Reply]] = {}
+        self._routes: dict[str, Reply] = {}
         self._ids = itertools.count(1)
         self._release = threading.Event()
         self.accepted: Counter[str] = Counter()
@@ -76,10 +77,14 @@ class FakeProviders:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def do_GET(self) -> None:
+                self.do_POST()
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                request = Request("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, raw)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                request = Request(self.command, self.path, headers, raw)
                 reply = fake._handle(request)
                 if reply.hang:
                     fake._release.wait()
@@ -118,6 +123,12 @@ class FakeProviders:
         with self._lock:
             self._scripts.setdefault(prefix, []).extend(replies)
 
+    def route(self, path: str, reply: Reply) -> None:
+        """Answer every request for exactly `path` (query string ignored) with `reply` from now on:
+        a provider's read API (survey responses, ratings) serving the records a test put there."""
+        with self._lock:
+            self._routes[path] = reply
+
     def requests(self, prefix: str = "/") -> list[Request]:
         with self._lock:
             return [r for r in self._requests if r.path.startswith(prefix)]
@@ -137,6 +148,9 @@ class FakeProviders:
         return reply
 
     def _default(self, path: str) -> Reply:
+        routed = self._routes.get(path.split("?")[0])
+        if routed is not None:
+            return routed
         n = next(self._ids)
         if path == "/v3/mail/send":
             return Reply(202, "", {"X-Message-Id": f"sg-{n}"})
