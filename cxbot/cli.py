@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
@@ -284,15 +285,12 @@ def _example_config() -> Path:
     raise UsageError(f"--demo needs {EXAMPLE_CONFIG} (in the source checkout); or pass --config FILE")
 
 
-def _remove_sqlite(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-
-
 def cmd_console(args: argparse.Namespace, settings: Settings, console: PlatformConsole | None) -> int:
     """The shell adapter; with --demo on a fresh SQLite file and a demo clock that moves on `:advance`."""
     from cxbot.clock import ManualClock
     from cxbot.db import upgrade
+    from cxbot.demo import DEMO_NOW, SeedReport, seed_demo
+    from cxbot.demo_cache import DemoSnapshots, default_cache_dir, remove_sqlite, snapshot_key
     from cxbot.runtime import Runtime, system_clock
 
     if console is None:
@@ -301,12 +299,20 @@ def cmd_console(args: argparse.Namespace, settings: Settings, console: PlatformC
         logging.getLogger().setLevel(logging.WARNING)  # log lines would tear the conversation apart
     clock: ManualClock | None = None
     database: Path | None = None
+    snapshots: DemoSnapshots | None = None
+    report: SeedReport | None = None
     if args.demo:
-        from cxbot.demo import DEMO_NOW
-
         config = load_config(Path(args.config) if args.config else _example_config())
         database = (args.db or Path(DEMO_DATABASE)).resolve()
-        _remove_sqlite(database)
+        # Built once per version of the code and config, then copied (cxbot.demo_cache says why).
+        snapshots = DemoSnapshots(default_cache_dir())
+        key = snapshot_key(config)
+        started = time.perf_counter()
+        report = snapshots.restore(key, database)
+        if report is None:
+            remove_sqlite(database)
+        else:
+            report.seconds = time.perf_counter() - started
         settings = settings.model_copy(update={"database_url": f"sqlite:///{database}"})
         clock = ManualClock(DEMO_NOW)
     else:
@@ -318,12 +324,17 @@ def cmd_console(args: argparse.Namespace, settings: Settings, console: PlatformC
     try:
         loop.run_until_complete(upgrade(settings.database_url))
         summary = None
-        if args.demo:
-            from cxbot.demo import seed_demo
-
-            print(f"Seeding demo data into {database} ...", file=sys.stderr, flush=True)
-            report = loop.run_until_complete(seed_demo(runtime))
-            summary = f"{report.summary()}; seeded in {report.seconds:.1f} s into {database}"
+        if snapshots is not None:
+            if report is None:
+                print(
+                    f"Seeding demo data into {database} (the first run builds it, later ones copy it) ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                report = loop.run_until_complete(seed_demo(runtime, progress=True))
+                snapshots.store(key, database, report)
+            how = "copied" if report.copied else "seeded"
+            summary = f"{report.summary()}; {how} in {report.seconds:.1f} s into {database}"
         else:
             loop.run_until_complete(runtime.sync_directory())
         return console(runtime, run=loop.run_until_complete, user=args.user, clock=clock, demo=summary)

@@ -43,7 +43,8 @@ def test_a_newcomer_tours_the_demo_in_a_terminal(tmp_path: Path) -> None:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "CXBOT_", "DATABASE_", "TEAMS_"))
     }
-    env.update(PYTHONUNBUFFERED="1", NO_COLOR="1", TERM="dumb")
+    # Its own cache: the tour builds the demo database (later runs would copy it, cxbot.demo_cache).
+    env.update(PYTHONUNBUFFERED="1", NO_COLOR="1", TERM="dumb", XDG_CACHE_HOME=str(tmp_path / "cache"))
     database = tmp_path / "tour.db"
     child = pexpect.spawn(
         sys.executable,
