@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shutil
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
@@ -326,11 +328,9 @@ def cmd_console(args: argparse.Namespace, settings: Settings, console: PlatformC
         summary = None
         if snapshots is not None:
             if report is None:
-                print(
-                    f"Seeding demo data into {database} (the first run builds it, later ones copy it) ...",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                columns = shutil.get_terminal_size().columns - 1
+                note = f"Seeding demo data into {database} (built on the first run, copied on later ones) ..."
+                print(textwrap.fill(note, width=max(40, columns)), file=sys.stderr, flush=True)
                 report = loop.run_until_complete(seed_demo(runtime, progress=True))
                 snapshots.store(key, database, report)
             how = "copied" if report.copied else "seeded"

@@ -31,6 +31,7 @@ from handlers.console.commands import PROMPT, Console, repl
 from tests.conftest import ROOT
 
 MANAGER = "U0SUPMGR1"
+COLUMNS = 80  # the tour's terminal: the narrowest a newcomer is likely to have
 
 
 def until(child: pexpect.spawn, pattern: str) -> str:
@@ -53,8 +54,10 @@ def test_a_newcomer_tours_the_demo_in_a_terminal(tmp_path: Path) -> None:
         env=env,
         encoding="utf-8",
         timeout=120,
-        dimensions=(60, 200),
+        dimensions=(60, COLUMNS),
     )
+    seen = io.StringIO()
+    child.logfile_read = seen
     try:
         first_screen = until(child, "Try: show ")
         assert "Demo data:" in first_screen and "responses over 60 days" in first_screen
@@ -68,6 +71,8 @@ def test_a_newcomer_tours_the_demo_in_a_terminal(tmp_path: Path) -> None:
         child.sendline(":help")
         shown = until(child, PROMPT)
         assert ":advance <time>" in shown and "/cx list [mine|team <team>|overdue|new|all]" in shown
+        # A verb per line with what it does under it, not columns padded to the longest usage.
+        assert "/cx ack CX-42\r\n    acknowledge" in shown, shown
 
         child.sendline("/cx list new")
         listed = until(child, PROMPT)
@@ -99,6 +104,9 @@ def test_a_newcomer_tours_the_demo_in_a_terminal(tmp_path: Path) -> None:
     finally:
         child.close()
     assert child.exitstatus == 0, child.before
+    # Everything it printed (the progress bar, cards, digests, escalations, help) fits the terminal.
+    too_wide = [line for line in re.split(r"[\r\n]+", seen.getvalue()) if len(line) > COLUMNS]
+    assert not too_wide, too_wide
 
 
 # In process, line by line -----------------------------------------------------------------------------

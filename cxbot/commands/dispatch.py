@@ -17,7 +17,7 @@ from sqlalchemy import select
 from cxbot.authz import Actor, Denied, is_admin, require_member, teams_of
 from cxbot.cases import flows, privacy
 from cxbot.cases.customers import CustomerNotFound, customer_page
-from cxbot.commands.grammar import Command, CommandError, help_text, parse, verb_named
+from cxbot.commands.grammar import Command, CommandError, HelpListing, help_text, parse, verb_named
 from cxbot.db import insert_for, transaction
 from cxbot.digest.content import build_team_digest
 from cxbot.digest.schedule import local_date
@@ -70,6 +70,7 @@ async def run_text(runtime: Runtime, text: str, *, actor: Actor, where: Where) -
             else f"{error}.\n{error.usage}",
             ok=False,
             usage=error.usage,
+            report=None if error.verb else HelpListing(runtime.config.slash_command),
         )
     return await run(runtime, command, actor=actor, where=where)
 
@@ -92,9 +93,15 @@ async def _help(runtime: Runtime, session: Any, command: Command, actor: Actor, 
     if topic:
         verb = verb_named(topic)
         if verb is None:
-            return Reply(f"No verb {topic!r}.\n{help_text(command=runtime.config.slash_command)}", ok=False)
+            return Reply(
+                f"No verb {topic!r}.\n{help_text(command=runtime.config.slash_command)}",
+                ok=False,
+                report=HelpListing(runtime.config.slash_command),
+            )
         return Reply(f"{runtime.config.slash_command} {verb.usage}: {verb.summary}")
-    return Reply(help_text(command=runtime.config.slash_command))
+    return Reply(
+        help_text(command=runtime.config.slash_command), report=HelpListing(runtime.config.slash_command)
+    )
 
 
 async def _list(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
