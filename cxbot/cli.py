@@ -30,6 +30,17 @@ PlatformServices = Callable[[Any], AbstractAsyncContextManager[None]]
 # `run`; returns the exit status. Called as console(runtime, run=, user=, clock=, demo=).
 PlatformConsole = Callable[..., int]
 DEMO_DATABASE = "cxbot-demo.db"
+#: Modules that come with an extra of pyproject.toml (the console needs none of them), and which extra.
+EXTRA_OF = {
+    "starlette": "serve",
+    "uvicorn": "serve",
+    "apscheduler": "serve",
+    "httpx": "serve",
+    "slack_bolt": "serve",
+    "slack_sdk": "serve",
+    "aiohttp": "serve",
+    "asyncpg": "postgres",
+}
 EXAMPLE_CONFIG = "cxbot.example.yaml"
 
 
@@ -390,6 +401,17 @@ def main(
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_FAILURE
+    except ModuleNotFoundError as error:
+        module = (error.name or "").split(".")[0]
+        if module not in EXTRA_OF:
+            raise
+        extra = EXTRA_OF[module]
+        print(
+            f"{args.verb} needs the '{extra}' extra ({module} is not installed): "
+            f"pip install -e '.[{extra}]' (or pip install 'cxbot[{extra}]')",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except Exception as error:  # the last line of defence: one readable line, details with -v
         logging.getLogger("cxbot").debug("failure", exc_info=True)
         print(f"error: {error}", file=sys.stderr)
