@@ -29,6 +29,9 @@ PlatformServices = Callable[[Any], AbstractAsyncContextManager[None]]
 # The shell adapter (handlers/console): runs the prompt on a prepared runtime, driving coroutines with
 # `run`; returns the exit status. Called as console(runtime, run=, user=, clock=, demo=).
 PlatformConsole = Callable[..., int]
+# The Slack app manifest with the configured brand (handlers/slack/manifest.py):
+# manifest(config, socket_mode=, public_url=) -> YAML text.
+PlatformManifest = Callable[..., str]
 DEMO_DATABASE = "cxbot-demo.db"
 #: Modules that come with an extra of pyproject.toml (the console needs none of them), and which extra.
 EXTRA_OF = {
@@ -101,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     console.add_argument(
         "--config", help=f"config file (default: $CXBOT_CONFIG; with --demo, {EXAMPLE_CONFIG})"
     )
+
+    manifest = verbs.add_parser(
+        "slack-manifest", help="print the Slack app manifest with the brand's name, to create the app from"
+    )
+    manifest.add_argument("--socket-mode", action="store_true", help="the Socket Mode manifest (no URLs)")
+    manifest.add_argument("--url", help="the public address, for https://cxbot.example.com (HTTP mode)")
+    manifest.add_argument("--config", help="config file (default: $CXBOT_CONFIG or cxbot.yaml)")
 
     digest = verbs.add_parser("digest", help="build a team's daily digest; print it with --dry-run")
     digest.add_argument("--team", help="team key (default: every team)")
@@ -298,6 +308,17 @@ def _example_config() -> Path:
     raise UsageError(f"--demo needs {EXAMPLE_CONFIG} (in the source checkout); or pass --config FILE")
 
 
+def cmd_slack_manifest(
+    args: argparse.Namespace, settings: Settings, manifest: PlatformManifest | None
+) -> int:
+    """Print the manifest; the names come from `brand:`, the address from --url."""
+    if manifest is None:
+        raise UsageError("no Slack package was wired in; run `python bot.py slack-manifest`")
+    config = _load(settings, args.config)
+    print(manifest(config, socket_mode=args.socket_mode, public_url=args.url), end="")
+    return EXIT_OK
+
+
 def cmd_console(args: argparse.Namespace, settings: Settings, console: PlatformConsole | None) -> int:
     """The shell adapter; with --demo on a fresh SQLite file and a demo clock that moves on `:advance`."""
     from cxbot.clock import ManualClock
@@ -360,6 +381,7 @@ def main(
     platforms: PlatformRoutes | None = None,
     services: PlatformServices | None = None,
     console: PlatformConsole | None = None,
+    manifest: PlatformManifest | None = None,
 ) -> int:
     """Run one verb and return its exit status; never lets a traceback reach the operator."""
     try:
@@ -389,6 +411,8 @@ def main(
             return cmd_serve(args, settings, platforms, services)
         if args.verb == "console":
             return cmd_console(args, settings, console)
+        if args.verb == "slack-manifest":
+            return cmd_slack_manifest(args, settings, manifest)
         raise UsageError(f"unknown verb {args.verb!r}")
     except UsageError as error:
         print(error, file=sys.stderr)
