@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -26,6 +27,8 @@ from pathlib import Path
 from cxbot.config import Config
 from cxbot.db import MIGRATIONS_DIR
 from cxbot.demo import DEMO_NOW, DEMO_SEED, LIVE_DAYS, SeedReport
+
+log = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PREFIX = "demo-"
@@ -80,13 +83,26 @@ class DemoSnapshots:
         remove_sqlite(database)
         database.parent.mkdir(parents=True, exist_ok=True)
         partial = database.with_name(f".{database.name}.partial")
-        shutil.copyfile(snapshot, partial)
+        try:
+            shutil.copyfile(snapshot, partial)
+        except OSError as error:  # an unreadable cache only costs a build
+            log.warning("demo snapshot %s could not be copied (%s); seeding instead", snapshot, error)
+            partial.unlink(missing_ok=True)
+            return None
         os.replace(partial, database)
         report.copied = True
         return report
 
     def store(self, key: str, database: Path, report: SeedReport) -> None:
-        """Keep a consistent copy of the freshly seeded `database` under `key`; drop older snapshots."""
+        """Keep a consistent copy of the freshly seeded `database` under `key`; drop older snapshots.
+
+        A cache that cannot be written (a read-only home) is logged and skipped: the next run seeds."""
+        try:
+            self._store(key, database, report)
+        except (OSError, sqlite3.Error) as error:
+            log.warning("demo snapshot not kept in %s (%s); the next run seeds again", self.folder, error)
+
+    def _store(self, key: str, database: Path, report: SeedReport) -> None:
         snapshot, meta = self._paths(key)
         self.folder.mkdir(parents=True, exist_ok=True)
         for old in self.folder.glob(f"{PREFIX}*"):

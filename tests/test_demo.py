@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -177,3 +178,13 @@ async def test_the_demo_database_is_built_once_then_copied_with_its_report(
     ]
     (tmp_path / "cache" / f"demo-{snapshot_key(other)}.json").write_text("{not json")
     assert snapshots.restore(snapshot_key(other), target) is None  # a damaged snapshot is rebuilt
+
+
+def test_a_cache_that_cannot_be_written_costs_only_a_build(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would be")
+    database = tmp_path / "demo.db"
+    sqlite3.connect(database).close()
+    snapshots = DemoSnapshots(blocked / "cxbot")
+    snapshots.store("k", database, SeedReport())  # logged, not raised
+    assert snapshots.restore("k", database) is None and database.exists()
