@@ -34,14 +34,20 @@ def terminal_width() -> int:
     return max(MIN_WIDTH, min(WIDTH, columns))
 
 
+def _continuation(line: str) -> str:
+    """The indent of a wrapped line's next lines: under a bullet's text, else two in from the line."""
+    lead = _HANGING.match(line).group(1)  # type: ignore[union-attr]
+    return " " * len(lead) if lead.strip() else " " * (len(lead) + 2)
+
+
 def fit(text: str, width: int) -> str:
-    """Every line of `text` within `width`, a wrapped line continuing under its first word."""
+    """Every line of `text` within `width`; a wrapped line goes on indented, so it reads as one."""
     out: list[str] = []
     for line in text.splitlines() or [""]:
         if len(line) <= width:
             out.append(line)
             continue
-        indent = " " * len(_HANGING.match(line).group(1))  # type: ignore[union-attr]
+        indent = _continuation(line)
         out += textwrap.wrap(
             line, width=width, subsequent_indent=indent, break_long_words=True, break_on_hyphens=False
         ) or [line[:width]]
@@ -68,7 +74,7 @@ def _boxed(title: str, body: list[str], footer: str | None = None, *, width: int
     """A box drawn down the left edge; the title, each body line and the footer wrapped within `width`."""
     lines = textwrap.wrap(f"┌─ {title}", width=width, subsequent_indent="│  ", break_long_words=True)
     for line in body:
-        indent = " " * len(_HANGING.match(line).group(1))  # type: ignore[union-attr]
+        indent = _continuation(line)
         wrapped = textwrap.wrap(line, width=width - 2, subsequent_indent=indent, break_long_words=True)
         lines += [f"│ {part}" for part in wrapped or [""]]
     if footer:
