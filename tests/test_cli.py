@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
+from cxbot.cli import main
 from tests.conftest import ROOT
 from tests.support.databases import fresh_sqlite
 from tests.support.server import ServerProcess
@@ -110,7 +112,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def test_the_console_runs_without_the_serve_and_postgres_extras(
-    sqlite_template: Path, tmp_path: Path
+    sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`pip install -e .` (the README's first command) installs no extra; the console must not need one."""
     url = fresh_sqlite(sqlite_template, tmp_path)
@@ -131,12 +133,21 @@ def test_the_console_runs_without_the_serve_and_postgres_extras(
     console = bot("console", typed="help\nlist new\n:digest support\n:quit\n")
     assert console.returncode == 0, console.stderr
     assert "/cx ack CX-42\n    acknowledge" in console.stdout and "New cases: none." in console.stdout
-    served = bot("serve")
-    assert served.returncode == 2
-    assert served.stderr.strip().endswith(
-        "serve needs the 'serve' extra (uvicorn is not installed): "
-        "pip install -e '.[serve]' (or pip install 'cxbot[serve]')"
+    # What needs an extra says which one, in process: a module set to None in sys.modules cannot be
+    # imported, as when it is not installed.
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    monkeypatch.setenv("CXBOT_CONFIG", str(ROOT / "cxbot.example.yaml"))
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert main(["serve"]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "serve needs the 'serve' extra (uvicorn is not installed): "
+            "pip install -e '.[serve]' (or pip install 'cxbot[serve]')"
+        )
     )
-    env["DATABASE_URL"] = "postgresql://cxbot@127.0.0.1:9/cxbot"
-    postgres = bot("db", "upgrade")
-    assert postgres.returncode == 2 and "needs the 'postgres' extra (asyncpg" in postgres.stderr
+    monkeypatch.setitem(sys.modules, "asyncpg", None)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://cxbot@127.0.0.1:9/cxbot")
+    assert main(["db", "upgrade"]) == 2
+    assert "db needs the 'postgres' extra (asyncpg is not installed)" in capsys.readouterr().err
