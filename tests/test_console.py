@@ -104,6 +104,8 @@ def test_a_newcomer_tours_the_demo_in_a_terminal(tmp_path: Path) -> None:
     finally:
         child.close()
     assert child.exitstatus == 0, child.before
+    # The first run builds the demo database with a progress bar (later runs copy it).
+    assert re.search(r"Seeding demo: +\d+%\|", seen.getvalue()), seen.getvalue()[:2000]
     # Everything it printed (the progress bar, cards, digests, escalations, help) fits the terminal.
     too_wide = [line for line in re.split(r"[\r\n]+", seen.getvalue()) if len(line) > COLUMNS]
     assert not too_wide, too_wide
