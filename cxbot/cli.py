@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shutil
 import sys
+import textwrap
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
@@ -26,7 +29,21 @@ PlatformServices = Callable[[Any], AbstractAsyncContextManager[None]]
 # The shell adapter (handlers/console): runs the prompt on a prepared runtime, driving coroutines with
 # `run`; returns the exit status. Called as console(runtime, run=, user=, clock=, demo=).
 PlatformConsole = Callable[..., int]
+# The Slack app manifest with the configured brand (handlers/slack/manifest.py):
+# manifest(config, socket_mode=, public_url=) -> YAML text.
+PlatformManifest = Callable[..., str]
 DEMO_DATABASE = "cxbot-demo.db"
+#: Modules that come with an extra of pyproject.toml (the console needs none of them), and which extra.
+EXTRA_OF = {
+    "starlette": "serve",
+    "uvicorn": "serve",
+    "apscheduler": "serve",
+    "httpx": "serve",
+    "slack_bolt": "serve",
+    "slack_sdk": "serve",
+    "aiohttp": "serve",
+    "asyncpg": "postgres",
+}
 EXAMPLE_CONFIG = "cxbot.example.yaml"
 
 
@@ -96,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     console.add_argument(
         "--config", help=f"config file (default: $CXBOT_CONFIG; with --demo, {EXAMPLE_CONFIG})"
     )
+
+    manifest = verbs.add_parser(
+        "slack-manifest", help="print the Slack app manifest with the brand's name, to create the app from"
+    )
+    manifest.add_argument("--socket-mode", action="store_true", help="the Socket Mode manifest (no URLs)")
+    manifest.add_argument("--url", help="the public address, for https://cxbot.example.com (HTTP mode)")
+    manifest.add_argument("--config", help="config file (default: $CXBOT_CONFIG or cxbot.yaml)")
 
     digest = verbs.add_parser("digest", help="build a team's daily digest; print it with --dry-run")
     digest.add_argument("--team", help="team key (default: every team)")
@@ -293,15 +317,23 @@ def _example_config() -> Path:
     raise UsageError(f"--demo needs {EXAMPLE_CONFIG} (in the source checkout); or pass --config FILE")
 
 
-def _remove_sqlite(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+def cmd_slack_manifest(
+    args: argparse.Namespace, settings: Settings, manifest: PlatformManifest | None
+) -> int:
+    """Print the manifest; the names come from `brand:`, the address from --url."""
+    if manifest is None:
+        raise UsageError("no Slack package was wired in; run `python bot.py slack-manifest`")
+    config = _load(settings, args.config)
+    print(manifest(config, socket_mode=args.socket_mode, public_url=args.url), end="")
+    return EXIT_OK
 
 
 def cmd_console(args: argparse.Namespace, settings: Settings, console: PlatformConsole | None) -> int:
     """The shell adapter; with --demo on a fresh SQLite file and a demo clock that moves on `:advance`."""
     from cxbot.clock import ManualClock
     from cxbot.db import upgrade
+    from cxbot.demo import DEMO_NOW, SeedReport, seed_demo
+    from cxbot.demo_cache import DemoSnapshots, default_cache_dir, remove_sqlite, snapshot_key
     from cxbot.runtime import Runtime, system_clock
 
     if console is None:
@@ -310,12 +342,20 @@ def cmd_console(args: argparse.Namespace, settings: Settings, console: PlatformC
         logging.getLogger().setLevel(logging.WARNING)  # log lines would tear the conversation apart
     clock: ManualClock | None = None
     database: Path | None = None
+    snapshots: DemoSnapshots | None = None
+    report: SeedReport | None = None
     if args.demo:
-        from cxbot.demo import DEMO_NOW
-
         config = load_config(Path(args.config) if args.config else _example_config())
         database = (args.db or Path(DEMO_DATABASE)).resolve()
-        _remove_sqlite(database)
+        # Built once per version of the code and config, then copied (cxbot.demo_cache says why).
+        snapshots = DemoSnapshots(default_cache_dir())
+        key = snapshot_key(config)
+        started = time.perf_counter()
+        report = snapshots.restore(key, database)
+        if report is None:
+            remove_sqlite(database)
+        else:
+            report.seconds = time.perf_counter() - started
         settings = settings.model_copy(update={"database_url": f"sqlite:///{database}"})
         clock = ManualClock(DEMO_NOW)
     else:
@@ -327,12 +367,15 @@ def cmd_console(args: argparse.Namespace, settings: Settings, console: PlatformC
     try:
         loop.run_until_complete(upgrade(settings.database_url))
         summary = None
-        if args.demo:
-            from cxbot.demo import seed_demo
-
-            print(f"Seeding demo data into {database} ...", file=sys.stderr, flush=True)
-            report = loop.run_until_complete(seed_demo(runtime))
-            summary = f"{report.summary()}; seeded in {report.seconds:.1f} s into {database}"
+        if snapshots is not None:
+            if report is None:
+                columns = shutil.get_terminal_size().columns - 1
+                note = f"Seeding demo data into {database} (built on the first run, copied on later ones) ..."
+                print(textwrap.fill(note, width=max(40, columns)), file=sys.stderr, flush=True)
+                report = loop.run_until_complete(seed_demo(runtime, progress=True))
+                snapshots.store(key, database, report)
+            how = "copied" if report.copied else "seeded"
+            summary = f"{report.summary()}; {how} in {report.seconds:.1f} s into {database}"
         else:
             loop.run_until_complete(runtime.sync_directory())
         return console(runtime, run=loop.run_until_complete, user=args.user, clock=clock, demo=summary)
@@ -393,6 +436,7 @@ def main(
     platforms: PlatformRoutes | None = None,
     services: PlatformServices | None = None,
     console: PlatformConsole | None = None,
+    manifest: PlatformManifest | None = None,
 ) -> int:
     """Run one verb and return its exit status; never lets a traceback reach the operator."""
     try:
@@ -424,6 +468,8 @@ def main(
             return cmd_serve(args, settings, platforms, services)
         if args.verb == "console":
             return cmd_console(args, settings, console)
+        if args.verb == "slack-manifest":
+            return cmd_slack_manifest(args, settings, manifest)
         raise UsageError(f"unknown verb {args.verb!r}")
     except UsageError as error:
         print(error, file=sys.stderr)
@@ -436,6 +482,17 @@ def main(
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_FAILURE
+    except ModuleNotFoundError as error:
+        module = (error.name or "").split(".")[0]
+        if module not in EXTRA_OF:
+            raise
+        extra = EXTRA_OF[module]
+        print(
+            f"{args.verb} needs the '{extra}' extra ({module} is not installed): "
+            f"pip install -e '.[{extra}]' (or pip install 'cxbot[{extra}]')",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except Exception as error:  # the last line of defence: one readable line, details with -v
         logging.getLogger("cxbot").debug("failure", exc_info=True)
         print(f"error: {error}", file=sys.stderr)

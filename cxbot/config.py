@@ -95,12 +95,46 @@ def _check_duration(value: str | int) -> str | int:
     return value
 
 
+HEX_COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+DATA_IMAGE = re.compile(r"^data:image/(?:png|jpeg|gif|webp|svg\+xml);base64,[A-Za-z0-9+/=\s]+$")
+WEB_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
+#: A logo as a data URI stays small: it travels inside every page.
+MAX_DATA_LOGO = 64 * 1024
+
+
+def _check_colour(value: str) -> str:
+    if not HEX_COLOUR.match(value):
+        raise ValueError(f"{value!r} is not a colour (#rrggbb or #rgb, e.g. '#0b57d0')")
+    return value.lower()
+
+
+def _check_web_url(value: str) -> str:
+    if not WEB_URL.match(value):
+        raise ValueError(f"{value!r} is not a web address (https://...)")
+    return value
+
+
+def _check_logo(value: str) -> str:
+    if value.startswith("data:"):
+        if not DATA_IMAGE.match(value):
+            raise ValueError("a data URI logo must be data:image/<png|jpeg|gif|webp|svg+xml>;base64,...")
+        if len(value) > MAX_DATA_LOGO:
+            raise ValueError(f"the data URI logo is {len(value)} characters; at most {MAX_DATA_LOGO}")
+        return value
+    if not WEB_URL.match(value):
+        raise ValueError(f"{value!r} is neither a web address (https://...) nor a data:image URI")
+    return value
+
+
 # Reusable field types: each carries its check, so a model only names the type.
 Key = Annotated[str, AfterValidator(_check_key)]
 TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
 # `mode="before"` because YAML may hand over an unquoted 09:30 as the number 570.
 ClockTime = Annotated[str, BeforeValidator(_check_clock)]
 Duration = Annotated[str | int, AfterValidator(_check_duration)]
+Colour = Annotated[str, AfterValidator(_check_colour)]
+WebUrl = Annotated[str, AfterValidator(_check_web_url)]
+Logo = Annotated[str, AfterValidator(_check_logo)]
 
 
 class Thresholds(_Model):
@@ -190,6 +224,29 @@ class ResurveySettings(_Model):
     channel: Literal["email", "sms", "webhook"] | None = None
 
 
+class Brand(_Model):
+    """Who the customer hears from: on the re-survey page, in messages (`$company`), the app's name.
+
+    Every field is optional; a team's `brand:` overrides the top-level one field by field, and without
+    a name the team's own name is used, so a customer never gets an anonymous page.
+    """
+
+    name: str | None = Field(default=None, min_length=1, max_length=80)
+    #: An https:// address or a data:image/...;base64 URI (at most 64 KiB).
+    logo: Logo | None = None
+    #: The logo's text alternative; unset means "<name> logo".
+    logo_alt: str | None = Field(default=None, max_length=120)
+    #: Buttons and links; darkened on the page where needed to keep WCAG AA contrast.
+    accent_colour: Colour | None = None
+    #: One line in the page's footer, e.g. "Questions? Call 0800 123 4567 or write to help@example.com".
+    support: str | None = Field(default=None, min_length=1, max_length=200)
+    privacy_url: WebUrl | None = None
+
+    def over(self, base: Brand) -> Brand:
+        """This brand's fields where set, `base`'s elsewhere."""
+        return base.model_copy(update=self.model_dump(exclude_none=True))
+
+
 class Escalation(_Model):
     channel: str | None = None
     contacts: list[str] = Field(default_factory=list)
@@ -211,6 +268,8 @@ class Team(_Model):
     contact: TeamContact = Field(default_factory=TeamContact)
     #: Overrides the global `resurvey` section for this team's cases.
     resurvey: ResurveySettings | None = None
+    #: Overrides the top-level `brand` field by field (a team that trades under its own name).
+    brand: Brand | None = None
 
     def destinations(self) -> dict[str, str]:
         """platform → channel the config names for the team (`team link` can bind others)."""
@@ -273,6 +332,16 @@ class Config(_Model):
     contact_providers: dict[str, ContactProvider] = Field(default_factory=dict)
     contact_templates: dict[str, ContactTemplate] = Field(default_factory=dict)
     resurvey: ResurveySettings = Field(default_factory=ResurveySettings)
+    brand: Brand = Field(default_factory=Brand)
+
+    def brand_for(self, team: str | None) -> Brand:
+        """The brand a team's customers see: the team's fields over the top-level ones, and a name
+        always (the team's name when no brand names the company)."""
+        spec = next((t for t in self.teams if t.key == team), None)
+        if spec is None:
+            return self.brand  # no team known (a link that cannot be read): the top-level brand, if any
+        brand = spec.brand.over(self.brand) if spec.brand is not None else self.brand
+        return brand if brand.name is not None else brand.model_copy(update={"name": spec.name})
 
     def resurvey_for(self, team: str) -> ResurveySettings:
         """The team's re-survey settings, or the global ones."""

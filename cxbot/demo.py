@@ -30,6 +30,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
+from tqdm import tqdm
 
 from cxbot.authz import Actor, Denied
 from cxbot.cases import escalation, flows
@@ -48,6 +49,7 @@ DEMO_DAYS = 60
 LIVE_DAYS = 7
 #: Simulated time moves in steps: feedback arrives, people act, the escalation tick runs.
 STEP = timedelta(hours=1)
+HISTORY_WEIGHT = 24
 DEMO_SEED = 20261116
 SOURCE = "demo"
 DEMO_ACTOR_PLATFORM = "demo"
@@ -207,6 +209,8 @@ class SeedReport:
     escalations: int = 0
     states: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    #: Copied from the snapshot that an earlier run built (cxbot.demo_cache), not seeded now.
+    copied: bool = False
 
     def summary(self) -> str:
         states = ", ".join(f"{n} {state}" for state, n in sorted(self.states.items()))
@@ -458,9 +462,18 @@ async def _act(runtime: Runtime, session: Any, action: _Action) -> None:
 
 
 async def seed_demo(
-    runtime: Runtime, *, now: datetime = DEMO_NOW, seed: int = DEMO_SEED, live_days: int = LIVE_DAYS
+    runtime: Runtime,
+    *,
+    now: datetime = DEMO_NOW,
+    seed: int = DEMO_SEED,
+    live_days: int = LIVE_DAYS,
+    progress: bool = False,
 ) -> SeedReport:
-    """Fill an empty, migrated database with the demo's history and live weeks, ending at `now`."""
+    """Fill an empty, migrated database with the demo's history and live weeks, ending at `now`.
+
+    With `progress`, a bar on stderr counts the simulated hours (a terminal only: tqdm stays quiet
+    when stderr is not one).
+    """
     started = time.perf_counter()
     config = runtime.config
     rng = random.Random(seed + 1)
@@ -471,8 +484,17 @@ async def seed_demo(
     live_from = (now - timedelta(days=live_days)).replace(minute=0, second=0, microsecond=0)
     history = [item for item in items if datetime.fromisoformat(item["received_at"]) < live_from]
     live = items[len(history) :]
+    # The history import weighs about as much as a day of the live weeks on the bar.
+    bar = tqdm(
+        total=math.ceil((now - live_from) / STEP) + HISTORY_WEIGHT,
+        desc="Seeding demo",
+        unit="step",
+        leave=False,
+        disable=None if progress else True,
+    )
     async with transaction(runtime.sessions) as session:
         await ingest_items(session, runtime.ingestor, history, now=live_from, open_cases=False)
+    bar.update(HISTORY_WEIGHT)
 
     queue: list[_Action] = []
     seq = 0
@@ -509,6 +531,8 @@ async def seed_demo(
         fired = await escalation.tick(runtime, now=tick)
         report.escalations += sum(1 for f in fired.fired if not f.due.is_warning)
         hour = tick
+        bar.update(1)
+    bar.close()
 
     async with runtime.sessions() as session:
         report.states = Counter(

@@ -24,6 +24,13 @@ def platform_routes(runtime: Any) -> Sequence[Any]:
     return routes
 
 
+def slack_manifest(config: Any, *, socket_mode: bool = False, public_url: str | None = None) -> str:
+    """The Slack app manifest with the brand's name (imports Slack only when asked for)."""
+    from handlers.slack.manifest import branded_manifest
+
+    return branded_manifest(config, socket_mode=socket_mode, public_url=public_url)
+
+
 def platform_notifiers(runtime: Any) -> dict[str, Any]:
     """Notifiers by platform for the outbox worker; unconfigured platforms are absent."""
     from handlers.slack import slack_notifier

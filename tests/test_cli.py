@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
+from cxbot.cli import main
 from tests.conftest import ROOT
+from tests.support.databases import fresh_sqlite
 from tests.support.server import ServerProcess
 
 
@@ -88,3 +91,63 @@ def test_serve_starts_with_the_example_config_on_sqlite_without_credentials(tmp_
         assert refused.json() == {"error": "CXBOT_API_KEY is not set on the server, so the API is disabled"}
     assert any("CXBOT_API_KEY is not set" in line for line in server.log)
     assert (tmp_path / "serve.db").exists()
+
+
+#: Run bot.py as if no extra were installed: importing any module of an extra fails as it would.
+WITHOUT_EXTRAS = """
+import importlib.abc, runpy, sys
+from cxbot.cli import EXTRA_OF
+
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in EXTRA_OF:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NotInstalled())
+import cxbot.demo, cxbot.demo_cache  # the demo's seeding and its snapshot, without the extras too
+sys.argv = ["bot.py", *sys.argv[1:]]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_the_console_runs_without_the_serve_and_postgres_extras(
+    sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pip install -e .` (the README's first command) installs no extra; the console must not need one."""
+    url = fresh_sqlite(sqlite_template, tmp_path)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CXBOT_", "DATABASE_URL", "SLACK_"))}
+    env = {**clean, "DATABASE_URL": url, "CXBOT_CONFIG": str(ROOT / "cxbot.example.yaml"), "COLUMNS": "80"}
+
+    def bot(*args: str, typed: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", WITHOUT_EXTRAS, *args],
+            cwd=ROOT,
+            env=env,
+            input=typed,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    console = bot("console", typed="help\nlist new\n:digest support\n:quit\n")
+    assert console.returncode == 0, console.stderr
+    assert "/cx ack CX-42\n    acknowledge" in console.stdout and "New cases: none." in console.stdout
+    # What needs an extra says which one, in process: a module set to None in sys.modules cannot be
+    # imported, as when it is not installed.
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    monkeypatch.setenv("CXBOT_CONFIG", str(ROOT / "cxbot.example.yaml"))
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert main(["serve"]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "serve needs the 'serve' extra (uvicorn is not installed): "
+            "pip install -e '.[serve]' (or pip install 'cxbot[serve]')"
+        )
+    )
+    monkeypatch.setitem(sys.modules, "asyncpg", None)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://cxbot@127.0.0.1:9/cxbot")
+    assert main(["db", "upgrade"]) == 2
+    assert "db needs the 'postgres' extra (asyncpg is not installed)" in capsys.readouterr().err

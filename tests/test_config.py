@@ -129,3 +129,28 @@ def test_business_hours_need_at_least_one_day() -> None:
     errors = errors_of(raw)
     assert len(errors) == 1
     assert errors[0].startswith("sla_policies.office-hours.business_hours.days: ")
+
+
+def test_brand_errors_are_listed_with_their_paths() -> None:
+    raw = example()
+    raw["brand"] = {
+        "name": "",
+        "logo": "ftp://logo.example.com/a.png",
+        "accent_colour": "orange",
+        "privacy_url": "www.example.com/privacy",
+        "colour": "#fff",
+    }
+    raw["teams"][1]["brand"] = {"accent_colour": "#12345", "logo": "data:text/html;base64,PGgxPg=="}
+    assert errors_of(raw) == [
+        "teams[1].brand.logo: a data URI logo must be data:image/<png|jpeg|gif|webp|svg+xml>;base64,...",
+        "teams[1].brand.accent_colour: '#12345' is not a colour (#rrggbb or #rgb, e.g. '#0b57d0')",
+        "brand.name: String should have at least 1 character",
+        "brand.logo: 'ftp://logo.example.com/a.png' is neither a web address (https://...) "
+        "nor a data:image URI",
+        "brand.accent_colour: 'orange' is not a colour (#rrggbb or #rgb, e.g. '#0b57d0')",
+        "brand.privacy_url: 'www.example.com/privacy' is not a web address (https://...)",
+        "brand.colour: unknown key",
+    ]
+    raw["brand"] = {"accent_colour": "#ABC"}
+    del raw["teams"][1]["brand"]
+    assert parse_config(raw).brand.accent_colour == "#abc"

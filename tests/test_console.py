@@ -32,6 +32,7 @@ from tests.conftest import ROOT
 
 MANAGER = "U0SUPMGR1"
 ADMIN = "U0ADMIN01"
+COLUMNS = 80  # the tour's terminal: the narrowest a newcomer is likely to have
 
 
 def until(child: pexpect.spawn, pattern: str) -> str:
@@ -44,7 +45,8 @@ def test_a_newcomer_tours_the_demo_in_a_terminal(tmp_path: Path) -> None:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "CXBOT_", "DATABASE_", "TEAMS_"))
     }
-    env.update(PYTHONUNBUFFERED="1", NO_COLOR="1", TERM="dumb")
+    # Its own cache: the tour builds the demo database (later runs would copy it, cxbot.demo_cache).
+    env.update(PYTHONUNBUFFERED="1", NO_COLOR="1", TERM="dumb", XDG_CACHE_HOME=str(tmp_path / "cache"))
     database = tmp_path / "tour.db"
     child = pexpect.spawn(
         sys.executable,
@@ -53,8 +55,10 @@ def test_a_newcomer_tours_the_demo_in_a_terminal(tmp_path: Path) -> None:
         env=env,
         encoding="utf-8",
         timeout=120,
-        dimensions=(60, 200),
+        dimensions=(60, COLUMNS),
     )
+    seen = io.StringIO()
+    child.logfile_read = seen
     try:
         first_screen = until(child, "Try: show ")
         assert "Demo data:" in first_screen and "responses over 60 days" in first_screen
@@ -68,6 +72,8 @@ def test_a_newcomer_tours_the_demo_in_a_terminal(tmp_path: Path) -> None:
         child.sendline(":help")
         shown = until(child, PROMPT)
         assert ":advance <time>" in shown and "/cx list [mine|team <team>|overdue|new|all]" in shown
+        # A verb per line with what it does under it, not columns padded to the longest usage.
+        assert "/cx ack CX-42\r\n    acknowledge" in shown, shown
 
         child.sendline("/cx list new")
         listed = until(child, PROMPT)
@@ -99,6 +105,11 @@ def test_a_newcomer_tours_the_demo_in_a_terminal(tmp_path: Path) -> None:
     finally:
         child.close()
     assert child.exitstatus == 0, child.before
+    # The first run builds the demo database with a progress bar (later runs copy it).
+    assert re.search(r"Seeding demo: +\d+%\|", seen.getvalue()), seen.getvalue()[:2000]
+    # Everything it printed (the progress bar, cards, digests, escalations, help) fits the terminal.
+    too_wide = [line for line in re.split(r"[\r\n]+", seen.getvalue()) if len(line) > COLUMNS]
+    assert not too_wide, too_wide
 
 
 # In process, line by line -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from cxbot import markup
 from cxbot.cases.view import CaseView, CustomerHistory
 from cxbot.commands.dispatch import Reply
+from cxbot.commands.grammar import HelpListing
 from cxbot.outbox.contract import Delivery
 from handlers.console.notifier import ConsoleNotifier
 from handlers.console.renderers import (
@@ -15,7 +16,10 @@ from handlers.console.renderers import (
     case_card,
     digest_post,
     escalation_notice,
+    fit,
+    help_listing,
     plain,
+    render_reply,
     reply_text,
     thread_line,
 )
@@ -159,3 +163,35 @@ async def test_the_notifier_prints_each_kind_and_binds_the_card() -> None:
         "┌─ #support · daily digest",
     ]
     assert [case_id for case_id, _ in printed] == [42, 42, 42, 42, 42, None]
+
+
+def test_at_a_narrow_terminal_every_card_notice_digest_and_help_line_fits() -> None:
+    width = 48
+    card = case_card(CASE, channel="#support", width=width).splitlines()
+    assert card[0] == "┌─ #support · case card · CX-42 · NPS 2 at"
+    assert card[1] == "│  support-phone"  # the title goes on inside the box
+    assert "│ Why here:   NPS 2 is at or below 6; touchpoint" in card
+    assert "│             'support-phone' is owned by" in card  # under its field, not the label
+    assert card[-2:] == [
+        "└─ Act: ack CX-42 · take CX-42 · assign CX-42",
+        "   @person · resolve CX-42 <outcome>",
+    ]
+    notice = escalation_notice(
+        "CX-42 was not acknowledged within 30m; you are the escalation contact for support",
+        destination="U0SUPMGR1",
+        direct=True,
+        width=width,
+    ).splitlines()
+    digest = digest_post("• NPS +12 (n=48), down 9 since last week\n", channel="#support", width=width)
+    listing = help_listing(HelpListing(), width=width).splitlines()
+    for lines in (card, notice, digest.splitlines(), listing):
+        assert all(len(line) <= width for line in lines), lines
+    assert listing[:2] == ["/cx help [verb]", "    what cxbot can do, or one verb's usage"]
+    assert "/cx resolve CX-42" in listing[listing.index("/cx reopen CX-42") - 4]  # wrapped, then its summary
+    assert fit("• a bullet whose text runs past the end of a narrow line", 30).splitlines() == [
+        "• a bullet whose text runs",
+        "  past the end of a narrow",
+        "  line",
+    ]
+    help_reply = render_reply(Reply("help", report=HelpListing()), width=width)
+    assert help_reply.splitlines() == listing

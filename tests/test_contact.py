@@ -110,8 +110,9 @@ async def the_case(runtime: Runtime) -> Case:
 
 APOLOGY = (
     "Hi Ada,\n\nThank you for telling us about Phone support. I'm sorry we let you down.\n"
-    "I'm Sam from Customer Support and I'm looking into it personally. Reply to this message with anything\n"
-    "that would help us put it right."
+    # $company: the brand's name from cxbot.example.yaml.
+    "I'm Sam from Customer Support at Northwind Outfitters and I'm looking into it personally. "
+    "Reply to this\nmessage with anything that would help us put it right."
 )
 
 
@@ -440,7 +441,7 @@ def test_contact_config_errors_have_paths() -> None:
         parse_config({**raw, "contact_providers": {}, "teams": [{"key": "support", "name": "S"}]})
     assert raised.value.errors == [
         "contact_templates.hello.body: unknown field(s) $frist_name (fields are: $first_name, "
-        "$customer_name, $case_ref, $team_name, $touchpoint, $agent, $score, $metric)"
+        "$customer_name, $case_ref, $team_name, $company, $touchpoint, $agent, $score, $metric)"
     ]
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from cxbot.clock import ManualClock
 from cxbot.config import Config
-from cxbot.demo import DEMO_DAYS, DEMO_NOW, generate_feedback, seed_demo
+from cxbot.db import transaction
+from cxbot.demo import DEMO_DAYS, DEMO_NOW, SeedReport, generate_feedback, seed_demo
+from cxbot.demo_cache import DemoSnapshots, snapshot_key
+from cxbot.ingest.service import ingest_items
 from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, Feedback
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
@@ -114,3 +119,72 @@ async def test_two_seedings_give_the_same_cases(
         finally:
             await runtime.close()
     assert seen[0] == seen[1] and len(seen[0]) > 10
+
+
+async def _cases_and_feedback(runtime: Runtime) -> tuple[list[tuple[object, ...]], int]:
+    async with runtime.sessions() as session:
+        rows = await session.execute(
+            select(Case.id, Case.state, Case.team_key, Case.feedback_id).order_by(Case.id)
+        )
+        feedback = await session.scalar(select(func.count()).select_from(Feedback))
+    return [tuple(row) for row in rows.all()], int(feedback or 0)
+
+
+async def test_the_demo_database_is_built_once_then_copied_with_its_report(
+    tmp_path: Path, sqlite_template: Path, example_config: Config
+) -> None:
+    built = tmp_path / "built"
+    built.mkdir()
+    settings = Settings(_env_file=None, DATABASE_URL=fresh_sqlite(sqlite_template, built))  # type: ignore[call-arg]
+    runtime = Runtime.build(settings=settings, config=example_config, clock=ManualClock(DEMO_NOW))
+    items = generate_feedback(example_config)[-60:]  # the last hour's worth: a few negative ones
+    try:
+        await runtime.sync_directory()
+        async with transaction(runtime.sessions) as session:
+            results = await ingest_items(session, runtime.ingestor, items, now=DEMO_NOW)
+        seeded = await _cases_and_feedback(runtime)
+        report = SeedReport(feedback=seeded[1], cases=len(seeded[0]), states=Counter(new=len(seeded[0])))
+        snapshots = DemoSnapshots(tmp_path / "cache")
+        key = snapshot_key(example_config)
+        assert snapshots.restore(key, tmp_path / "console.db") is None  # nothing built yet
+        snapshots.store(key, Path(make_url(settings.database_url).database or ""), report)
+    finally:
+        await runtime.close()
+    assert any(r.case for r in results) and seeded[1] == 60
+
+    target = tmp_path / "here" / "cxbot-demo.db"
+    target.parent.mkdir()
+    target.write_bytes(b"an older demo database")
+    Path(f"{target}-wal").write_bytes(b"its stale write-ahead log")
+    copied = snapshots.restore(key, target)
+    assert copied is not None and copied.copied
+    assert (copied.feedback, copied.cases, copied.states) == (report.feedback, report.cases, report.states)
+    assert not Path(f"{target}-wal").exists()
+    settings = Settings(_env_file=None, DATABASE_URL=f"sqlite:///{target}")  # type: ignore[call-arg]
+    again = Runtime.build(settings=settings, config=example_config, clock=ManualClock(DEMO_NOW))
+    try:
+        assert await _cases_and_feedback(again) == seeded
+    finally:
+        await again.close()
+
+    # Another configuration, other parameters or other code: another key, and a build; one snapshot kept.
+    other = example_config.model_copy(update={"admins": ["U0SOMEONE"]})
+    assert len({key, snapshot_key(other), snapshot_key(example_config, live_days=1)}) == 3
+    assert snapshots.restore(snapshot_key(other), target) is None
+    snapshots.store(snapshot_key(other), target, report)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [
+        f"demo-{snapshot_key(other)}.db",
+        f"demo-{snapshot_key(other)}.json",
+    ]
+    (tmp_path / "cache" / f"demo-{snapshot_key(other)}.json").write_text("{not json")
+    assert snapshots.restore(snapshot_key(other), target) is None  # a damaged snapshot is rebuilt
+
+
+def test_a_cache_that_cannot_be_written_costs_only_a_build(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would be")
+    database = tmp_path / "demo.db"
+    sqlite3.connect(database).close()
+    snapshots = DemoSnapshots(blocked / "cxbot")
+    snapshots.store("k", database, SeedReport())  # logged, not raised
+    assert snapshots.restore("k", database) is None and database.exists()

@@ -14,10 +14,13 @@ from typing import Any
 import pytest
 import yaml
 
-from cxbot.config import Config
+from cxbot.cli import main
+from cxbot.config import Brand, Config
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
 from cxbot.web import create_app
+from handlers import slack_manifest
+from handlers.slack.manifest import app_name, bot_display_name, branded_manifest
 from tests.conftest import ROOT
 
 SLACK = ROOT / "handlers" / "slack"
@@ -162,3 +165,43 @@ async def test_every_url_in_the_http_manifest_is_served(tmp_path: Path, example_
         path = url.removeprefix(PUBLIC_BASE)
         assert path in served, f"{url}: the server has no route {path} (it serves {sorted(served)})"
         assert "POST" in served[path], f"{path} does not accept POST"
+
+
+def test_the_printed_manifest_carries_the_brand_and_changes_nothing_else(
+    example_config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(
+        [
+            "slack-manifest",
+            "--config",
+            str(ROOT / "cxbot.example.yaml"),
+            "--url",
+            "https://cx.northwind.test/",
+        ],
+        manifest=slack_manifest,
+    )
+    assert status == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    original = yaml.safe_load(HTTP_MANIFEST.read_text())
+    assert printed["display_information"]["name"] == "Northwind Outfitters CX"
+    assert printed["features"]["bot_user"]["display_name"] == "northwind-outfitters-cx"
+    assert printed["features"]["slash_commands"][0]["url"] == "https://cx.northwind.test/slack/events"
+    assert printed["oauth_config"] == original["oauth_config"] and printed["settings"].keys() == (
+        original["settings"].keys()
+    )
+    assert PUBLIC_BASE not in yaml.safe_dump(printed)
+
+    socket = yaml.safe_load(branded_manifest(example_config, socket_mode=True, public_url="https://x.test"))
+    assert socket["display_information"]["name"] == "Northwind Outfitters CX"
+    assert socket == {
+        **yaml.safe_load(SOCKET_MANIFEST.read_text()),
+        "display_information": socket["display_information"],
+        "features": socket["features"],
+    }
+    unbranded = example_config.model_copy(update={"brand": Brand(), "slash_command": "/feedback"})
+    plain = yaml.safe_load(branded_manifest(unbranded))
+    assert plain["display_information"]["name"] == "cxbot"
+    assert plain["features"]["bot_user"]["display_name"] == "cxbot"
+    assert plain["features"]["slash_commands"][0]["command"] == "/feedback"
+    assert app_name("The Very Long Company Name Trading Ltd") == "The Very Long Company Name Trading"
+    assert bot_display_name("Café Ünïcode & Co.") == "caf-n-code-co-cx"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from urllib.parse import urlencode
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
-from cxbot.config import Config
+from cxbot.brand import INK, WHITE, Palette, contrast, palette
+from cxbot.config import Brand, Config
 from cxbot.loop.resurvey import read_token
 from cxbot.models import Case, CaseEvent, Customer, Feedback, OutboxMessage, Resurvey
 from cxbot.runtime import Runtime
@@ -341,3 +343,64 @@ async def test_two_answers_at_once_store_one(
             == 1
         )
         assert (await session.get(Case, case_id)).state == "closed"
+
+
+async def test_the_page_and_the_message_carry_the_teams_brand(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """cxbot.example.yaml's brand: Northwind Outfitters, with an orange too light for white text."""
+    _, token = await resurveyed(runtime, client)
+    async with runtime.sessions() as session:
+        [row] = (
+            await session.execute(select(OutboxMessage).where(OutboxMessage.kind == "contact"))
+        ).scalars()
+    assert "Would you tell Northwind Outfitters how we did now?" in row.payload["body"]
+    assert row.payload["subject"].startswith("Northwind Outfitters: how did we do? (CX-")
+
+    page = await client.get(f"/r/{token}")
+    assert problems(page.text) == []
+    assert "<title>One question about your experience · Northwind Outfitters</title>" in page.text
+    assert '<span class="company">Northwind Outfitters</span>' in page.text
+    assert 'alt="Northwind Outfitters logo"' in page.text and 'src="data:image/svg+xml;base64,' in page.text
+    assert "Questions? Call 0800 123 4567" in page.text
+    assert '<a href="https://www.northwind.example.com/privacy">Privacy policy</a>' in page.text
+    # The logo's data URI is let in, and nothing else.
+    assert page.headers["content-security-policy"].endswith("; img-src data:")
+    colours = palette("#f28c28")
+    assert colours.on_fill == INK  # white on this orange is 2.5:1; near-black reads at 7.6:1
+    assert f"background:{colours.fill}" in page.text and f"color:{colours.on_fill}" in page.text
+    assert f"a{{color:{colours.text}}}" in page.text and contrast(colours.text, WHITE) >= 4.5
+
+
+async def test_without_a_brand_the_page_names_the_team_and_a_team_brand_overrides(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    _, token = await resurveyed(runtime, client)
+    bare = runtime.config.model_copy(update={"brand": Brand()})
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(replace(runtime, config=bare))), base_url="http://t"
+    ) as plain:
+        page = await plain.get(f"/r/{token}")
+    assert problems(page.text) == []
+    assert "<title>One question about your experience · Customer Support</title>" in page.text
+    assert '<span class="company">Customer Support</span>' in page.text
+    assert "<img" not in page.text and "Privacy policy" not in page.text
+    assert "img-src" not in page.headers["content-security-policy"]
+
+    travel = runtime.config.brand_for("travel")
+    assert (travel.name, travel.accent_colour) == ("Northwind Travel", "#00796b")
+    assert travel.logo == runtime.config.brand.logo and travel.support == runtime.config.brand.support
+    assert bare.brand_for("logistics").name == bare.team("logistics").name
+    assert bare.brand_for("travel").name == "Northwind Travel" and bare.brand_for(None).name is None
+
+
+def test_any_accent_colour_gives_a_page_at_aa_contrast() -> None:
+    assert round(contrast("#000000", WHITE), 1) == 21.0 and contrast("#777777", "#777777") == 1.0
+    assert palette(None) == Palette("#0b57d0", "#0b57d0", WHITE, "#0b57d0")  # already AA on white
+    for accent in ("#ffeb3b", "#f28c28", "#00bcd4", "#808080", "#ff0000", "#0b57d0", "#fff", "#000"):
+        colours = palette(accent)
+        assert contrast(colours.fill, colours.on_fill) >= 4.5, accent
+        assert contrast(colours.text, WHITE) >= 4.5, accent
+    # A mid grey fails under both white and near-black text: it is darkened until white reads.
+    grey = palette("#808080")
+    assert grey.fill != "#808080" and grey.on_fill == WHITE

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from cxbot.brand import contrast
 from cxbot.config import Config
 from cxbot.models import Case, Feedback, OutboxMessage, Resurvey
 from cxbot.runtime import Runtime
@@ -43,6 +44,56 @@ def _missing() -> str | None:
     except ImportError:
         return "needs selenium (pip install -e '.[test]')"
     return None
+
+
+#: Text whose colours a customer must be able to read, as CSS selectors.
+TEXT_PARTS = (
+    "header .company",
+    "h1",
+    "p.hint",
+    "legend",
+    ".choice label",
+    ".ends span",
+    "label.comment",
+    "button[type=submit]",
+    "footer p",
+    "footer a",
+)
+_COLOURS = """
+const [selectors] = arguments;
+const seen = [];
+function backdrop(el) {
+  for (; el; el = el.parentElement) {
+    const bg = getComputedStyle(el).backgroundColor;
+    if (bg && bg !== 'rgba(0, 0, 0, 0)' && bg !== 'transparent') return bg;
+  }
+  return 'rgb(255, 255, 255)';
+}
+for (const selector of selectors) {
+  for (const el of document.querySelectorAll(selector)) {
+    if (!el.textContent.trim()) continue;
+    seen.push([selector, el.textContent.trim().slice(0, 20), getComputedStyle(el).color, backdrop(el)]);
+  }
+}
+return seen;
+"""
+
+
+def _hex(css: str) -> str:
+    red, green, blue = (int(float(v)) for v in css[css.index("(") + 1 : css.index(")")].split(",")[:3])
+    return f"#{red:02x}{green:02x}{blue:02x}"
+
+
+def low_contrast(browser: Any) -> list[str]:
+    """Every text part of the page below WCAG AA (4.5:1) against the background it is drawn on."""
+    found, measured = [], set()
+    for selector, text, colour, background in browser.execute_script(_COLOURS, list(TEXT_PARTS)):
+        measured.add(selector)
+        ratio = contrast(_hex(colour), _hex(background))
+        if ratio < 4.5:
+            found.append(f"{selector} {text!r}: {colour} on {background} is {ratio:.2f}:1")
+    assert measured == set(TEXT_PARTS), set(TEXT_PARTS) - measured  # every part was on the page
+    return found
 
 
 @pytest.fixture
@@ -140,10 +191,21 @@ async def test_a_customer_answers_the_resurvey_in_a_real_browser(
     assert link == f"{server.url}/r/{token}"
 
     browser.get(link)
-    assert browser.title == "One question about your experience"
+    # Who is asking, before anything else: cxbot.example.yaml's brand, in the title, header and footer.
+    assert browser.title == "One question about your experience · Northwind Outfitters"
+    header = browser.find_element(By.TAG_NAME, "header")
+    assert header.text == "Northwind Outfitters"
+    logo = header.find_element(By.TAG_NAME, "img")
+    assert logo.get_attribute("alt") == "Northwind Outfitters logo"
+    assert browser.execute_script("return arguments[0].naturalWidth", logo) > 0  # the data URI drew
+    footer = browser.find_element(By.TAG_NAME, "footer")
+    assert "Questions? Call 0800 123 4567" in footer.text
+    privacy = footer.find_element(By.LINK_TEXT, "Privacy policy")
+    assert privacy.get_attribute("href") == "https://www.northwind.example.com/privacy"
     legend = browser.find_element(By.TAG_NAME, "legend").text
     assert legend == "How satisfied are you with your experience with Phone support?"
     assert problems(browser.page_source) == []
+    assert low_contrast(browser) == []  # the brand's orange, at the colours the browser computed
     radios = browser.find_elements(By.CSS_SELECTOR, "input[type=radio][name=score]")
     assert [r.get_attribute("value") for r in radios] == ["1", "2", "3", "4", "5"]
     # A person taps the big label, as on a phone; the hidden radio it names gets selected.
@@ -151,11 +213,12 @@ async def test_a_customer_answers_the_resurvey_in_a_real_browser(
     assert target.size["height"] >= 44 and target.size["width"] >= 44  # a comfortable touch target
     target.click()
     assert browser.find_element(By.ID, "score-4").is_selected()
+    assert low_contrast(browser) == []  # the chosen score, drawn in the accent
     comment = browser.find_element(By.ID, "comment")
     comment.send_keys("Much better after the call-back, thank you")
     browser.save_screenshot(str(tmp_path / "resurvey-form.png"))
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(browser, 20).until(expected_conditions.title_is("Thank you"))
+    WebDriverWait(browser, 20).until(expected_conditions.title_is("Thank you · Northwind Outfitters"))
     assert "We have your answer" in browser.find_element(By.TAG_NAME, "main").text
 
     async with runtime.sessions() as session:
@@ -173,4 +236,4 @@ async def test_a_customer_answers_the_resurvey_in_a_real_browser(
 
     # The same link again, in the same browser: the friendly "already answered" page.
     browser.get(link)
-    assert browser.title == "You have already answered"
+    assert browser.title == "You have already answered · Northwind Outfitters"

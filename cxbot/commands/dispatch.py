@@ -19,7 +19,15 @@ from cxbot.authz import Actor, Denied, is_admin, require_admin, require_member, 
 from cxbot.cases import flows, privacy
 from cxbot.cases.customers import CustomerNotFound, customer_page
 from cxbot.cases.overview import overdue
-from cxbot.commands.grammar import Command, CommandError, check_limits, help_text, parse, verb_named
+from cxbot.commands.grammar import (
+    Command,
+    CommandError,
+    HelpListing,
+    check_limits,
+    help_text,
+    parse,
+    verb_named,
+)
 from cxbot.db import insert_for, transaction
 from cxbot.digest.content import build_team_digest
 from cxbot.digest.schedule import local_date
@@ -79,6 +87,7 @@ def _usage_reply(runtime: Runtime, error: CommandError) -> Reply:
         ok=False,
         usage=error.usage,
         fix_field=error.field,
+        report=None if error.verb else HelpListing(runtime.config.slash_command),
     )
 
 
@@ -104,9 +113,15 @@ async def _help(runtime: Runtime, session: Any, command: Command, actor: Actor, 
     if topic:
         verb = verb_named(topic)
         if verb is None:
-            return Reply(f"No verb {topic!r}.\n{help_text(command=runtime.config.slash_command)}", ok=False)
+            return Reply(
+                f"No verb {topic!r}.\n{help_text(command=runtime.config.slash_command)}",
+                ok=False,
+                report=HelpListing(runtime.config.slash_command),
+            )
         return Reply(f"{runtime.config.slash_command} {verb.usage}: {verb.summary}")
-    return Reply(help_text(command=runtime.config.slash_command))
+    return Reply(
+        help_text(command=runtime.config.slash_command), report=HelpListing(runtime.config.slash_command)
+    )
 
 
 async def _list(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:

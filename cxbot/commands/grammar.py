@@ -405,6 +405,14 @@ def verb_named(name: str) -> Verb | None:
     return _BY_NAME.get(name.lower())
 
 
+@dataclass(frozen=True, slots=True)
+class HelpListing:
+    """The verbs a help reply lists, for renderers that lay them out themselves (a narrow terminal)."""
+
+    command: str = "/cx"
+    verbs: tuple[Verb, ...] = VERBS
+
+
 def help_text(*, command: str = "/cx") -> str:
     """One line per verb: its usage and what it does."""
     width = max(len(v.usage) for v in VERBS)

@@ -15,7 +15,7 @@ import base64
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
@@ -50,6 +50,8 @@ class Question:
     low: int
     high: int
     labels: dict[int, str]
+    #: The team whose customer is asked: its brand is the page's.
+    team: str | None = None
 
 
 def question(metric: str, *, about: str | None) -> Question:
@@ -184,12 +186,14 @@ def _pick_channel(config: Config, case: Case, customer: Customer, preferred: str
     )
 
 
-def link_text(*, customer: Customer, touchpoint: str | None, link: str, expires_at: datetime) -> str:
-    """The message that carries the link: short enough for one SMS with a long URL."""
+def link_text(
+    *, customer: Customer, touchpoint: str | None, link: str, expires_at: datetime, company: str
+) -> str:
+    """The message that carries the link, naming who sends it: short enough for one SMS with a long URL."""
     hello = f"Hi {customer.name.split()[0]}, " if customer.name else "Hello, "
     about = f" about {touchpoint}" if touchpoint else ""
     return (
-        f"{hello}thank you for your feedback{about}. Would you tell us how we did now? "
+        f"{hello}thank you for your feedback{about}. Would you tell {company} how we did now? "
         f"One question: {link} (open until {expires_at:%d %b %Y})"
     )
 
@@ -263,7 +267,10 @@ async def send(
     base = (settings.base_url or runtime.settings.public_url).rstrip("/")
     link = f"{base}/r/{make_token(key, ident=resurvey.id, nonce=resurvey.nonce, expires_at=expires_at)}"
     touchpoint = await _touchpoint_name(session, case, feedback)
-    body = link_text(customer=customer, touchpoint=touchpoint, link=link, expires_at=expires_at)
+    company = config.brand_for(case.team_key).name or case.team_key
+    body = link_text(
+        customer=customer, touchpoint=touchpoint, link=link, expires_at=expires_at, company=company
+    )
     await _queue_link(
         session,
         runtime=runtime,
@@ -482,10 +489,11 @@ def _negative_at(config: Config, metric: str, case: Case) -> float | None:
 
 
 async def page_context(session: AsyncSession, *, runtime: Runtime, resurvey: Resurvey) -> Question:
-    """The question to show for a re-survey, naming where the experience happened."""
+    """The question to show for a re-survey, naming where the experience happened and whose team asks."""
     case = await get_case(session, resurvey.case_id)
     original = await session.get(Feedback, case.feedback_id) if case.feedback_id else None
-    return question(resurvey.metric, about=await _touchpoint_name(session, case, original))
+    asked = question(resurvey.metric, about=await _touchpoint_name(session, case, original))
+    return replace(asked, team=case.team_key)
 
 
 __all__ = [

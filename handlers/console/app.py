@@ -19,7 +19,7 @@ from cxbot.models import Case
 from cxbot.runtime import Runtime
 from handlers.console.commands import Console, default_user, describe, link_demo_channels, repl, stamp
 from handlers.console.notifier import PLATFORM
-from handlers.console.renderers import reply_text
+from handlers.console.renderers import render_reply
 
 
 def run_console(
@@ -55,7 +55,7 @@ async def _first_screen(console: Console, *, demo: str | None) -> None:
         console.say("")
         await console.preview_digest(None)
         console.say("")
-        console.say(reply_text(await console.run("list overdue")))
+        console.say(render_reply(await console.run("list overdue"), width=console.width()))
         newest = await _newest_new_case(runtime)
         console.say("")
         hint = f"show {newest} · ack {newest} · " if newest else ""

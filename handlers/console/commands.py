@@ -33,7 +33,7 @@ from cxbot.models import TeamDestination
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
 from handlers.console.notifier import PLATFORM, ConsoleNotifier
-from handlers.console.renderers import render_reply, reply_text
+from handlers.console.renderers import fit, render_reply, terminal_width, usage_lines
 
 log = logging.getLogger("handlers.console")
 
@@ -43,15 +43,21 @@ MIN_STEP = timedelta(minutes=1)
 MAX_ADVANCE = timedelta(days=7)
 QUIT = frozenset({":quit", ":q", ":exit", "exit", "quit"})
 
-META_HELP = """\
-Console commands (everything else is a /cx command; the /cx is optional):
-  :help               this help, then the /cx verbs
-  :digest [team]      short for /cx digest <team> preview: yesterday's digest, for you only
-  :advance <time>     demo only: move the clock, e.g. :advance 2h or :advance 1d (max 7d); digests post
-                      and escalations fire as they would over that time
-  :now                the clock
-  :quit               leave (Ctrl-D too)
-Case cards show the commands their buttons run, e.g. `ack CX-3`, `take CX-3`, `resolve CX-3 recovered`."""
+META_INTRO = "Console commands (everything else is a /cx command; the /cx is optional):"
+META_HELP = [
+    (":help", "this help, then the /cx verbs"),
+    (":digest [team]", "short for /cx digest <team> preview: yesterday's digest, for you only"),
+    (
+        ":advance <time>",
+        "demo only: move the clock, e.g. :advance 2h or :advance 1d (max 7d); digests post and "
+        "escalations fire as they would over that time",
+    ),
+    (":now", "the clock"),
+    (":quit", "leave (Ctrl-D too)"),
+]
+META_OUTRO = (
+    "Case cards show the commands their buttons run, e.g. `ack CX-3`, `take CX-3`, `resolve CX-3 recovered`."
+)
 
 
 @dataclass(slots=True)
@@ -62,6 +68,8 @@ class Console:
     actor: Actor
     out: TextIO = field(default_factory=lambda: sys.stdout)
     clock: ManualClock | None = None
+    #: Columns to lay out within, asked before each print: the terminal may have been resized.
+    width: Callable[[], int] = terminal_width
     channel: str = DEFAULT_CHANNEL
     notifier: ConsoleNotifier = field(init=False)
     worker: OutboxWorker = field(init=False)
@@ -70,13 +78,14 @@ class Console:
     _deliveries: list[tuple[int | None, str]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
-        self.notifier = ConsoleNotifier(self._print_delivery)
+        self.notifier = ConsoleNotifier(self._print_delivery, width=self.width)
         self.worker = OutboxWorker(self.runtime, {PLATFORM: self.notifier})
 
     # Output -----------------------------------------------------------------------------------------
 
     def say(self, text: str) -> None:
-        self.out.write(text + "\n")
+        """Print `text`, every line within the terminal's width."""
+        self.out.write(fit(text, self.width()) + "\n")
         self.out.flush()
 
     def _print_delivery(self, case_id: int | None, text: str) -> None:
@@ -109,7 +118,7 @@ class Console:
         if text.startswith(":"):
             await self._meta(text[1:].split())
         else:
-            self.say(render_reply(await self.run(text)))
+            self.say(render_reply(await self.run(text), width=self.width()))
         await self.pump()
         return True
 
@@ -126,8 +135,10 @@ class Console:
     async def _meta(self, words: list[str]) -> None:
         verb = words[0].lower() if words else "help"
         if verb in ("help", "h", "?"):
-            self.say(META_HELP)
-            self.say(reply_text(await self.run("help")))
+            self.say(META_INTRO)
+            self.say(usage_lines(META_HELP, width=self.width()))
+            self.say(META_OUTRO)
+            self.say(render_reply(await self.run("help"), width=self.width()))
         elif verb == "digest":
             await self.preview_digest(words[1] if len(words) > 1 else None)
         elif verb == "advance":
@@ -142,7 +153,7 @@ class Console:
         if team_key is None:
             mine = teams_of(self.runtime.config, self.actor)
             team_key = mine[0] if mine else self.runtime.config.teams[0].key
-        self.say(render_reply(await self.run(f"digest {team_key} preview")))
+        self.say(render_reply(await self.run(f"digest {team_key} preview"), width=self.width()))
 
     async def _advance(self, amount: str) -> None:
         if self.clock is None:

@@ -18,7 +18,14 @@ from cxbot.outbox.contract import (
     Delivery,
     PermanentDeliveryError,
 )
-from handlers.console.renderers import case_card, digest_post, escalation_notice, report, thread_line
+from handlers.console.renderers import (
+    case_card,
+    digest_post,
+    escalation_notice,
+    report,
+    terminal_width,
+    thread_line,
+)
 
 PLATFORM = "console"
 
@@ -29,8 +36,11 @@ class ConsoleNotifier:
     platform = PLATFORM
     kinds = CHAT_KINDS
 
-    def __init__(self, write: Callable[[int | None, str], None]) -> None:
+    def __init__(
+        self, write: Callable[[int | None, str], None], *, width: Callable[[], int] = terminal_width
+    ) -> None:
         self.write = write
+        self.width = width
 
     async def deliver(self, delivery: Delivery) -> dict[str, Any]:
         payload_text = str(delivery.payload.get("text") or "")
@@ -40,11 +50,14 @@ class ConsoleNotifier:
             self.write(None, report(payload_text, destination=delivery.destination))
             return {"printed": True}
         if delivery.kind == "digest":
-            self.write(None, digest_post(payload_text, channel=delivery.destination))
+            self.write(None, digest_post(payload_text, channel=delivery.destination, width=self.width()))
             return {"printed": True}
         if delivery.kind in ESCALATION_KINDS:
             notice = escalation_notice(
-                payload_text, destination=delivery.destination, direct=delivery.kind == ESCALATION_DM
+                payload_text,
+                destination=delivery.destination,
+                direct=delivery.kind == ESCALATION_DM,
+                width=self.width(),
             )
             self.write(case_id, notice)
             return {"printed": True}
@@ -53,14 +66,15 @@ class ConsoleNotifier:
         case = delivery.case
         ref = f"console:{delivery.destination}:{case.id}"
         if delivery.kind == "case.card":
-            self.write(
-                case.id, case_card(case, channel=delivery.destination, updated=bool(delivery.message_ref))
+            card = case_card(
+                case, channel=delivery.destination, updated=bool(delivery.message_ref), width=self.width()
             )
+            self.write(case.id, card)
             return {"message_ref": ref, "action": "updated" if delivery.message_ref else "posted"}
         if delivery.kind == "case.thread":
             result: dict[str, Any] = {}
             if not delivery.message_ref:  # the card never went to this channel: show it first, as Slack does
-                self.write(case.id, case_card(case, channel=delivery.destination))
+                self.write(case.id, case_card(case, channel=delivery.destination, width=self.width()))
                 result["message_ref"] = ref
             self.write(case.id, thread_line(payload_text, case_ref=case.ref, channel=delivery.destination))
             return result | {"printed": True}

@@ -7,7 +7,10 @@ reader or a phone user depends on in a form page; it does not replace a full aud
 - every form control (input other than hidden/submit/button, select, textarea) has a label: a
   `<label for=id>` naming it, a wrapping `<label>`, or aria-label / aria-labelledby; ids are unique;
 - radio buttons of one name sit in a `<fieldset>` that has a `<legend>` with text;
-- buttons have text; no JavaScript (`<script>`, `on*=` handlers, `javascript:` URLs).
+- buttons and links have text, images have an `alt` text; no JavaScript (`<script>`, `on*=`
+  handlers, `javascript:` URLs).
+
+Colour contrast needs the browser's computed styles: tests/test_resurvey_browser.py measures it.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class _State:
     ids: list[str] = field(default_factory=list)
     fieldsets: list[_Fieldset] = field(default_factory=list)
     buttons: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    images_without_alt: list[str] = field(default_factory=list)
     scripts: list[str] = field(default_factory=list)
 
 
@@ -57,6 +62,7 @@ class _Parser(HTMLParser):
         self._fieldset_stack: list[int] = []
         self._in: list[str] = []
         self._button_text: list[str] | None = None
+        self._link_text: list[str] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: (v or "") for k, v in attrs}
@@ -83,6 +89,13 @@ class _Parser(HTMLParser):
             s.fieldsets[self._fieldset_stack[-1]].has_legend = True
         elif tag == "button":
             self._button_text = [a.get("aria-label", "")]
+        elif tag == "a":
+            self._link_text = [a.get("aria-label", "")]
+        elif tag == "img":
+            if not a.get("alt", "").strip() and a.get("aria-hidden") != "true":
+                s.images_without_alt.append(a.get("src", "")[:40])
+            if self._link_text is not None:
+                self._link_text.append(a.get("alt", ""))
         if tag in CONTROLS:
             kind = a.get("type", "text").lower() if tag == "input" else tag
             if kind in NOT_LABELLED_INPUTS:
@@ -110,6 +123,9 @@ class _Parser(HTMLParser):
         elif tag == "button" and self._button_text is not None:
             self.state.buttons.append("".join(self._button_text).strip())
             self._button_text = None
+        elif tag == "a" and self._link_text is not None:
+            self.state.links.append("".join(self._link_text).strip())
+            self._link_text = None
         if tag in self._in:
             while self._in and self._in.pop() != tag:
                 pass
@@ -121,6 +137,8 @@ class _Parser(HTMLParser):
             self.state.fieldsets[self._fieldset_stack[-1]].legend_text += data
         if self._button_text is not None:
             self._button_text.append(data)
+        if self._link_text is not None:
+            self._link_text.append(data)
 
 
 def problems(document: str) -> list[str]:
@@ -142,6 +160,8 @@ def problems(document: str) -> list[str]:
         " ", ""
     ):
         found.append(f"viewport {s.viewport!r} prevents zooming")
+    found += [f"an image has no alt text: <img src={src!r}>" for src in s.images_without_alt]
+    found += ["a link has no text" for text in s.links if not text]
     duplicates = {i for i in s.ids if s.ids.count(i) > 1}
     if duplicates:
         found.append(f"duplicate ids: {', '.join(sorted(duplicates))}")

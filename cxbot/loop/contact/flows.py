@@ -54,7 +54,7 @@ from cxbot.pii import mask_email, mask_phone, mask_text
 PLATFORM = "contact"
 MAX_BODY = {"email": 20000, "sms": 1600, "webhook": 20000}
 CHANNEL_LABELS = {"email": "Email", "sms": "SMS", "webhook": "Helpdesk"}
-PURPOSE_SUBJECTS = {"resurvey": "How did we do? (${case_ref})"}
+PURPOSE_SUBJECTS = {"resurvey": "$company: how did we do? (${case_ref})"}
 SYSTEM = Actor(user_id="cxbot", platform="cxbot", display="cxbot")
 
 
@@ -148,6 +148,7 @@ async def _fields(
         customer_name=customer.name if visible and customer else None,
         case_ref=case.ref,
         team_name=team_name,
+        company=config.brand_for(case.team_key).name,
         touchpoint=touchpoint.name if touchpoint else (feedback.touchpoint if feedback else None),
         agent=actor.display or team_name,
         score=feedback.score if feedback else None,

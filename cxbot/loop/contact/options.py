@@ -30,6 +30,7 @@ TEMPLATE_FIELDS = {
     "customer_name": "the customer's full name",
     "case_ref": "the case id, e.g. CX-42",
     "team_name": "the owning team's name",
+    "company": "who the customer hears from: brand.name (the team's brand first), else the team's name",
     "touchpoint": "where the experience happened",
     "agent": "who sends the message",
     "score": "the score the customer gave",

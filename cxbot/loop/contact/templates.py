@@ -17,7 +17,7 @@ from cxbot.loop.contact.options import TEMPLATE_FIELDS, ContactTemplate
 #: Used when the team names no template and has none: still a polite, editable start.
 FALLBACK = ContactTemplate(
     label="Plain",
-    subject="About your feedback (${case_ref})",
+    subject="About your feedback to $company (${case_ref})",
     body="Hi $first_name,\n\nThank you for your feedback. $agent from $team_name here: ",
 )
 FALLBACK_NAME = "plain"
@@ -51,6 +51,7 @@ def fields(
     customer_name: str | None,
     case_ref: str,
     team_name: str,
+    company: str | None = None,
     touchpoint: str | None,
     agent: str,
     score: float | None,
@@ -63,6 +64,7 @@ def fields(
         "customer_name": name or "there",
         "case_ref": case_ref,
         "team_name": team_name,
+        "company": company or team_name,
         "touchpoint": touchpoint or "your recent experience",
         "agent": agent,
         "score": f"{score:g}" if score is not None else "",
