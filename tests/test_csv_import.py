@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import sys
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -515,3 +515,33 @@ async def test_a_file_that_stops_being_utf8_keeps_what_came_before(runtime: Runt
     stored = await count(runtime, Feedback)
     assert 0 < stored < 2000
     assert stored % 100 == 0  # whole batches, nothing half-written
+
+
+@pytest.mark.parametrize("bulk", [True, False], ids=["lean", "portable"])
+async def test_the_edge_limits_hold_for_an_import_on_either_path(
+    runtime: Runtime, tmp_path: Path, bulk: bool
+) -> None:
+    """cxbot.limits at the CSV edge too: a date far ahead of the clock and an over-long tag are
+    errors naming the field, whether the lean check or the portable way reads the row."""
+    ahead = (runtime.clock() + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    path = tmp_path / "limits.csv"
+    path.write_text(
+        "id,score,labels,at\n"
+        "ok,9,web,2026-10-01T09:00:00Z\n"
+        f"ahead,9,web,{ahead}\n"
+        f"tag,9,{'x' * 101},2026-10-01T09:00:00Z\n",
+        encoding="utf-8",
+    )
+    options = ImportOptions(
+        mapping={"external_id": "id", "score": "score", "tags": "labels", "received_at": "at"},
+        constants={"metric": "nps", "touchpoint": "Refund Related"},
+        bulk=bulk,
+    )
+    report = await import_csv(runtime, path, options)
+    assert report.created == 1
+    assert [(line, reason.split(":")[0]) for line, reason in report.errors] == [
+        (3, "received_at"),
+        (4, "tags"),
+    ]
+    async with runtime.sessions() as session:
+        assert list((await session.execute(select(Feedback.external_id))).scalars()) == ["ok"]

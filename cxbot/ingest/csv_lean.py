@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from cxbot import limits
 from cxbot.ingest.schema import (
     MAX_COMMENT_CHARS,
     MAX_ID_CHARS,
@@ -138,7 +139,10 @@ class LeanRows:
     def _tag_tuple(tags: list[str]) -> tuple[str, ...] | None:
         if len(tags) > MAX_TAGS:
             return None
-        return tuple(tag.strip() for tag in tags if tag.strip())
+        kept = tuple(tag.strip() for tag in tags if tag.strip())
+        if any(limits.text_problem(tag, limit=limits.MAX_TAG_CHARS) for tag in kept):
+            return None  # the portable way says which tag and why
+        return kept
 
     def _date(self, text: str) -> datetime | None:
         """What the portable way makes of a date cell: its ISO text, parsed again as UTC."""

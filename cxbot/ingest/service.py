@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cxbot import limits
 from cxbot.cases.detractors import raise_priority
 from cxbot.cases.sla import deadlines
 from cxbot.db import insert_for
@@ -467,13 +468,18 @@ async def ingest_items(
     """Validate raw items and store the valid ones; invalid ones get an `error` result with the reason.
 
     An item that is already a :class:`FeedbackIn` was validated by its caller (the CSV importer's
-    lean path) and is stored as it is.
+    lean path), all but its date against `now`, which is checked here as validate_item would.
     """
     valid: list[tuple[int, FeedbackIn]] = []
     errors: list[ItemResult] = []
     for index, raw in enumerate(raw_items):
         if type(raw) is FeedbackIn:
-            valid.append((index, raw))
+            received = raw.received_at
+            problem = None if received is None else limits.received_at_problem(received, now=now)
+            if problem is None:
+                valid.append((index, raw))
+            else:
+                errors.append(ItemResult(index=index, status="error", reason=f"received_at: {problem}"))
             continue
         try:
             valid.append((index, validate_item(raw, now=now, default_source=default_source)))
