@@ -38,7 +38,6 @@ EXTRA_OF = {
     "starlette": "serve",
     "uvicorn": "serve",
     "apscheduler": "serve",
-    "httpx": "serve",
     "slack_bolt": "serve",
     "slack_sdk": "serve",
     "aiohttp": "serve",
