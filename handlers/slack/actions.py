@@ -18,9 +18,8 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from cxbot.authz import Actor
 from cxbot.commands.dispatch import Reply, Where, run, run_text
-from cxbot.commands.grammar import OUTCOMES, Command, CommandError, parse
-from cxbot.config import parse_duration
-from cxbot.limits import parse_id
+from cxbot.commands.forms import FormRejected, new_case_form, resolve_form, snooze_form
+from cxbot.commands.grammar import Command, CommandError, parse
 from cxbot.loop.contact.flows import composer_for
 from handlers.slack.blocks import (
     MAX_TEXT,
@@ -43,10 +42,10 @@ from handlers.slack.renderers import (
     RESOLVE_MODAL,
     REVEAL,
     SNOOZE,
-    SNOOZE_CHOICES,
     SNOOZE_MODAL,
     case_id_from,
     contact_modal,
+    form_values,
     parse_metadata,
     resolve_modal,
     snooze_modal,
@@ -202,20 +201,17 @@ def _selected(values: dict[str, Any], block: str) -> str | None:
 
 def _snooze_submitted(deps: SlackDeps) -> Any:
     async def on_snooze(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        values = view["state"]["values"]
-        duration = _selected(values, "duration") or ""
-        reason = (_selected(values, "reason") or "").strip()
-        if duration not in {value for value, _ in SNOOZE_CHOICES}:
-            await ack(response_action="errors", errors={"duration": "Pick how long to snooze"})
-            return
-        if not reason:
-            await ack(response_action="errors", errors={"reason": "A snooze needs a reason"})
-            return
-        await ack()
         case_id, channel = parse_metadata(view.get("private_metadata", ""))
         if case_id is None:
+            await ack()
             return
-        command = Command("snooze", case_id, {"duration": parse_duration(duration), "reason": reason})
+        form = snooze_form(case_id)
+        try:
+            command = form.submit(form_values(form, view["state"]["values"]))
+        except FormRejected as rejected:
+            await ack(response_action="errors", errors=rejected.errors)
+            return
+        await ack()
         await _run_submitted(deps, command, body, channel)
 
     return on_snooze
@@ -225,25 +221,21 @@ def _resolve_submitted(deps: SlackDeps) -> Any:
     """Resolve before answering, so the resolve rule's refusal shows on the field (design.md §7)."""
 
     async def on_resolve(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        values = view["state"]["values"]
-        outcome = _selected(values, "outcome")
-        reason = (_selected(values, "reason") or "").strip() or None
-        if outcome not in OUTCOMES:
-            await ack(response_action="errors", errors={"outcome": "Pick an outcome"})
-            return
-        if outcome == "could-not-contact" and reason is None:
-            await ack(
-                response_action="errors", errors={"reason": "Say why the customer could not be contacted"}
-            )
-            return
         case_id, channel = parse_metadata(view.get("private_metadata", ""))
         if case_id is None:
             await ack()
             return
-        args = {"outcome": outcome, "root_cause": _selected(values, "root_cause"), "reason": reason}
-        reply = await _run_command(deps, Command("resolve", case_id, args), body, channel)
+        form = resolve_form(case_id, root_causes=deps.runtime.config.root_causes)
+        try:
+            command = form.submit(form_values(form, view["state"]["values"]))
+        except FormRejected as rejected:
+            await ack(response_action="errors", errors=rejected.errors)
+            return
+        reply = await _run_command(deps, command, body, channel)
         if not reply.ok:
-            block = reply.fix_field if reply.fix_field in ("reason", "root_cause") else "outcome"
+            block = form.field_for(
+                reply.fix_field if reply.fix_field in ("reason", "root_cause") else "outcome"
+            )
             await ack(response_action="errors", errors={block: clip(to_plain(reply.text), MAX_TEXT)})
             return
         await ack()
@@ -384,49 +376,17 @@ async def _run_submitted(
 
 
 #: The core names the input to fix (cxbot.cases.flows.NewCaseRejected); the form calls free text `title`.
-_FORM_BLOCK_OF = {"text": "title"}
-
-
-def _new_case_form_errors(*, feedback: str | None, title: str, description: str) -> dict[str, str]:
-    """What the form itself can tell before the database: one of feedback id or title, numbers only."""
-    if feedback and (title or description):
-        return {"feedback": "Give a feedback id or a title, not both"}
-    if feedback and parse_id(feedback) is None:
-        return {"feedback": "A feedback id is a whole number"}
-    if not feedback and not title:
-        if description:
-            return {"title": "A case from free text needs a title"}
-        return {"feedback": "Give a feedback id, or a title below"}
-    return {}
-
-
 def _new_case_submitted(deps: SlackDeps) -> Any:
     """Validate and open the case before answering: Slack shows field errors only in the ack itself."""
 
     async def on_new_case(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        values = view["state"]["values"]
-        team = _selected(values, "team") or ""
-        feedback = (_selected(values, "feedback") or "").strip()
-        title = (_selected(values, "title") or "").strip()
-        description = (_selected(values, "description") or "").strip()
-        touchpoint = (_selected(values, "touchpoint") or "").strip() or None
-        errors = _new_case_form_errors(feedback=feedback, title=title, description=description)
-        if not team:
-            errors.setdefault("team", "Pick the team that owns the case")
-        if errors:
-            await ack(response_action="errors", errors=errors)
+        form = new_case_form(deps.runtime.config)
+        try:
+            command = form.submit(form_values(form, view["state"]["values"]))
+        except FormRejected as rejected:
+            await ack(response_action="errors", errors=rejected.errors)
             return
         _, channel = parse_metadata(view.get("private_metadata", ""))
-        text = f"{title}\n{description}" if description else title
-        command = Command(
-            "new",
-            args={
-                "team": team,
-                "feedback_id": parse_id(feedback) if feedback else None,
-                "text": None if feedback else text,
-                "touchpoint": touchpoint,
-            },
-        )
         actor = _actor(body)
         try:
             reply = await run(
@@ -436,7 +396,7 @@ def _new_case_submitted(deps: SlackDeps) -> Any:
             log.exception("new case from the modal failed")
             reply = Reply(FAILED, ok=False)
         if not reply.ok:
-            block = _FORM_BLOCK_OF.get(reply.fix_field or "team", reply.fix_field or "team")
+            block = form.field_for(reply.fix_field or "team")
             await ack(response_action="errors", errors={block: clip(to_plain(reply.text), MAX_TEXT)})
             return
         await ack()

@@ -171,10 +171,7 @@ async def open_new_case_form(deps: SlackDeps, command: dict[str, Any], respond: 
     actor = Actor(user_id=command["user_id"], platform="slack")
     mine = teams_of(config, actor)
     view = new_case_modal(
-        teams=[(team.key, team.name) for team in config.teams],
-        touchpoints=[(tp.key, tp.name or tp.key) for tp in config.touchpoints],
-        channel=command.get("channel_id") or None,
-        team=mine[0] if len(mine) == 1 else None,
+        config, channel=command.get("channel_id") or None, team=mine[0] if len(mine) == 1 else None
     )
     try:
         await deps.client.open_view(trigger_id=command["trigger_id"], view=view)

@@ -32,7 +32,9 @@ from cxbot import markup
 from cxbot.cases.overview import Overview
 from cxbot.cases.view import CaseView
 from cxbot.commands.dispatch import Reply
-from cxbot.commands.grammar import OUTCOMES
+from cxbot.commands.forms import Field as FormField
+from cxbot.commands.forms import Form, new_case_form, resolve_form, snooze_form
+from cxbot.config import Config
 from cxbot.digest.model import LeadershipDigest, TeamDigest
 from cxbot.limits import MAX_ID, parse_id
 from cxbot.loop.contact.flows import Composer
@@ -75,8 +77,10 @@ REVEAL = "cx_reveal"
 NEW_CASE_MODAL = "cx_new_case_modal"
 #: The new-case form's blocks; the core's NewCaseRejected fields map onto them (its `text` is `title`).
 NEW_CASE_BLOCKS = ("team", "feedback", "title", "description", "touchpoint")
-MAX_CASE_TITLE = 300
-SNOOZE_CHOICES = (("1h", "1 hour"), ("4h", "4 hours"), ("1d", "1 day"), ("3d", "3 days"), ("7d", "1 week"))
+#: Slack's own limits on a modal's title, an input's label and its hint.
+MAX_MODAL_TITLE = 24
+MAX_LABEL = 2000
+MAX_HINT = 2000
 
 
 def action_id(verb: str, case_id: int) -> str:
@@ -301,82 +305,73 @@ def parse_metadata(text: str) -> tuple[int | None, str | None]:
     return (case_id if valid_id else None), (channel if isinstance(channel, str) else None)
 
 
-def snooze_modal(case_id: int, *, channel: str | None) -> dict[str, Any]:
-    """Snooze needs a duration and a reason (design.md §6), so the button asks for both."""
-    blocks = [
-        InputBlock(
-            block_id="duration",
-            label="Snooze for",
-            element=StaticSelectElement(
-                action_id="value",
-                options=[Option(value=value, label=label) for value, label in SNOOZE_CHOICES],
-                initial_option=Option(value=SNOOZE_CHOICES[0][0], label=SNOOZE_CHOICES[0][1]),
-            ),
-        ),
-        InputBlock(
-            block_id="reason",
-            label="Why",
-            element=PlainTextInputElement(
-                action_id="value", max_length=300, placeholder="waiting for courier"
-            ),
-        ),
-    ]
+def form_modal(form: Form, *, callback_id: str, private_metadata: str) -> dict[str, Any]:
+    """A core form (cxbot.commands.forms) as a Slack modal: a select per choice field (a text input
+    when there are too many choices), a text input per text field, block ids = the fields' keys."""
+    blocks: list[Block] = []
+    if form.note:
+        blocks.append(ContextBlock(elements=[md(escape(form.note))]))
+    for spec in form.fields:
+        blocks.append(
+            InputBlock(
+                block_id=spec.key,
+                label=clip(spec.label, MAX_LABEL),
+                optional=not spec.required,
+                element=_form_element(spec),
+                **({"hint": clip(spec.hint, MAX_HINT)} if spec.hint else {}),
+            )
+        )
     view = View(
         type="modal",
-        callback_id=SNOOZE_MODAL,
-        private_metadata=_metadata(case_id, channel),
-        title=f"Snooze CX-{case_id}",
-        submit="Snooze",
+        callback_id=callback_id,
+        private_metadata=private_metadata,
+        title=clip(form.title, MAX_MODAL_TITLE),
+        submit=form.submit_label,
         close="Cancel",
         blocks=blocks,
     )
-    return view.to_dict()
+    rendered = view.to_dict()
+    rendered["blocks"] = checked(blocks)
+    return rendered
+
+
+def _form_element(spec: FormField) -> Any:
+    if spec.is_choice:
+        options = [Option(value=c.value, label=clip(c.label, 75)) for c in spec.choices[:MAX_OPTIONS]]
+        initial = next((o for o in options if o.value == spec.initial), None)
+        return StaticSelectElement(
+            action_id="value", options=options, **({"initial_option": initial} if initial else {})
+        )
+    if spec.number:
+        return NumberInputElement(action_id="value", is_decimal_allowed=False, min_value="1")
+    extra: dict[str, Any] = {"multiline": True} if spec.multiline else {}
+    if spec.placeholder:
+        extra["placeholder"] = spec.placeholder
+    return PlainTextInputElement(action_id="value", max_length=spec.max_length or MAX_FIELD, **extra)
+
+
+def form_values(form: Form, state: dict[str, Any]) -> dict[str, str | None]:
+    """What a submitted modal holds for each field of the form (`view.state.values`)."""
+    values: dict[str, str | None] = {}
+    for spec in form.fields:
+        element = (state.get(spec.key) or {}).get("value") or {}
+        option = element.get("selected_option") or {}
+        value = option.get("value") or element.get("value")
+        values[spec.key] = value if isinstance(value, str) else None
+    return values
+
+
+def snooze_modal(case_id: int, *, channel: str | None) -> dict[str, Any]:
+    """Snooze needs a duration and a reason (design.md §6), so the button asks for both."""
+    return form_modal(
+        snooze_form(case_id), callback_id=SNOOZE_MODAL, private_metadata=_metadata(case_id, channel)
+    )
 
 
 def resolve_modal(case_id: int, *, channel: str | None, root_causes: Sequence[str]) -> dict[str, Any]:
     """Resolve asks for the outcome and, optionally, a root cause from the configured list."""
-    blocks: list[Block] = [
-        InputBlock(
-            block_id="outcome",
-            label="Outcome",
-            element=StaticSelectElement(
-                action_id="value", options=[Option(value=o, label=o.replace("-", " ")) for o in OUTCOMES]
-            ),
-        )
-    ]
-    if root_causes:
-        blocks.append(
-            InputBlock(
-                block_id="root_cause",
-                label="Root cause",
-                optional=True,
-                element=StaticSelectElement(
-                    action_id="value",
-                    options=[Option(value=clip(c, 75), label=clip(c, 75)) for c in root_causes[:MAX_OPTIONS]],
-                ),
-            )
-        )
-    blocks.append(
-        InputBlock(
-            block_id="reason",
-            label="Why the customer could not be contacted",
-            optional=True,
-            element=PlainTextInputElement(
-                action_id="value", max_length=500, placeholder="no email or phone on record"
-            ),
-            hint="Needed for the outcome “could not contact”; any other outcome needs a contact attempt.",
-        )
-    )
-    view = View(
-        type="modal",
-        callback_id=RESOLVE_MODAL,
-        private_metadata=_metadata(case_id, channel),
-        title=f"Resolve CX-{case_id}",
-        submit="Resolve",
-        close="Cancel",
-        blocks=blocks,
-    )
-    return view.to_dict()
+    form = resolve_form(case_id, root_causes=root_causes)
+    return form_modal(form, callback_id=RESOLVE_MODAL, private_metadata=_metadata(case_id, channel))
 
 
 def contact_modal(
@@ -458,74 +453,7 @@ def contact_modal(
     return rendered
 
 
-def new_case_modal(
-    *,
-    teams: Sequence[tuple[str, str]],
-    touchpoints: Sequence[tuple[str, str]],
-    channel: str | None,
-    team: str | None = None,
-) -> dict[str, Any]:
-    """New case by hand (design.md §5): a team, then a feedback id or a title and description.
-
-    `teams` and `touchpoints` are (key, name) pairs from the configuration; `team` is preselected.
-    """
-    team_options = [Option(value=key, label=clip(name, 75)) for key, name in teams[:MAX_OPTIONS]]
-    initial = next((o for o in team_options if o.value == team), None)
-    blocks: list[Block] = [
-        InputBlock(
-            block_id="team",
-            label="Team",
-            element=StaticSelectElement(
-                action_id="value",
-                options=team_options,
-                **({"initial_option": initial} if initial else {}),
-            ),
-        ),
-        ContextBlock(elements=[md("Open it from a feedback id, *or* describe it with a title.")]),
-        InputBlock(
-            block_id="feedback",
-            label="Feedback id",
-            optional=True,
-            element=NumberInputElement(action_id="value", is_decimal_allowed=False, min_value="1"),
-            hint="The id POST /feedback answered with; the case takes its score, customer and touchpoint.",
-        ),
-        InputBlock(
-            block_id="title",
-            label="Title",
-            optional=True,
-            element=PlainTextInputElement(
-                action_id="value",
-                max_length=MAX_CASE_TITLE,
-                placeholder="Customer called twice about a lost parcel",
-            ),
-        ),
-        InputBlock(
-            block_id="description",
-            label="Description",
-            optional=True,
-            element=PlainTextInputElement(action_id="value", multiline=True, max_length=MAX_FIELD),
-        ),
-    ]
-    touchpoint_element: Any = (
-        StaticSelectElement(
-            action_id="value",
-            options=[Option(value=key, label=clip(name, 75)) for key, name in touchpoints],
-        )
-        if 0 < len(touchpoints) <= MAX_OPTIONS
-        else PlainTextInputElement(action_id="value", max_length=64, placeholder="touchpoint key")
-    )
-    blocks.append(
-        InputBlock(block_id="touchpoint", label="Touchpoint", optional=True, element=touchpoint_element)
-    )
-    view = View(
-        type="modal",
-        callback_id=NEW_CASE_MODAL,
-        private_metadata=json.dumps({"channel": channel}),
-        title="New case",
-        submit="Open case",
-        close="Cancel",
-        blocks=blocks,
-    )
-    rendered = view.to_dict()
-    rendered["blocks"] = checked(blocks)
-    return rendered
+def new_case_modal(config: Config, *, channel: str | None, team: str | None = None) -> dict[str, Any]:
+    """New case by hand (design.md §5): a team, then a feedback id or a title and description."""
+    form = new_case_form(config, team=team)
+    return form_modal(form, callback_id=NEW_CASE_MODAL, private_metadata=json.dumps({"channel": channel}))
