@@ -42,7 +42,7 @@ def run_console(
 async def _first_screen(console: Console, *, demo: str | None) -> None:
     runtime = console.runtime
     console.say(f"cxbot console · {runtime.config.slash_command} commands at the prompt, :help for help")
-    console.say(f"You are {describe(runtime, console.actor)}; change with --as USER_ID.")
+    console.say(f"You are {describe(runtime, console.actor)}; change with --as PERSON.")
     if demo is not None:
         admin = actor_for(runtime.config, PLATFORM, default_user(runtime))
         channels = await link_demo_channels(runtime, admin=admin)
