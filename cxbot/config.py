@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import time, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -315,6 +316,16 @@ class Config(_Model):
     def team(self, key: str) -> Team:
         return next(t for t in self.teams if t.key == key)
 
+    @cached_property
+    def person_ids(self) -> dict[tuple[str, str], str]:
+        """(platform, user id) → people key, built once (role checks run on every action)."""
+        return {
+            (platform, ident): key
+            for key, person in self.people.items()
+            for platform in CHAT_PLATFORMS
+            if (ident := person.platform_id(platform))
+        }
+
     def person_of(self, ident: str) -> str:
         """The people key for a key or any platform id of a person; anyone else stays their id.
 
@@ -323,10 +334,7 @@ class Config(_Model):
         """
         if ident in self.people:
             return ident
-        for key, person in self.people.items():
-            if ident in (person.slack, person.msteams):
-                return key
-        return ident
+        return next((key for p in CHAT_PLATFORMS if (key := self.person_ids.get((p, ident)))), ident)
 
     def person_for(self, platform: str, user_id: str) -> str:
         """Who a platform's user is: the people key whose id on `platform` is `user_id`, else the id.
@@ -335,10 +343,7 @@ class Config(_Model):
         may name a person by key or by any of their ids."""
         if platform not in CHAT_PLATFORMS:
             return self.person_of(user_id)
-        for key, person in self.people.items():
-            if person.platform_id(platform) == user_id:
-                return key
-        return user_id
+        return self.person_ids.get((platform, user_id), user_id)
 
     def aliases(self, ident: str) -> tuple[str, ...]:
         """Every value that may name this person in a stored row: the key and each platform id
