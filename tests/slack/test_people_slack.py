@@ -5,6 +5,7 @@ cases given to them anywhere, old rows that hold their Slack id included."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,8 +14,11 @@ from sqlalchemy import select, update
 from cxbot.authz import actor_for, is_manager, is_member, teams_of
 from cxbot.commands.dispatch import Where, run_text
 from cxbot.models import Case
+from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
+from handlers import platform_notifiers
 from tests.conftest import API_KEY
+from tests.support.clock import FrozenClock
 from tests.support.fake_slack import FakeSlack, SlackSender, slack_sender
 
 MANAGER_SLACK = "U0SUPMGR1"
@@ -76,7 +80,7 @@ async def test_one_manager_on_slack_the_console_and_teams(
 
 
 async def test_list_mine_finds_cases_assigned_on_either_platform_and_old_rows(
-    slack: SlackSender, fake_slack: FakeSlack, runtime: Runtime
+    slack: SlackSender, fake_slack: FakeSlack, runtime: Runtime, clock: FrozenClock
 ) -> None:
     on_slack, on_console, old, theirs = await open_cases(slack, 4)
     await slack.command(f"take {on_slack}", user=MANAGER_SLACK)
@@ -106,3 +110,14 @@ async def test_list_mine_finds_cases_assigned_on_either_platform_and_old_rows(
     assert (
         await run_text(runtime, f"take {old}", actor=console, where=CONSOLE)
     ).text == f"{old} is already yours"
+
+    # The card shows the person by their Slack id: a live mention, and the reassign select preset.
+    await OutboxWorker(runtime, platform_notifiers(runtime)).run_once(now=clock.now)
+    [card] = [
+        c.body
+        for c in fake_slack.calls("chat.postMessage")
+        if c.body.get("blocks") and f"{theirs} ·" in str(c.body["blocks"][0])
+    ]
+    blocks = json.dumps(card["blocks"])
+    assert '"*Assignee*\\n<@U0SUPAGT1>"' in blocks and '"initial_user": "U0SUPAGT1"' in blocks
+    assert "support-agent-1" not in blocks
