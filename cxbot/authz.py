@@ -62,24 +62,20 @@ class Denied(PermissionError):
 
 
 def is_admin(config: Config, actor: Actor) -> bool:
-    return identity(config, actor) in _people(config, config.admins)
+    return identity(config, actor) in config.role_people["admins"]
 
 
 def is_member(config: Config, actor: Actor, team: str) -> bool:
     """Members, managers and escalation contacts all act on the team's cases."""
     if team not in config.team_keys:
         return False
-    spec = config.team(team)
-    return identity(config, actor) in _people(
-        config, (*spec.members, *spec.managers, *spec.escalation.contacts)
-    )
+    return identity(config, actor) in config.role_people[f"{team}.members"]
 
 
 def is_manager(config: Config, actor: Actor, team: str) -> bool:
     if team not in config.team_keys:
         return False
-    spec = config.team(team)
-    return identity(config, actor) in _people(config, (*spec.managers, *spec.escalation.contacts))
+    return identity(config, actor) in config.role_people[f"{team}.managers"]
 
 
 def require_member(config: Config, actor: Actor, team: str, *, doing: str) -> None:

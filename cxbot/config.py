@@ -326,6 +326,18 @@ class Config(_Model):
             if (ident := person.platform_id(platform))
         }
 
+    @cached_property
+    def role_people(self) -> dict[str, frozenset[str]]:
+        """Who holds each role, as people, resolved once: `admins`, and per team `<key>.members`
+        (members, managers and escalation contacts act on its cases) and `<key>.managers` (managers
+        and escalation contacts acknowledge)."""
+        roles = {"admins": frozenset(map(self.person_of, self.admins))}
+        for team in self.teams:
+            managers = frozenset(map(self.person_of, (*team.managers, *team.escalation.contacts)))
+            roles[f"{team.key}.managers"] = managers
+            roles[f"{team.key}.members"] = managers | frozenset(map(self.person_of, team.members))
+        return roles
+
     def person_of(self, ident: str) -> str:
         """The people key for a key or any platform id of a person; anyone else stays their id.
 
