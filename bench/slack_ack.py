@@ -394,9 +394,11 @@ async def check_database(database_url: str, planned: list[Planned]) -> list[str]
     """Every take, acknowledgement and note the bench sent must be in the database."""
     from sqlalchemy import func, select
 
+    from cxbot.config import load_config
     from cxbot.db import create_engine
     from cxbot.models import Case, CaseEvent, OutboxMessage
 
+    person_of = load_config(CONFIG).person_of  # a Slack user of `people:` is recorded as the person
     wanted = {kind: [p for p in planned if p.kind == kind] for kind in KINDS}
     engine = create_engine(database_url)
     problems = []
@@ -409,7 +411,7 @@ async def check_database(database_url: str, planned: list[Planned]) -> list[str]
                     )
                 ).all()
             )
-            bad = [p for p in wanted["take"] if taken.get(p.case_id) != p.user]
+            bad = [p for p in wanted["take"] if taken.get(p.case_id) != person_of(p.user)]
             if bad:
                 problems.append(f"{len(bad)} taken cases are not assigned to who took them")
             acked = dict(
@@ -421,7 +423,7 @@ async def check_database(database_url: str, planned: list[Planned]) -> list[str]
                     )
                 ).all()
             )
-            bad = [p for p in wanted["ack"] if acked.get(p.case_id) != MANAGER]
+            bad = [p for p in wanted["ack"] if acked.get(p.case_id) != person_of(MANAGER)]
             if bad:
                 problems.append(f"{len(bad)} clicked cases were not acknowledged by the manager")
             notes = (

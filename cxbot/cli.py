@@ -106,7 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"first seed a fresh demo database (./{DEMO_DATABASE}, rebuilt each time) with 60 days of data",
     )
     console.add_argument(
-        "--as", dest="user", metavar="USER_ID", help="act as this user (default: the config's first admin)"
+        "--as",
+        dest="user",
+        metavar="PERSON",
+        help="act as this person: a people key or one of their ids (default: the config's first admin)",
     )
     console.add_argument("--db", type=Path, help=f"demo database file (default: ./{DEMO_DATABASE})")
     console.add_argument(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import time, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,6 +28,13 @@ from cxbot.ingest.providers import PROVIDERS
 from cxbot.loop.contact.options import ContactProvider, ContactTemplate, TeamContact, contact_errors, untag
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+#: What a person's id looks like on each chat platform: a Slack user id (`U…`, `W…` for Enterprise
+#: Grid) and a Teams user's Microsoft Entra object id (a GUID). A bare id in a role list is told apart
+#: from a people key by this shape.
+PERSON_ID_PATTERNS = {
+    "slack": re.compile(r"^[UW][A-Z0-9]{2,}$"),
+    "msteams": re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"),
+}
 _DURATION_PART = re.compile(r"(\d+)\s*([wdhms])")
 _DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -247,6 +255,31 @@ class Brand(_Model):
         return base.model_copy(update=self.model_dump(exclude_none=True))
 
 
+def _id_check(platform: str, what: str) -> AfterValidator:
+    """A field check that the value has the shape of a user id on `platform`."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and not PERSON_ID_PATTERNS[platform].match(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+class Person(_Model):
+    """Someone who acts on cases (design.md §1): one key in `people:`, an id per platform."""
+
+    name: str = Field(min_length=1)
+    email: str | None = None
+    slack: Annotated[str | None, _id_check("slack", "a Slack user id (U… or W…)")] = None
+    msteams: Annotated[str | None, _id_check("msteams", "a Microsoft Entra object id (a GUID)")] = None
+
+    def platform_id(self, platform: str) -> str | None:
+        """This person's user id on `platform` (None when they have none there)."""
+        value = getattr(self, platform, None) if platform in CHAT_PLATFORMS else None
+        return value if isinstance(value, str) else None
+
+
 class Escalation(_Model):
     channel: str | None = None
     contacts: list[str] = Field(default_factory=list)
@@ -324,6 +357,7 @@ class Config(_Model):
     thresholds: Thresholds = Field(default_factory=lambda: Thresholds(nps=6, csat=2, ces=3))
     sentiment: Sentiment = Field(default_factory=Sentiment)
     sla_policies: dict[str, SlaPolicy] = Field(default_factory=lambda: {"standard": SlaPolicy()})
+    people: dict[Key, Person] = Field(default_factory=dict)
     admins: list[str] = Field(default_factory=list)
     root_causes: list[str] = Field(default_factory=lambda: ["product", "process", "people", "other"])
     slash_command: str = "/cx"
@@ -350,6 +384,66 @@ class Config(_Model):
 
     def team(self, key: str) -> Team:
         return next(t for t in self.teams if t.key == key)
+
+    @cached_property
+    def person_ids(self) -> dict[tuple[str, str], str]:
+        """(platform, user id) → people key, built once (role checks run on every action)."""
+        return {
+            (platform, ident): key
+            for key, person in self.people.items()
+            for platform in CHAT_PLATFORMS
+            if (ident := person.platform_id(platform))
+        }
+
+    @cached_property
+    def role_people(self) -> dict[str, frozenset[str]]:
+        """Who holds each role, as people, resolved once: `admins`, and per team `<key>.members`
+        (members, managers and escalation contacts act on its cases) and `<key>.managers` (managers
+        and escalation contacts acknowledge)."""
+        roles = {"admins": frozenset(map(self.person_of, self.admins))}
+        for team in self.teams:
+            managers = frozenset(map(self.person_of, (*team.managers, *team.escalation.contacts)))
+            roles[f"{team.key}.managers"] = managers
+            roles[f"{team.key}.members"] = managers | frozenset(map(self.person_of, team.members))
+        return roles
+
+    def person_of(self, ident: str) -> str:
+        """The people key for a key or any platform id of a person; anyone else stays their id.
+
+        Platform ids never look like each other or like a people key (a Slack `U…`, a GUID), and
+        `check-config` refuses one id on two people, so the lookup needs no platform.
+        """
+        if ident in self.people:
+            return ident
+        return next((key for p in CHAT_PLATFORMS if (key := self.person_ids.get((p, ident)))), ident)
+
+    def person_for(self, platform: str, user_id: str) -> str:
+        """Who a platform's user is: the people key whose id on `platform` is `user_id`, else the id.
+
+        A chat platform's id only matches that platform's ids; the console (and other local callers)
+        may name a person by key or by any of their ids."""
+        if platform not in CHAT_PLATFORMS:
+            return self.person_of(user_id)
+        return self.person_ids.get((platform, user_id), user_id)
+
+    def aliases(self, ident: str) -> tuple[str, ...]:
+        """Every value that may name this person in a stored row: the key and each platform id
+        (rows written before `people:` hold Slack ids)."""
+        person = self.people.get(ident)
+        if person is None:
+            return (ident,)
+        return (ident, *(i for p in CHAT_PLATFORMS if (i := person.platform_id(p))))
+
+    def platform_id(self, ident: str, platform: str) -> str | None:
+        """Where to reach a person (key or bare id) on `platform`; None when they have no id there.
+        A platform that is not a chat platform (the console) reaches people by key."""
+        if platform not in CHAT_PLATFORMS:
+            return ident
+        person = self.people.get(ident)
+        if person is not None:
+            return person.platform_id(platform)
+        pattern = PERSON_ID_PATTERNS.get(platform)
+        return ident if pattern is not None and pattern.match(ident) else None
 
     @property
     def team_keys(self) -> list[str]:
@@ -394,7 +488,14 @@ def _format_location(loc: tuple[Any, ...]) -> str:
 
 
 def _format_pydantic(error: dict[str, Any]) -> str:
-    loc = untag(tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))))
+    # `function-…` names a validator and `[key]` a mapping's key (`people.Bad Key.[key]`): not paths.
+    loc = untag(
+        tuple(
+            p
+            for p in error["loc"]
+            if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]"))
+        )
+    )
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
@@ -443,6 +544,7 @@ def _cross_references(raw: dict[str, Any]) -> list[str]:
             if slug in names and names[slug] != tp.get("key"):
                 errors.append(f"touchpoints[{i}]: {name!r} is also a name of touchpoint {names[slug]!r}")
             names[slug] = str(tp.get("key"))
+    errors.extend(_people_references(raw, teams))
     routing = raw.get("routing")
     if isinstance(routing, dict):
         team_ref("routing.fallback_team", routing.get("fallback_team"))
@@ -454,6 +556,49 @@ def _cross_references(raw: dict[str, Any]) -> list[str]:
                 if rule.get("name") in rule_names:
                     errors.append(f"routing.rules[{i}].name: {rule.get('name')!r} is used by another rule")
                 rule_names.add(rule.get("name"))
+    return errors
+
+
+def _people_references(raw: dict[str, Any], teams: list[Any]) -> list[str]:
+    """Role lists name people keys (or bare platform ids), and no id belongs to two people."""
+    errors: list[str] = []
+    people = raw.get("people") if isinstance(raw.get("people"), dict) else {}
+    owners: dict[tuple[str, str], str] = {}
+    for key, person in people.items():
+        if not isinstance(person, dict):
+            continue
+        for platform in CHAT_PLATFORMS:
+            ident = person.get(platform)
+            if not isinstance(ident, str):
+                continue
+            if (platform, ident) in owners:
+                errors.append(
+                    f"people.{key}.{platform}: {ident!r} is also the id of people.{owners[platform, ident]}"
+                )
+            else:
+                owners[platform, ident] = str(key)
+
+    def names(path: str, value: Any) -> None:
+        if not isinstance(value, list):
+            return
+        for i, name in enumerate(value):
+            if not isinstance(name, str) or name in people:
+                continue
+            if any(pattern.match(name) for pattern in PERSON_ID_PATTERNS.values()):
+                continue
+            known = sorted(map(str, people))
+            listing = ", ".join(known[:10]) + (f" and {len(known) - 10} more" if len(known) > 10 else "")
+            errors.append(f"{path}[{i}]: {name!r} is not in people (people are: {listing or 'none'})")
+
+    names("admins", raw.get("admins"))
+    for i, team in enumerate(teams):
+        if not isinstance(team, dict):
+            continue
+        names(f"teams[{i}].managers", team.get("managers"))
+        names(f"teams[{i}].members", team.get("members"))
+        escalation = team.get("escalation")
+        if isinstance(escalation, dict):
+            names(f"teams[{i}].escalation.contacts", escalation.get("contacts"))
     return errors
 
 

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from tqdm import tqdm
 
-from cxbot.authz import Actor, Denied
+from cxbot.authz import Denied, actor_for
 from cxbot.cases import escalation, flows
 from cxbot.cases.flows import COULD_NOT_CONTACT
 from cxbot.cases.sla import policy_of
@@ -434,7 +434,7 @@ def _can_email(config: Config, team: str) -> bool:
 
 
 async def _act(runtime: Runtime, session: Any, action: _Action) -> None:
-    actor = Actor(user_id=action.actor, platform=DEMO_ACTOR_PLATFORM)
+    actor = actor_for(runtime.config, DEMO_ACTOR_PLATFORM, action.actor)
     common = {"config": runtime.config, "case_id": action.case_id, "actor": actor, "now": action.at}
     if action.verb == "ack":
         await flows.acknowledge(session, **common)

@@ -115,7 +115,7 @@ async def test_snooze_needs_acknowledgement_and_reassigning_clears_it(
     assert case.snoozed_until == clock.now.replace(hour=14) and case.snooze_reason == "waiting for courier"
     await run_text(runtime, f"assign {ref} @U0SUPAGT2", actor=MANAGER, where=HERE)
     case = await scalar(runtime, select(Case))
-    assert (case.assignee, case.snoozed_until) == ("U0SUPAGT2", None)
+    assert (case.assignee, case.snoozed_until) == ("support-agent-2", None)
 
 
 async def test_resolve_with_root_cause_then_reopen(client: httpx.AsyncClient, runtime: Runtime) -> None:

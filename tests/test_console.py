@@ -20,7 +20,7 @@ from typing import Any
 import pexpect
 import pytest
 
-from cxbot.authz import Actor
+from cxbot.authz import actor_for
 from cxbot.clock import ManualClock
 from cxbot.config import Config
 from cxbot.db import transaction
@@ -84,7 +84,7 @@ def test_a_newcomer_tours_the_demo_in_a_terminal(tmp_path: Path) -> None:
         assert f"{ref} acknowledged" in acked
         card = acked[acked.index(f"· {ref} ·") :]
         assert "State:      acknowledged" in card  # the card, re-rendered after the state change
-        assert f"{ref} thread: Acknowledged by @U0ADMIN01" in acked
+        assert f"{ref} thread: Acknowledged by @admin" in acked
         assert f"ack {ref}" not in card.split("Act:")[1]  # no Acknowledge button any more
 
         child.sendline("/cx digest support preview")
@@ -142,7 +142,7 @@ async def demo_runtime(settings: Settings, example_config: Config) -> AsyncItera
 def console_for(runtime: Runtime, *, user: str = MANAGER) -> tuple[Console, io.StringIO]:
     out = io.StringIO()
     clock = runtime.clock if isinstance(runtime.clock, ManualClock) else None
-    return Console(runtime, Actor(user_id=user, platform="console"), out=out, clock=clock), out
+    return Console(runtime, actor_for(runtime.config, "console", user), out=out, clock=clock), out
 
 
 def take(out: io.StringIO) -> str:
@@ -163,15 +163,16 @@ async def test_slash_prefix_cx_prefix_and_bare_verbs_are_one_grammar(demo_runtim
     assert printed.startswith("CX-1 acknowledged\n")
     assert "#console · case card · CX-1 · NPS 2 at support-phone" in printed  # first time in this channel
     assert "State:      acknowledged · SLA: resolve within" in printed
-    assert "  ↳ #console CX-1 thread: Acknowledged by @U0SUPMGR1" in printed
+    assert "  ↳ #console CX-1 thread: Acknowledged by @support-manager" in printed
 
+    # Nothing changed, nothing posted.
     assert await console.handle("ack CX-1")
-    assert take(out) == "CX-1 was already acknowledged by @U0SUPMGR1\n"  # nothing changed, nothing posted
+    assert take(out) == "CX-1 was already acknowledged by @support-manager\n"
 
     assert await console.handle("/cx note CX-1 called back, sending a voucher")
     printed = take(out)
     assert "#console · card updated · CX-1" in printed  # Slack would update the card in place
-    assert "CX-1 thread: @U0SUPMGR1: called back, sending a voucher" in printed
+    assert "CX-1 thread: @support-manager: called back, sending a voucher" in printed
 
 
 async def test_digest_preview_is_the_grammar_verb_and_a_shortcut(demo_runtime: Runtime) -> None:
@@ -217,7 +218,7 @@ async def test_advancing_the_clock_fires_the_escalation_and_posts_the_digest(dem
     printed = take(out)
     assert "── Tue 17 Nov 2026 08:20 UTC ──" in printed  # the step at which something was delivered
     assert "CX-1 thread: Not acknowledged yet: escalates in" in printed
-    assert "ESCALATION · direct message to @U0SUPMGR1" in printed
+    assert "ESCALATION · direct message to @support-manager" in printed
     assert "CX-1 (Customer Support) is not acknowledged" in printed
     assert (
         "#console · daily digest" in printed and "CX digest · Customer Support · Mon 16 Nov 2026" in printed

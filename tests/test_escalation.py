@@ -101,7 +101,7 @@ async def test_warning_then_breach_then_repeats_at_the_right_instants(
     assert await notices(runtime) == LEVEL_1
     assert (await thread_lines(runtime))[-1] == (
         "Not acknowledged in time (due Mon 12:30 GMT): escalated to level 1, step 1 of 6; "
-        f"notified {markup.person('U0SUPMGR1')}"
+        f"notified {markup.person('support-manager')}"
     )
     assert await ticks(runtime, at(12, 59)) == 0
     assert await ticks(runtime, at(13, 0)) == 1
@@ -145,7 +145,7 @@ async def test_each_breach_refreshes_the_card_and_writes_one_audit_event(
         "level": 1,
         "due_at": "2026-11-02T12:30:00+00:00",
         "reason": "acknowledge deadline 2026-11-02T12:30:00+00:00 passed",
-        "notified": [markup.person("U0SUPMGR1")],
+        "notified": [markup.person("support-manager")],
         "platforms": ["slack"],
         "manual": False,
     }

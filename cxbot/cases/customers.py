@@ -247,7 +247,7 @@ async def record_pii_reveal(
     session.add(
         AuditEvent(
             at=now,
-            actor=actor.user_id,
+            actor=actor.ident,
             action=PII_REVEAL,
             subject=f"customer:{customer_id}",
             detail=detail,

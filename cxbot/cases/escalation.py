@@ -279,26 +279,26 @@ async def _claim_and_fire(
         )
         if claimed.rowcount != 1:
             return None
-        team = config.team(row.team_key)
-        return await _fire(session, row, team, clock, due, policy=policy, slash=config.slash_command, now=now)
+        return await _fire(session, row, config, clock, due, policy=policy, now=now)
 
 
 async def _fire(
     session: AsyncSession,
     row: Case,
-    team: Team,
+    config: Config,
     clock: Clock,
     due: Due,
     *,
     policy: SlaPolicy,
-    slash: str,
     now: datetime,
 ) -> Fired:
     """Write the audit event, the thread line (and card refresh), and the escalation messages."""
+    team = config.team(row.team_key)
+    slash = config.slash_command
     zone = ZoneInfo(team.timezone)
     deadline_text = f"{due.deadline.astimezone(zone):%a %H:%M %Z}"
     total = 1 + policy.repeat
-    people, channel = _targets(team, due.level) if not due.is_warning else ((), None)
+    people, channel = _targets(config, team, due.level) if not due.is_warning else ((), None)
     notified = tuple(markup.person(user) for user in people) + ((markup.channel(channel),) if channel else ())
     # A thread line names the channel in words: the people there were told in the channel itself.
     told = tuple(markup.person(user) for user in people) + (("the escalation channel",) if channel else ())
@@ -323,7 +323,7 @@ async def _fire(
     reason = f"{clock.name} deadline {due.deadline.isoformat()} " + (
         "is near" if due.is_warning else "passed" if due.step == 1 else "still missed after the last step"
     )
-    # People are messaged on each platform the team is reached on (their ids are that platform's).
+    # People are messaged on each platform the team is reached on, at their id there (none: skipped).
     destinations = await _team_destinations(session, row.team_key)
     platforms = sorted({platform for platform, _ in destinations})
     event = CaseEvent(
@@ -353,7 +353,7 @@ async def _fire(
             row, team, clock, due, deadline_text=deadline_text, slash=slash, now=now
         )
         for platform in platforms:
-            for user in people:
+            for user in filter(None, (config.platform_id(person, platform) for person in people)):
                 await _queue(
                     session,
                     row,
@@ -378,10 +378,11 @@ async def _fire(
     return Fired(due=due, event_id=event.id, notified=notified)
 
 
-def _targets(team: Team, level: int) -> tuple[tuple[str, ...], str | None]:
-    """Who hears at a level: managers, then escalation contacts and channel; never nobody if avoidable."""
-    managers = tuple(team.managers)
-    contacts = tuple(team.escalation.contacts)
+def _targets(config: Config, team: Team, level: int) -> tuple[tuple[str, ...], str | None]:
+    """Who hears at a level (people keys, or ids of people not in `people:`): managers, then
+    escalation contacts and channel; never nobody if avoidable."""
+    managers = tuple(dict.fromkeys(map(config.person_of, team.managers)))
+    contacts = tuple(dict.fromkeys(map(config.person_of, team.escalation.contacts)))
     if level <= 1:
         return (managers or contacts), None
     if contacts or team.escalation.channel:

@@ -16,7 +16,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot import markup
-from cxbot.authz import Actor, Denied, assignable, require_feedback_owner, require_manager, require_member
+from cxbot.authz import (
+    Actor,
+    Denied,
+    assignable,
+    mine,
+    require_feedback_owner,
+    require_manager,
+    require_member,
+)
 from cxbot.cases.detractors import raise_priority
 from cxbot.cases.sla import deadlines
 from cxbot.config import Config
@@ -131,7 +139,7 @@ async def record_event(
     data: dict[str, Any] | None = None,
 ) -> CaseEvent:
     """Append the event and queue the card refresh and thread line for every destination of the team."""
-    event = CaseEvent(case_id=case.id, at=now, actor=actor.user_id, kind=kind, detail=detail, data=data)
+    event = CaseEvent(case_id=case.id, at=now, actor=actor.ident, kind=kind, detail=detail, data=data)
     session.add(event)
     await session.flush()  # the event's id names its outbox rows
     await queue_case_update(
@@ -156,7 +164,7 @@ async def acknowledge(
         values={
             "state": "acknowledged",
             "acknowledged_at": now,
-            "acknowledged_by": actor.user_id,
+            "acknowledged_by": actor.ident,
             "updated_at": now,
         },
     )
@@ -169,7 +177,7 @@ async def acknowledge(
         case,
         actor=actor,
         kind="acknowledged",
-        detail=f"Acknowledged by {markup.person(actor.user_id)}",
+        detail=f"Acknowledged by {markup.person(actor.ident)}",
         now=now,
     )
     return ActionResult(case, True, f"{case.ref} acknowledged")
@@ -181,17 +189,17 @@ async def take(
     """Assign the case to yourself and start work; taking a new case also acknowledges it."""
     case = await get_case(session, case_id)
     require_member(config, actor, case.team_key, doing="take its cases")
-    if case.state == "in_progress" and case.assignee == actor.user_id:
+    if case.state == "in_progress" and case.assignee in mine(config, actor):
         return ActionResult(case, False, f"{case.ref} is already yours")
     values: dict[str, Any] = {
         "state": "in_progress",
-        "assignee": actor.user_id,
+        "assignee": actor.ident,
         "updated_at": now,
         "snoozed_until": None,
         "snooze_reason": None,
     }
     if case.state == "new":
-        values.update(acknowledged_at=now, acknowledged_by=actor.user_id)
+        values.update(acknowledged_at=now, acknowledged_by=actor.ident)
     if case.in_progress_at is None:
         values["in_progress_at"] = now
     changed = await transition(
@@ -200,7 +208,7 @@ async def take(
     if not changed:
         raise InvalidTransition(f"{case.ref} is {case.state}; reopen it first")
     await record_event(
-        session, case, actor=actor, kind="taken", detail=f"Taken by {markup.person(actor.user_id)}", now=now
+        session, case, actor=actor, kind="taken", detail=f"Taken by {markup.person(actor.ident)}", now=now
     )
     return ActionResult(case, True, f"{case.ref} is now yours")
 
@@ -215,6 +223,7 @@ async def assign(
     """
     case = await get_case(session, case_id)
     require_member(config, actor, case.team_key, doing="assign its cases")
+    user = config.person_of(user)  # a platform id (a Slack mention, a picked user) becomes the person
     people = assignable(config, case.team_key)
     if user not in people:
         who = ", ".join(markup.person(p) for p in people[:MAX_NAMED]) or "nobody is listed in the config"
@@ -225,7 +234,7 @@ async def assign(
             f"{case.ref} can be assigned only to a member, manager or escalation contact of "
             f"{case.team_key}, or an admin: {who}. Usage: {config.slash_command} assign {case.ref} @person",
         )
-    if case.assignee == user:
+    if case.assignee in config.aliases(user):
         return ActionResult(case, False, f"{case.ref} is already assigned to {markup.person(user)}")
     values: dict[str, Any] = {
         "assignee": user,
@@ -241,7 +250,7 @@ async def assign(
         case,
         actor=actor,
         kind="assigned",
-        detail=f"Assigned to {markup.person(user)} by {markup.person(actor.user_id)}",
+        detail=f"Assigned to {markup.person(user)} by {markup.person(actor.ident)}",
         now=now,
     )
     return ActionResult(case, True, f"{case.ref} assigned to {markup.person(user)}")
@@ -264,7 +273,7 @@ async def route(
         "snoozed_until": None,
         "snooze_reason": None,
         "routing_rule": "manual",
-        "routing_reason": f"re-routed from {previous} by {actor.user_id}",
+        "routing_reason": f"re-routed from {previous} by {actor.ident}",
         "updated_at": now,
     }
     changed = await transition(session, case, allowed_from=OPEN_CASE_STATES, values=values)
@@ -275,7 +284,7 @@ async def route(
         case,
         actor=actor,
         kind="routed",
-        detail=f"Re-routed from {previous} to {team} by {markup.person(actor.user_id)}",
+        detail=f"Re-routed from {previous} to {team} by {markup.person(actor.ident)}",
         now=now,
         data={"from": previous, "to": team},
     )
@@ -293,7 +302,7 @@ async def note(
         case,
         actor=actor,
         kind="note",
-        detail=f"{markup.person(actor.user_id)}: {markup.plain(text)}",
+        detail=f"{markup.person(actor.ident)}: {markup.plain(text)}",
         now=now,
     )
     return ActionResult(case, True, f"Note added to {case.ref}")
@@ -330,7 +339,7 @@ async def snooze(
         case,
         actor=actor,
         kind="snoozed",
-        detail=f"Snoozed until {until:%Y-%m-%d %H:%M} UTC by {markup.person(actor.user_id)}: "
+        detail=f"Snoozed until {until:%Y-%m-%d %H:%M} UTC by {markup.person(actor.ident)}: "
         + markup.plain(reason.strip()),
         now=now,
     )
@@ -357,7 +366,7 @@ async def escalate(
         case,
         actor=actor,
         kind="escalated",
-        detail=f"Escalated to level {case.escalation_level} by {markup.person(actor.user_id)}",
+        detail=f"Escalated to level {case.escalation_level} by {markup.person(actor.ident)}",
         now=now,
         data={"level": level, "manual": True},
     )
@@ -434,7 +443,7 @@ async def resolve(
         case,
         actor=actor,
         kind="resolved",
-        detail=f"Resolved as {outcome}{cause} by {markup.person(actor.user_id)}"
+        detail=f"Resolved as {outcome}{cause} by {markup.person(actor.ident)}"
         + (f": {markup.plain(note_text)}" if note_text else ""),
         now=now,
         data={"outcome": outcome, "root_cause": root_cause, "no_contact_reason": reason},
@@ -474,7 +483,7 @@ async def reopen(
         case,
         actor=actor,
         kind="reopened",
-        detail=f"Reopened by {markup.person(actor.user_id)}",
+        detail=f"Reopened by {markup.person(actor.ident)}",
         now=now,
     )
     return ActionResult(case, True, f"{case.ref} reopened")
@@ -549,13 +558,13 @@ async def open_case(
         title = _feedback_title(feedback)
         customer_id = feedback.customer_id
         touchpoint_key = touchpoint_key or feedback.touchpoint_key
-        why = f"opened by hand by {actor.user_id} from feedback {feedback_id}"
+        why = f"opened by hand by {actor.ident} from feedback {feedback_id}"
     else:
         assert text is not None
         first, _, rest = text.partition("\n")
         title = _clip(first.strip() or text, MAX_TITLE)
         description = rest.strip() or (text if len(first.strip()) > MAX_TITLE else None)
-        why = f"opened by hand by {actor.user_id}"
+        why = f"opened by hand by {actor.ident}"
     ack_due, resolve_due = deadlines(config, team=team, start=now)
     inserted = await session.execute(
         insert_for(session, Case.__table__)
@@ -569,7 +578,7 @@ async def open_case(
             priority="normal",
             routing_rule=MANUAL_RULE,
             routing_reason=_clip(why, MAX_REASON),
-            created_by=actor.user_id,
+            created_by=actor.ident,
             escalation_level=0,
             reopened_count=0,
             created_at=now,
@@ -586,14 +595,14 @@ async def open_case(
         await _no_case_yet(session, feedback_id)
         raise NewCaseRejected("feedback", f"feedback {feedback_id} already has a case")
     await raise_priority(session, config=config, case_ids=[case_id], now=now)
-    detail = f"Opened by hand by {markup.person(actor.user_id)}" + (
+    detail = f"Opened by hand by {markup.person(actor.ident)}" + (
         f": {markup.plain(description)}" if description else ""
     )
     session.add(
         CaseEvent(
             case_id=case_id,
             at=now,
-            actor=actor.user_id,
+            actor=actor.ident,
             kind="created",
             detail=detail,
             data={"rule": MANUAL_RULE, "feedback_id": feedback_id, "touchpoint": touchpoint_key},

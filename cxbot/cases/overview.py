@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cxbot.authz import Actor, teams_of
+from cxbot.authz import Actor, mine, teams_of
 from cxbot.cases.view import CaseView, load_case_view
 from cxbot.config import Config
 from cxbot.models import OPEN_CASE_STATES, Case
@@ -49,7 +49,7 @@ async def overview_of(session: AsyncSession, actor: Actor, *, config: Config, no
     teams = teams_of(config, actor)
     open_cases = select(Case.id).where(Case.state.in_(OPEN_CASE_STATES)).order_by(Case.id.desc())
     mine_ids = await session.execute(
-        open_cases.where(Case.assignee == actor.user_id).limit(OVERVIEW_LIST_LIMIT)
+        open_cases.where(Case.assignee.in_(mine(config, actor))).limit(OVERVIEW_LIST_LIMIT)
     )
     overdue_ids = await session.execute(
         open_cases.where(Case.team_key.in_(teams), overdue(now)).limit(OVERVIEW_LIST_LIMIT)

@@ -94,9 +94,9 @@ async def reveal(
         CaseEvent(
             case_id=case.id,
             at=now,
-            actor=actor.user_id,
+            actor=actor.ident,
             kind=PII_REVEAL,
-            detail=f"Customer details shown to {markup.person(actor.user_id)}",
+            detail=f"Customer details shown to {markup.person(actor.ident)}",
             data={"customer_id": customer.id},
         )
     )
@@ -207,7 +207,7 @@ async def forget(
     session.add(
         AuditEvent(
             at=now,
-            actor=actor.user_id,
+            actor=actor.ident,
             action="forget",
             subject=f"customer:{customer.id}",
             detail=f"erased PII; cases {', '.join(f'CX-{c}' for c in case_ids) or 'none'}; "
@@ -266,7 +266,7 @@ async def restore(
     session.add(
         AuditEvent(
             at=now,
-            actor=actor.user_id,
+            actor=actor.ident,
             action="restore",
             subject=f"customer:{customer.id}",
             detail="erasure lifted: later feedback may carry PII again",
@@ -326,7 +326,7 @@ async def _rerender_cards(session: AsyncSession, case_ids: list[int], *, actor: 
         event = events.get(case_id)
         if event is None:
             event = CaseEvent(
-                case_id=case_id, at=now, actor=actor.user_id, kind="erased", detail="Customer data erased"
+                case_id=case_id, at=now, actor=actor.ident, kind="erased", detail="Customer data erased"
             )
             session.add(event)
             await session.flush()

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from cxbot import markup
-from cxbot.authz import Actor, Denied, is_admin, require_admin, require_member, teams_of
+from cxbot.authz import Actor, Denied, is_admin, mine, require_admin, require_member, teams_of
 from cxbot.cases import flows, privacy
 from cxbot.cases.customers import CustomerNotFound, customer_page
 from cxbot.cases.overview import overdue
@@ -137,7 +137,7 @@ async def _list(runtime: Runtime, session: Any, command: Command, actor: Actor, 
         "all": "All open cases",
     }.get(scope)
     if scope == "mine":
-        query = query.where(Case.assignee == actor.user_id)
+        query = query.where(Case.assignee.in_(mine(runtime.config, actor)))
     elif scope == "team":
         team = command.args["team"]
         if team not in runtime.config.team_keys:
@@ -238,7 +238,7 @@ async def _team_link(runtime: Runtime, session: Any, command: Command, actor: Ac
         platform=where.platform,
         address=where.channel,
         reference=where.reference,
-        linked_by=actor.user_id,
+        linked_by=actor.ident,
         linked_at=runtime.clock(),
     )
     await session.execute(
@@ -247,7 +247,7 @@ async def _team_link(runtime: Runtime, session: Any, command: Command, actor: Ac
             set_={
                 "address": where.channel,
                 "reference": where.reference,
-                "linked_by": actor.user_id,
+                "linked_by": actor.ident,
                 "linked_at": runtime.clock(),
             },
         )

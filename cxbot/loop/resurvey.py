@@ -258,7 +258,7 @@ async def send(
         nonce=secrets.token_urlsafe(16),
         metric=feedback.metric,
         channel=channel,
-        created_by=actor.user_id,
+        created_by=actor.ident,
         created_at=now,
         expires_at=expires_at,
     )

@@ -367,12 +367,15 @@ class OutboxWorker:
             f"{markup.alert('warning')} cxbot could not deliver a {row.kind} message for {what} to "
             f"{row.destination} on {row.platform}: {markup.plain(error.code)}. It will not be retried."
         )
+        config = self.runtime.config
+        # Admins are people: each is told at their id on the platform that failed (if they have one).
+        admins = [i for a in config.admins if (i := config.platform_id(config.person_of(a), row.platform))]
         if error.scope == "destination" or error.code == "gave_up":
-            targets = list(self.runtime.config.admins)
+            targets = admins
             link = markup.command(f"{self.runtime.config.slash_command} team link")
             text += f" Check that the channel exists and that cxbot is a member (or {link} again)."
         else:
-            targets = [row.destination] if row.destination else list(self.runtime.config.admins)
+            targets = [row.destination] if row.destination else admins
         queued = 0
         for target in targets:
             queued += await queue_message(

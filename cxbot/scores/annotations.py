@@ -232,7 +232,7 @@ async def record_annotation(
         touchpoint_key=found.key,
         team_key=found.team,
         text=text,
-        created_by=actor.user_id,
+        created_by=actor.ident,
         created_at=now,
         effective_at=now,
     )

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from sqlalchemy import select
 
-from cxbot.authz import Actor
+from cxbot.authz import actor_for
 from cxbot.clock import ManualClock
 from cxbot.models import Case
 from cxbot.runtime import Runtime
@@ -33,7 +33,7 @@ def run_console(
     read: Callable[[str], str] = input,
 ) -> int:
     """Run the console until `:quit` or end of input; returns the exit status (0)."""
-    actor = Actor(user_id=user or default_user(runtime), platform=PLATFORM)
+    actor = actor_for(runtime.config, PLATFORM, user or default_user(runtime))
     console = Console(runtime, actor, out=out or sys.stdout, clock=clock)
     run(_first_screen(console, demo=demo))
     return repl(console, run=run, read=read)
@@ -42,9 +42,9 @@ def run_console(
 async def _first_screen(console: Console, *, demo: str | None) -> None:
     runtime = console.runtime
     console.say(f"cxbot console · {runtime.config.slash_command} commands at the prompt, :help for help")
-    console.say(f"You are {describe(runtime, console.actor)}; change with --as USER_ID.")
+    console.say(f"You are {describe(runtime, console.actor)}; change with --as PERSON.")
     if demo is not None:
-        admin = Actor(user_id=default_user(runtime), platform=PLATFORM)
+        admin = actor_for(runtime.config, PLATFORM, default_user(runtime))
         channels = await link_demo_channels(runtime, admin=admin)
         console.say(f"Demo data: {demo}.")
         if channels:

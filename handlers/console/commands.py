@@ -232,7 +232,7 @@ def default_user(runtime: Runtime) -> str:
 
 
 def describe(runtime: Runtime, actor: Actor) -> str:
-    """`U0ADMIN01 (admin)` or `U0SUPMGR1 (support, billing)`: who the console acts as."""
+    """`admin (admin)` or `support-manager (support)`: who the console acts as (a person, or an id)."""
     config = runtime.config
     roles = ["admin"] if is_admin(config, actor) else []
     roles += teams_of(config, actor)

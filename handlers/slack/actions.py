@@ -16,7 +16,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
-from cxbot.authz import Actor
+from cxbot.authz import Actor, actor_for
 from cxbot.commands.dispatch import Reply, Where, run, run_text
 from cxbot.commands.forms import FormRejected, new_case_form, resolve_form, snooze_form
 from cxbot.commands.grammar import Command, CommandError, parse
@@ -58,9 +58,10 @@ def _pattern(prefix: str) -> re.Pattern[str]:
     return re.compile(rf"^{re.escape(prefix)}:[0-9]+$")
 
 
-def _actor(body: dict[str, Any]) -> Actor:
+def _actor(deps: SlackDeps, body: dict[str, Any]) -> Actor:
+    """The clicking user, as their person when `people:` knows their Slack id."""
     user = body.get("user") or {}
-    return Actor(user_id=user["id"], platform="slack", display=user.get("username") or None)
+    return actor_for(deps.runtime.config, "slack", user["id"], display=user.get("username") or None)
 
 
 def _channel(body: dict[str, Any]) -> str | None:
@@ -86,7 +87,10 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
 async def _run(deps: SlackDeps, text: str, body: dict[str, Any]) -> Reply:
     try:
         return await run_text(
-            deps.runtime, text, actor=_actor(body), where=Where(platform="slack", channel=_channel(body))
+            deps.runtime,
+            text,
+            actor=_actor(deps, body),
+            where=Where(platform="slack", channel=_channel(body)),
         )
     except Exception:
         log.exception("card action %r failed", text)
@@ -247,7 +251,7 @@ def _resolve_submitted(deps: SlackDeps) -> Any:
 async def _run_command(deps: SlackDeps, command: Command, body: dict[str, Any], channel: str | None) -> Reply:
     try:
         return await run(
-            deps.runtime, command, actor=_actor(body), where=Where(platform="slack", channel=channel)
+            deps.runtime, command, actor=_actor(deps, body), where=Where(platform="slack", channel=channel)
         )
     except Exception:
         log.exception("modal command %s failed", command.verb)
@@ -258,7 +262,7 @@ async def _tell(deps: SlackDeps, body: dict[str, Any], channel: str | None, repl
     """The submitter's answer, ephemerally in the card's channel."""
     if channel is None:
         return
-    user = _actor(body).user_id
+    user = _actor(deps, body).user_id
     try:
         await deps.client.call("chat.postEphemeral", channel=channel, user=user, text=to_mrkdwn(reply.text))
     except (SlackTransientError, SlackPermanentError) as error:
@@ -275,7 +279,7 @@ def _contact_button(deps: SlackDeps) -> Any:
         await open_contact_composer(
             deps,
             case_id=case_id,
-            actor=_actor(body),
+            actor=_actor(deps, body),
             trigger_id=body["trigger_id"],
             channel=_channel(body),
             respond=respond,
@@ -300,7 +304,7 @@ def _contact_template_changed(deps: SlackDeps) -> Any:
                 runtime.sessions,
                 config=runtime.config,
                 case_id=case_id,
-                actor=_actor(body),
+                actor=_actor(deps, body),
                 template=template,
             )
             redrawn = contact_modal(
@@ -359,7 +363,7 @@ async def _run_submitted(
     deps: SlackDeps, command: Command, body: dict[str, Any], channel: str | None
 ) -> None:
     """Run a modal's command and tell the submitter, ephemerally, in the card's channel."""
-    actor = _actor(body)
+    actor = _actor(deps, body)
     try:
         reply = await run(deps.runtime, command, actor=actor, where=Where(platform="slack", channel=channel))
     except Exception:
@@ -387,7 +391,7 @@ def _new_case_submitted(deps: SlackDeps) -> Any:
             await ack(response_action="errors", errors=rejected.errors)
             return
         _, channel = parse_metadata(view.get("private_metadata", ""))
-        actor = _actor(body)
+        actor = _actor(deps, body)
         try:
             reply = await run(
                 deps.runtime, command, actor=actor, where=Where(platform="slack", channel=channel)

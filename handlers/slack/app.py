@@ -22,6 +22,7 @@ from cxbot.runtime import Runtime
 from handlers.slack import actions, commands, events
 from handlers.slack.client import SlackClient, build_web_client
 from handlers.slack.deps import SlackDeps
+from handlers.slack.markup import use_people
 from handlers.slack.notifier import SlackNotifier
 
 log = logging.getLogger("handlers.slack")
@@ -85,8 +86,14 @@ def build_client(runtime: Runtime, *, interactive: bool) -> SlackClient:
     return SlackClient(web)
 
 
+def render_people(runtime: Runtime) -> None:
+    """Person tokens become mentions of each person's Slack id in the running config."""
+    use_people(lambda ident: runtime.config.platform_id(ident, "slack"))
+
+
 def build_app(runtime: Runtime, client: SlackClient) -> AsyncApp:
     """The Bolt app: signatures verified (Bolt's check on), answered when the listener returns."""
+    render_people(runtime)
     app = AsyncApp(
         client=client.web,
         # Socket Mode needs no signing secret (Bolt skips the check for its requests); HTTP mode does.
@@ -135,6 +142,7 @@ def slack_notifier(runtime: Runtime) -> SlackNotifier | None:
     """The outbox's way to Slack; only the bot token is needed to post."""
     if not runtime.settings.slack_bot_token:
         return None
+    render_people(runtime)
     return SlackNotifier(build_client(runtime, interactive=False))
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltRequest, AsyncRespond
 
-from cxbot.authz import Actor, Denied, teams_of
+from cxbot.authz import Actor, Denied, actor_for, teams_of
 from cxbot.cases.customers import CustomerPage
 from cxbot.cases.flows import CaseNotFound, InvalidTransition
 from cxbot.commands.dispatch import Reply, Where, run_text
@@ -44,9 +44,7 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             return
         composer_case = asks_for_composer(command.get("text") or "")
         if composer_case is not None:
-            actor = Actor(
-                user_id=command["user_id"], platform="slack", display=command.get("user_name") or None
-            )
+            actor = command_actor(deps, command)
             await open_contact_composer(
                 deps,
                 case_id=composer_case,
@@ -93,9 +91,16 @@ def unmention(text: str) -> str:
     return SLACK_MENTION.sub(lambda match: f"@{match.group(1)}", text)
 
 
+def command_actor(deps: SlackDeps, command: dict[str, Any]) -> Actor:
+    """Who typed the command, as their person when `people:` knows their Slack id."""
+    return actor_for(
+        deps.runtime.config, "slack", command["user_id"], display=command.get("user_name") or None
+    )
+
+
 async def run_command(deps: SlackDeps, command: dict[str, Any]) -> Reply:
     """Run the text for the user in the channel; an unexpected failure becomes a polite reply."""
-    actor = Actor(user_id=command["user_id"], platform="slack", display=command.get("user_name") or None)
+    actor = command_actor(deps, command)
     where = Where(platform="slack", channel=command.get("channel_id") or None)
     try:
         return await run_text(deps.runtime, unmention(command.get("text") or ""), actor=actor, where=where)
@@ -168,7 +173,7 @@ async def open_contact_composer(
 async def open_new_case_form(deps: SlackDeps, command: dict[str, Any], respond: AsyncRespond) -> None:
     """Open the new-case modal on the command's trigger_id; the submission is handled in actions."""
     config = deps.runtime.config
-    actor = Actor(user_id=command["user_id"], platform="slack")
+    actor = command_actor(deps, command)
     mine = teams_of(config, actor)
     view = new_case_modal(
         config, channel=command.get("channel_id") or None, team=mine[0] if len(mine) == 1 else None

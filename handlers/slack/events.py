@@ -12,7 +12,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from cxbot.authz import Actor
+from cxbot.authz import actor_for
 from cxbot.cases.overview import overview_of
 from cxbot.outbox.inbox import remember_inbound_event
 from handlers.slack.deps import SlackDeps, log
@@ -50,7 +50,7 @@ async def publish_home(deps: SlackDeps, user_id: str) -> None:
     runtime = deps.runtime
     async with runtime.sessions() as session:
         overview = await overview_of(
-            session, Actor(user_id, "slack"), config=runtime.config, now=runtime.clock()
+            session, actor_for(runtime.config, "slack", user_id), config=runtime.config, now=runtime.clock()
         )
     view = home_view(overview)
     try:

@@ -43,9 +43,25 @@ class SlackMarkup:
         return f"`{escape(value)}`"
 
 
+#: The renderer every Slack message uses. Person tokens name people keys (or bare ids), so it looks
+#: their Slack id up in the running config: :func:`use_people` points it there when Slack is wired.
+SLACK = SlackMarkup()
+
+
+def use_people(slack_id: Callable[[str], str | None]) -> None:
+    """Render person tokens with `slack_id` (people key or id → Slack id; None: no Slack id)."""
+    SLACK.slack_id = slack_id
+
+
+def slack_user(ident: str | None) -> str | None:
+    """The Slack user id of a person (people key or id), or None when they have none."""
+    user = SLACK.slack_id(ident) if ident else None
+    return user if user and SLACK_USER_ID.match(user) else None
+
+
 def to_mrkdwn(text: str, renderer: SlackMarkup | None = None) -> str:
     """The core's text for a Slack `mrkdwn` field or a message's `text`."""
-    return markup.render(text, renderer or SlackMarkup())
+    return markup.render(text, renderer or SLACK)
 
 
 def to_plain(text: str) -> str:

@@ -54,7 +54,7 @@ from handlers.slack.blocks import (
     md,
 )
 from handlers.slack.digest_blocks import digest_message, score_blocks
-from handlers.slack.markup import SLACK_USER_ID, to_mrkdwn
+from handlers.slack.markup import slack_user, to_mrkdwn
 
 # Action ids carry the case id, so one handler per verb serves every card: `cx_ack:42`.
 ACK, TAKE, ASSIGN, SNOOZE, RESOLVE, REOPEN = (
@@ -165,7 +165,7 @@ def _buttons(case: CaseView) -> list[Any]:
         UserSelectElement(
             placeholder="Reassign…",
             action_id=action_id(ASSIGN, case.id),
-            **({"initial_user": case.assignee} if _is_user_id(case.assignee) else {}),
+            **({"initial_user": user} if (user := slack_user(case.assignee)) else {}),
         ),
     ]
     if case.state != "new":  # a snooze needs an acknowledgement first (design.md §6)
@@ -173,10 +173,6 @@ def _buttons(case: CaseView) -> list[Any]:
     buttons.append(ButtonElement(text="Contact customer", action_id=action_id(CONTACT, case.id), value=ident))
     buttons.append(ButtonElement(text="Resolve", action_id=action_id(RESOLVE, case.id), value=ident))
     return buttons + reveal
-
-
-def _is_user_id(user: str | None) -> bool:
-    return bool(user) and SLACK_USER_ID.fullmatch(user or "") is not None
 
 
 def _user(user: str | None) -> str:

@@ -185,7 +185,7 @@ async def test_composer_from_the_card_sends_once_and_the_card_shows_it(
         "email",
         "callback",
         text,
-        AGENT,
+        runtime.config.person_of(AGENT),
     )
     assert contact.idempotency_key == f"slack-view:{TEAM_ID}:V0CXMODAL"
     assert (await the_case(runtime)).state == "contacted"

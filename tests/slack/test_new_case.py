@@ -141,15 +141,16 @@ async def test_slash_new_opens_a_valid_modal_and_its_submission_opens_the_case(
         "new",
     )
     assert case.title == "CSAT 4 at support-phone" and case.customer_id is not None
-    assert (case.routing_rule, case.created_by) == ("manual", AGENT)
-    assert case.routing_reason == f"opened by hand by {AGENT} from feedback {feedback['id']}"
+    agent = runtime.config.person_of(AGENT)  # the Slack user, recorded as their person
+    assert (case.routing_rule, case.created_by) == ("manual", agent)
+    assert case.routing_reason == f"opened by hand by {agent} from feedback {feedback['id']}"
     # Same SLA clocks as ingest: support's "urgent" policy, 30 min to acknowledge, 1 day to resolve.
     assert case.ack_due_at == clock.now + timedelta(minutes=30)
     assert case.resolve_due_at == clock.now + timedelta(days=1)
     event = await created_event(runtime, case.id)
     assert (event.actor, event.detail, event.data["rule"]) == (
-        AGENT,
-        f"Opened by hand by {markup.person(AGENT)}",
+        agent,
+        f"Opened by hand by {markup.person(agent)}",
         "manual",
     )
     [card] = await cards(runtime, case.id)
@@ -176,7 +177,10 @@ async def test_free_text_case_keeps_the_title_and_the_description(
     [case] = await cases(runtime)
     assert (case.title, case.feedback_id, case.customer_id, case.touchpoint_key) == (text, None, None, None)
     event = await created_event(runtime, case.id)
-    assert event.detail == f"Opened by hand by {markup.person(AGENT)}: Wants a call back"
+    assert (
+        event.detail
+        == f"Opened by hand by {markup.person(runtime.config.person_of(AGENT))}: Wants a call back"
+    )
     assert [c.kind for c in await cards(runtime, case.id)] == ["case.card"]
 
 
@@ -246,7 +250,7 @@ async def test_slash_new_with_arguments_opens_directly_and_admins_may_too(
         "support-email",
         "Refund promised on the phone never came",
     )
-    assert (second.team_key, second.created_by) == ("logistics", ADMIN)
+    assert (second.team_key, second.created_by) == ("logistics", runtime.config.person_of(ADMIN))
     assert [r["text"] for r in fake_slack.responses()] == [
         f"CX-{first.id} opened for support: Refund promised on the phone never came "
         "(its card goes to the team's channel)",

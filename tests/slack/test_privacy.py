@@ -115,13 +115,13 @@ async def test_reveal_shows_the_team_the_details_ephemerally_and_audits_it(
             (await session.execute(select(CaseEvent).where(CaseEvent.kind == "pii_reveal"))).scalars().all()
         )
     assert (audit.actor, audit.action, audit.subject, audit.at) == (
-        AGENT,
+        runtime.config.person_of(AGENT),
         "pii_reveal",
         f"customer:{customer.id}",
         clock.now,
     )
     assert pii_in(audit.detail or "") == []
-    assert [(e.case_id, e.actor) for e in events] == [(case_id, AGENT)]
+    assert [(e.case_id, e.actor) for e in events] == [(case_id, runtime.config.person_of(AGENT))]
 
 
 async def test_forget_erases_the_customer_everywhere_and_rerenders_the_card(
@@ -177,7 +177,7 @@ async def test_forget_erases_the_customer_everywhere_and_rerenders_the_card(
     )
     assert [(r.status, r.last_error) for r in rows] == [("dead", "erased"), ("dead", "erased")]
     assert all(c.body is None for c in contacts)
-    assert (audit.actor, audit.subject) == (ADMIN, f"customer:{customer.id}")
+    assert (audit.actor, audit.subject) == (runtime.config.person_of(ADMIN), f"customer:{customer.id}")
     assert resurvey.expires_at == clock.now  # the link sent to them is void
     assert bob.email == "bob@x.org" and other  # nobody else is touched
 

@@ -68,7 +68,8 @@ def people_the_bot_names(config: Config) -> set[str]:
     for team in config.teams:
         named |= {*team.members, *team.managers, *team.escalation.contacts}
         named |= {c for c in (team.slack.channel, team.escalation.channel) if c}
-    return named
+    # Role lists name people keys: the bot mentions each person by their Slack id.
+    return named | {person.slack for person in config.people.values() if person.slack}
 
 
 def scanner(config: Config) -> LeakScanner:

@@ -66,7 +66,7 @@ async def test_double_clicked_and_replayed_acknowledge_changes_the_case_once(
     assert replay.status_code == 200
 
     case = await the_case(runtime)
-    assert (case.state, case.acknowledged_by) == ("acknowledged", MANAGER)
+    assert (case.state, case.acknowledged_by) == ("acknowledged", runtime.config.person_of(MANAGER))
     assert await event_kinds(runtime) == ["created", "acknowledged"]
     # The opening card, then exactly one refresh and one thread line for the acknowledgement.
     assert await outbox_kinds(runtime) == ["case.card", "case.card", "case.thread"]
@@ -111,7 +111,7 @@ async def test_take_then_reassign_with_the_user_select(
     )
     await slack.post(body, "application/x-www-form-urlencoded")
     case = await the_case(runtime)
-    assert (case.state, case.assignee) == ("in_progress", OTHER_AGENT)
+    assert (case.state, case.assignee) == ("in_progress", runtime.config.person_of(OTHER_AGENT))
     assert [r["text"] for r in fake_slack.responses()] == [
         f"CX-{case_id} is now yours",
         f"CX-{case_id} assigned to <@{OTHER_AGENT}>",

@@ -76,7 +76,7 @@ async def test_manager_acknowledges_through_slack_and_the_case_changes(
     ref = await open_case(slack)
     response = await slack.command(f"ack {ref}", user=MANAGER)
     assert response.status_code == 200
-    assert await case_state(runtime) == ("acknowledged", MANAGER)
+    assert await case_state(runtime) == ("acknowledged", runtime.config.person_of(MANAGER))
     [reply] = fake_slack.responses()
     assert reply["text"] == f"{ref} acknowledged"
     # Bolt checked who it is with auth.test, and the reply went to the command's response_url only.
@@ -154,6 +154,6 @@ async def test_a_slack_mention_names_the_person_and_the_reply_mentions_them(
     await slack.command(f"assign {ref} <@{AGENT}|sam>", user=MANAGER)
     async with runtime.sessions() as session:
         case = (await session.execute(select(Case))).scalar_one()
-    assert case.assignee == AGENT
+    assert case.assignee == runtime.config.person_of(AGENT)
     [reply] = fake_slack.responses()
     assert reply["text"] == f"{ref} assigned to <@{AGENT}>"

@@ -237,10 +237,10 @@ async def queue_contact(
         subject = Template(
             PURPOSE_SUBJECTS.get(purpose, "About your feedback (${case_ref})")
         ).safe_substitute(values)
-    key = dedupe or text_key(case_id=case.id, channel=channel, body=body, actor=actor.user_id, at=now)
+    key = dedupe or text_key(case_id=case.id, channel=channel, body=body, actor=actor.ident, at=now)
     if dedupe is None:
         earlier = text_key(
-            case_id=case.id, channel=channel, body=body, actor=actor.user_id, at=now - timedelta(minutes=1)
+            case_id=case.id, channel=channel, body=body, actor=actor.ident, at=now - timedelta(minutes=1)
         )
         found = await session.scalar(select(Contact.id).where(Contact.idempotency_key == earlier))
         if found is not None:
@@ -255,7 +255,7 @@ async def queue_contact(
             idempotency_key=key,
             template=template,
             body=body,
-            created_by=actor.user_id,
+            created_by=actor.ident,
             attempts=0,
             created_at=now,
         )
@@ -352,7 +352,7 @@ async def contact(
         "contacted_at": case.contacted_at or now,
     }
     if case.state == "new":
-        values.update(acknowledged_at=now, acknowledged_by=actor.user_id)
+        values.update(acknowledged_at=now, acknowledged_by=actor.ident)
     if not await transition(session, case, allowed_from=OPEN_CASE_STATES, values=values):
         raise InvalidTransition(f"{case.ref} is {case.state}; reopen it before contacting the customer")
     how = CHANNEL_LABELS[channel] + (f", template {used}" if used else "")
@@ -361,7 +361,7 @@ async def contact(
         case,
         actor=actor,
         kind="contacted",
-        detail=f"Contact with the customer queued by {markup.person(actor.user_id)} ({markup.plain(how)})",
+        detail=f"Contact with the customer queued by {markup.person(actor.ident)} ({markup.plain(how)})",
         now=now,
         data={"contact_id": queued.contact_id, "channel": channel, "provider": queued.provider},
     )
