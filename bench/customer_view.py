@@ -191,7 +191,7 @@ def percentile(values: list[float], share: float) -> float:
 
 async def measure(runtime: Runtime, text: str, *, repeat: int) -> tuple[list[float], CustomerPage, int]:
     """Seconds per answer (command run + Slack rendering), the page, and its block count."""
-    actor, where = Actor("U0ADMIN01"), Where(platform="slack", channel="C0BENCH")
+    actor, where = Actor("U0ADMIN01", "slack"), Where(platform="slack", channel="C0BENCH")
     for _ in range(3):  # warm-up: connections, statement caches
         await run_text(runtime, text, actor=actor, where=where)
     timings = []
@@ -223,7 +223,7 @@ async def bench(url: str, *, repeat: int, later_page: int) -> None:
         for _ in range(later_page - 2):
             command = page.command("older")
             assert command is not None
-            reply = await run_text(runtime, command, actor=Actor("U0ADMIN01"), where=Where("slack"))
+            reply = await run_text(runtime, command, actor=Actor("U0ADMIN01", "slack"), where=Where("slack"))
             page = reply.report
         command = page.command("older")
         assert command is not None

@@ -22,7 +22,7 @@ class Actor:
     `person` their people key when :func:`actor_for` found them in the config."""
 
     user_id: str
-    platform: str = "slack"
+    platform: str
     display: str | None = None
     person: str | None = None
 

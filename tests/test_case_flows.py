@@ -14,10 +14,10 @@ from cxbot.models import Case, CaseEvent, OutboxMessage, TeamDestination
 from cxbot.runtime import Runtime
 from tests.support.clock import FrozenClock
 
-MANAGER = Actor("U0SUPMGR1")
-AGENT = Actor("U0SUPAGT1")
-OUTSIDER = Actor("U0LOGAGT1")
-ADMIN = Actor("U0ADMIN01")
+MANAGER = Actor("U0SUPMGR1", "slack")
+AGENT = Actor("U0SUPAGT1", "slack")
+OUTSIDER = Actor("U0LOGAGT1", "slack")
+ADMIN = Actor("U0ADMIN01", "slack")
 HERE = Where(platform="slack", channel="C0SUPPORT1")
 
 

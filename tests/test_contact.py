@@ -40,9 +40,9 @@ from tests.support.fake_providers import (
     invalid_email,
 )
 
-AGENT = Actor("U0SUPAGT1", display="Sam")
-OUTSIDER = Actor("U0LOGAGT1")
-LOGISTICS = Actor("U0LOGAGT1", display="Lou")
+AGENT = Actor("U0SUPAGT1", "slack", display="Sam")
+OUTSIDER = Actor("U0LOGAGT1", "slack")
+LOGISTICS = Actor("U0LOGAGT1", "slack", display="Lou")
 HERE = Where(platform="console")
 EMAIL, PHONE = "ada@example.com", "+44 20 7946 0000"
 

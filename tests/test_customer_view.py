@@ -58,8 +58,8 @@ LOUNGE_OPTIONS = ImportOptions(
 )
 TOUCHPOINT_NAMES = {"seat": "Seat comfort", "lounge": "Airport lounge"}
 HERE = Where(platform="console")
-TRAVEL_MANAGER, ADMIN = Actor("U0TRVMGR1"), Actor("U0ADMIN01")
-BILLING_AGENT, SUPPORT_AGENT = Actor("U0BILAGT1"), Actor("U0SUPAGT1")
+TRAVEL_MANAGER, ADMIN = Actor("U0TRVMGR1", "slack"), Actor("U0ADMIN01", "slack")
+BILLING_AGENT, SUPPORT_AGENT = Actor("U0BILAGT1", "slack"), Actor("U0SUPAGT1", "slack")
 
 
 # --------------------------------------------------------------------------- independent expectations
@@ -471,7 +471,7 @@ async def test_a_repeat_detractor_is_flagged_and_their_new_case_gets_the_configu
             }
         ],
     )
-    opened = await view(runtime, f"new logistics feedback:{positive['id']}", Actor("U0LOGMGR1"))
+    opened = await view(runtime, f"new logistics feedback:{positive['id']}", Actor("U0LOGMGR1", "slack"))
     assert opened.ok and opened.case is not None
     assert (await case(opened.case.ref)).priority == "high"
 

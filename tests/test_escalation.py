@@ -26,8 +26,8 @@ from cxbot.runtime import Runtime
 from cxbot.settings import Settings
 from tests.support.clock import FrozenClock
 
-MANAGER = Actor("U0SUPMGR1")
-AGENT = Actor("U0SUPAGT1")
+MANAGER = Actor("U0SUPMGR1", "slack")
+AGENT = Actor("U0SUPAGT1", "slack")
 HERE = Where(platform="slack", channel="C0SUPPORT1")
 OPENED = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 

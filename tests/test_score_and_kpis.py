@@ -192,9 +192,11 @@ async def test_digest_preview_through_run_text_is_the_teams_digest_of_yesterday(
     assert reply.text == render_team_digest(reply.report)
     assert reply.text.startswith("CX digest · Customer Support · Mon 2 Nov 2026 (Europe/London)")
     assert "CSAT % satisfied (4-5): 75.0% (n=40" in reply.text
-    outsider = await run_text(runtime, "digest support preview", actor=Actor("U0LOGAGT1"), where=CONSOLE)
+    outsider = await run_text(
+        runtime, "digest support preview", actor=Actor("U0LOGAGT1", "slack"), where=CONSOLE
+    )
     assert not outsider.ok and outsider.text.startswith("Not allowed: only members of support")
-    nobody = await run_text(runtime, "digest preview", actor=Actor("U0STRANGER"), where=CONSOLE)
+    nobody = await run_text(runtime, "digest preview", actor=Actor("U0STRANGER", "slack"), where=CONSOLE)
     assert not nobody.ok and nobody.text.startswith("Which team? Usage: /cx digest <team> preview")
 
 

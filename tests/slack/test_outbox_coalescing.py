@@ -21,7 +21,7 @@ from handlers import platform_notifiers
 from tests.support.clock import FrozenClock
 from tests.support.fake_slack import FakeSlack
 
-MANAGER, AGENT = Actor("U0SUPMGR1"), Actor("U0SUPAGT1")
+MANAGER, AGENT = Actor("U0SUPMGR1", "slack"), Actor("U0SUPAGT1", "slack")
 HERE = Where("slack", "C0SUPPORT1")
 
 

@@ -41,7 +41,7 @@ async def test_app_home_shows_my_cases_and_my_teams_overdue_ones(
 ) -> None:
     mine = await open_case(slack.http, "neg-1")
     overdue = await open_case(slack.http, "neg-2")
-    await run_text(runtime, f"take {mine}", actor=Actor(AGENT), where=Where("slack", "C0SUPPORT1"))
+    await run_text(runtime, f"take {mine}", actor=Actor(AGENT, "slack"), where=Where("slack", "C0SUPPORT1"))
     clock.advance(hours=3)  # support acknowledges within 30 minutes: the untouched case is overdue
     response = await slack.post(slack.app_home_opened(user=AGENT, event_id="Ev0HOME001"), "application/json")
     assert response.status_code == 200

@@ -30,7 +30,7 @@ from tests.support.fake_slack import (
     rate_limited,
 )
 
-MANAGER = Actor("U0SUPMGR1")
+MANAGER = Actor("U0SUPMGR1", "slack")
 HERE = Where("slack", "C0SUPPORT1")
 CHANNEL = "C0SUPPORT1"
 
