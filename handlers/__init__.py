@@ -18,9 +18,11 @@ log = logging.getLogger("handlers")
 def platform_routes(runtime: Any) -> Sequence[Any]:
     """ASGI routes of every configured platform, mounted beside the core's routes."""
     from handlers.slack import slack_routes
+    from handlers.teams import teams_routes
 
     routes: list[Any] = []
     routes.extend(slack_routes(runtime))
+    routes.extend(teams_routes(runtime))
     return routes
 
 

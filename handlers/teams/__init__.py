@@ -3,3 +3,9 @@
 Same shape as `handlers/slack/`: `auth` checks inbound JWTs, `tokens` gets the bot's own token,
 `connector` and `errors` wrap the Bot Connector REST API, `markup` renders the core's neutral text.
 """
+
+from __future__ import annotations
+
+from handlers.teams.app import teams_routes
+
+__all__ = ["teams_routes"]

@@ -101,7 +101,10 @@ class LoopbackServer:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
-        self.thread = threading.Thread(target=self.server.serve_forever, name=self.name, daemon=True)
+        # A short poll interval: `shutdown` waits for it, at every test's teardown.
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, name=self.name, daemon=True
+        )
 
     @property
     def base(self) -> str:
@@ -332,3 +335,49 @@ def recorded_activity(name: str, *, service_url: str, **changes: Any) -> dict[st
     activity.update(changes)
     activity["serviceUrl"] = service_url
     return activity
+
+
+def teams_settings(database_url: str, identity: FakeIdentity, api_key: str) -> Any:
+    """Settings with Teams configured and the Microsoft endpoints pointed at the fake identity."""
+    from cxbot.settings import Settings
+
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        DATABASE_URL=database_url,
+        CXBOT_API_KEY=api_key,
+        TEAMS_APP_ID=APP_ID,
+        TEAMS_APP_PASSWORD=APP_PASSWORD,
+        TEAMS_TENANT_ID=TENANT_ID,
+        TEAMS_OPENID_METADATA_URL=identity.metadata_url,
+        TEAMS_LOGIN_URL=identity.login_url,
+    )
+
+
+class TeamsSender:
+    """Posts activities to `POST /api/messages` of the app under test with a freshly minted token,
+    as the Bot Framework does, then waits for the work the app ran after answering."""
+
+    def __init__(self, http: Any, identity: FakeIdentity, connector: FakeConnector, drain: Any) -> None:
+        self.http = http
+        self.identity = identity
+        self.connector = connector
+        self.drain = drain
+
+    async def post(
+        self, activity: dict[str, Any], *, authorization: str | None = "mint", **claims: Any
+    ) -> Any:
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        if authorization == "mint":
+            authorization = "Bearer " + self.identity.mint(
+                service_url=activity.get("serviceUrl", ""), **claims
+            )
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        response = await self.http.post(
+            "/api/messages", content=json.dumps(activity).encode(), headers=headers
+        )
+        await self.drain()
+        return response
+
+    def activity(self, name: str, **changes: Any) -> dict[str, Any]:
+        return recorded_activity(name, service_url=self.connector.service_url, **changes)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import jwt
@@ -12,12 +12,6 @@ from handlers.teams.auth import KeySet, KeysUnavailable, TeamsAuthError, TokenVa
 from tests.support.fake_microsoft import APP_ID, APP_PASSWORD, FakeIdentity, recorded_activity, rsa_key
 
 SERVICE_URL = "https://smba.trafficmanager.net/amer/"
-
-
-@pytest.fixture
-def identity() -> Iterator[FakeIdentity]:
-    with FakeIdentity.running() as fake:
-        yield fake
 
 
 @pytest.fixture

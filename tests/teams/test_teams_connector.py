@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -37,18 +37,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def identity() -> Iterator[FakeIdentity]:
-    with FakeIdentity.running() as fake:
-        yield fake
-
-
-@pytest.fixture
-def connector_fake() -> Iterator[FakeConnector]:
-    with FakeConnector.running() as fake:
-        yield fake
 
 
 @pytest.fixture

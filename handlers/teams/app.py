@@ -1,0 +1,267 @@
+"""`POST /api/messages`, the Bot Framework endpoint, or nothing (with one log line) when Teams is off.
+
+Each request's JWT is checked first (handlers.teams.auth); a refused one is answered 401 before
+anything is read or stored. Then the activity is deduplicated on its id (Teams redelivers), its
+conversation reference is stored (on install and on every message, for proactive posts), and a
+message runs the one command grammar; the reply goes back into the same conversation through the
+Bot Connector, after Teams has had its answer (the work runs in `runtime.background`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from cxbot.authz import Actor
+from cxbot.commands.dispatch import Reply, Where, run_text
+from cxbot.conversations import personal_conversation, remember_conversation
+from cxbot.outbox.contract import DeliveryError
+from cxbot.outbox.inbox import remember_inbound_event
+from cxbot.runtime import Runtime
+from handlers.teams.auth import KeySet, TeamsAuthError, TokenValidator
+from handlers.teams.connector import BotConnector
+from handlers.teams.markup import message
+from handlers.teams.tokens import TokenProvider
+
+log = logging.getLogger("handlers.teams")
+MESSAGES_PATH = "/api/messages"
+PLATFORM = "msteams"
+REQUIRED = ("TEAMS_APP_ID", "TEAMS_APP_PASSWORD", "TEAMS_TENANT_ID")
+#: Outbound calls wait this long at most; Teams itself gives an inbound request 15 seconds.
+HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+MENTION_TAG = re.compile(r"<at>.*?</at>", re.DOTALL)
+
+
+def missing_settings(runtime: Runtime) -> list[str]:
+    """The variables Teams needs that are not set."""
+    settings = runtime.settings
+    values = {
+        "TEAMS_APP_ID": settings.teams_app_id,
+        "TEAMS_APP_PASSWORD": settings.teams_app_password,
+        "TEAMS_TENANT_ID": settings.teams_tenant_id,
+    }
+    return [name for name, value in values.items() if not value]
+
+
+@dataclass(slots=True)
+class TeamsDeps:
+    """What the endpoint needs: the runtime, the inbound token check and the Bot Connector."""
+
+    runtime: Runtime
+    validator: TokenValidator
+    connector: BotConnector
+
+
+def build_deps(runtime: Runtime, http: httpx.AsyncClient | None = None) -> TeamsDeps:
+    settings = runtime.settings
+    assert settings.teams_app_id and settings.teams_app_password and settings.teams_tenant_id
+    http = http or httpx.AsyncClient(timeout=HTTP_TIMEOUT)
+    tokens = TokenProvider(
+        http,
+        login_url=settings.teams_login_url,
+        tenant_id=settings.teams_tenant_id,
+        app_id=settings.teams_app_id,
+        password=settings.teams_app_password,
+    )
+    validator = TokenValidator(KeySet(http, settings.teams_openid_metadata_url), app_id=settings.teams_app_id)
+    return TeamsDeps(runtime=runtime, validator=validator, connector=BotConnector(http, tokens))
+
+
+def teams_routes(runtime: Runtime) -> list[Route]:
+    """`POST /api/messages` when Teams is configured; otherwise no route and one line saying why."""
+    missing = missing_settings(runtime)
+    if missing:
+        log.info(
+            "Microsoft Teams is off: %s not set (set all of %s)", ", ".join(missing), ", ".join(REQUIRED)
+        )
+        return []
+    deps = build_deps(runtime)
+
+    async def api_messages(request: Request) -> Response:
+        return await handle(deps, request)
+
+    return [Route(MESSAGES_PATH, api_messages, methods=["POST"])]
+
+
+async def handle(deps: TeamsDeps, request: Request) -> Response:
+    """One inbound activity: refused (401/400), a redelivery (200, nothing done), or handled."""
+    authorization = request.headers.get("authorization")
+    if not authorization:
+        return refuse(401, "no Bearer token in the Authorization header")
+    try:
+        activity = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        return refuse(400, "body is not JSON")
+    if not isinstance(activity, dict):
+        return refuse(400, "body is not a Bot Framework activity")
+    try:
+        await deps.validator.validate(authorization, activity)
+    except TeamsAuthError as refused:
+        return refuse(refused.status, str(refused))
+    kind = activity.get("type")
+    activity_id = activity.get("id")
+    conversation = activity.get("conversation")
+    if not isinstance(kind, str) or not isinstance(activity_id, str) or not isinstance(conversation, dict):
+        return refuse(400, "the activity has no type, id or conversation")
+    runtime = deps.runtime
+    first = await remember_inbound_event(
+        runtime, platform=PLATFORM, event_id=event_key(activity), kind=kind[:64], now=runtime.clock()
+    )
+    if not first:
+        return JSONResponse({})  # a redelivery: already handled once
+    if kind in ("conversationUpdate", "message"):
+        await store_reference(runtime, activity)
+    if kind == "message":
+        text = command_text(activity, runtime.config.slash_command)
+        actor = actor_of(activity)
+        if text is not None and actor is not None:
+            runtime.background.start(answer_message(deps, activity, actor, text), name="teams-message")
+    return JSONResponse({})
+
+
+def refuse(status: int, reason: str) -> JSONResponse:
+    log.info("refused a request to %s: %s", MESSAGES_PATH, reason)
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+def event_key(activity: dict[str, Any]) -> str:
+    """The id deduplication uses: the activity id within its conversation (ids are per conversation)."""
+    conversation = str((activity.get("conversation") or {}).get("id", ""))
+    digest = hashlib.sha256(conversation.encode("utf-8")).hexdigest()[:16]
+    return f"{str(activity['id'])[:80]}@{digest}"
+
+
+def channel_root(activity: dict[str, Any]) -> str:
+    """A channel's own id (a message in a thread carries `…;messageid=…` in its conversation id)."""
+    channel = ((activity.get("channelData") or {}).get("channel") or {}).get("id")
+    conversation_id = str(activity["conversation"].get("id", ""))
+    if isinstance(channel, str) and channel:
+        return channel
+    return conversation_id.split(";", 1)[0]
+
+
+def reference_of(activity: dict[str, Any]) -> dict[str, Any]:
+    """What posting into this conversation later needs, and nothing of the message itself."""
+    conversation = activity["conversation"]
+    channel_data = activity.get("channelData") or {}
+    tenant = conversation.get("tenantId") or (channel_data.get("tenant") or {}).get("id")
+    return {
+        "serviceUrl": activity.get("serviceUrl"),
+        "channelId": activity.get("channelId"),
+        "tenantId": tenant,
+        "conversation": {
+            "id": channel_root(activity)
+            if conversation.get("conversationType") == "channel"
+            else conversation.get("id"),
+            "conversationType": conversation.get("conversationType") or "personal",
+            "isGroup": bool(conversation.get("isGroup")),
+            "tenantId": tenant,
+        },
+        "bot": activity.get("recipient"),
+        "teamId": (channel_data.get("team") or {}).get("id"),
+    }
+
+
+async def store_reference(runtime: Runtime, activity: dict[str, Any]) -> None:
+    reference = reference_of(activity)
+    kind = str(reference["conversation"]["conversationType"])[:16]
+    sender = activity.get("from") or {}
+    await remember_conversation(
+        runtime,
+        platform=PLATFORM,
+        conversation_id=str(reference["conversation"]["id"])[:300],
+        kind=kind,
+        reference=reference,
+        user_id=str(sender.get("aadObjectId"))[:100]
+        if kind == "personal" and sender.get("aadObjectId")
+        else None,
+        now=runtime.clock(),
+    )
+
+
+def command_text(activity: dict[str, Any], slash_command: str) -> str | None:
+    """The command a message carries: the bot's @mention and an optional `cx`/`/cx` taken off.
+
+    None for a message that is not typed text (a card's Action.Submit carries `value` instead).
+    """
+    text = activity.get("text")
+    if not isinstance(text, str):
+        return None
+    bot_id = (activity.get("recipient") or {}).get("id")
+    for entity in activity.get("entities") or []:
+        if isinstance(entity, dict) and entity.get("type") == "mention":
+            mentioned = entity.get("mentioned") or {}
+            if mentioned.get("id") == bot_id and isinstance(entity.get("text"), str):
+                text = text.replace(entity["text"], " ")
+    text = html.unescape(MENTION_TAG.sub(" ", text)).replace("\xa0", " ").strip()
+    name = re.escape(slash_command.lstrip("/"))
+    return re.sub(rf"^/?{name}(?:\s+|$)", "", text, count=1, flags=re.IGNORECASE).strip()
+
+
+def actor_of(activity: dict[str, Any]) -> Actor | None:
+    """The person who wrote: their Entra object id, the `msteams` id of `people:` in the config."""
+    sender = activity.get("from") or {}
+    object_id = sender.get("aadObjectId")
+    if not isinstance(object_id, str) or not object_id:
+        return None
+    name = sender.get("name")
+    return Actor(user_id=object_id, platform=PLATFORM, display=name if isinstance(name, str) else None)
+
+
+async def answer_message(deps: TeamsDeps, activity: dict[str, Any], actor: Actor, text: str) -> None:
+    """Run the command and post its reply: in the same conversation, or only to the asker's personal
+    chat when the reply is private (revealed customer details never go to a channel)."""
+    reference = reference_of(activity)
+    where = Where(platform=PLATFORM, channel=str(reference["conversation"]["id"]), reference=reference)
+    reply = await run_text(deps.runtime, text, actor=actor, where=where)
+    try:
+        await post_reply(deps, activity, reply)
+    except DeliveryError as failed:
+        log.warning("could not answer a Teams message: %s", failed)
+
+
+async def post_reply(deps: TeamsDeps, activity: dict[str, Any], reply: Reply) -> None:
+    service_url = str(activity["serviceUrl"])
+    conversation = activity["conversation"]
+    outgoing = message(reply.text)
+    if reply.private and conversation.get("conversationType") != "personal":
+        await send_personal(deps, activity, outgoing)
+        return
+    await deps.connector.reply_to_activity(
+        service_url, str(conversation["id"]), str(activity["id"]), outgoing
+    )
+
+
+async def send_personal(deps: TeamsDeps, activity: dict[str, Any], outgoing: dict[str, Any]) -> None:
+    """Into the asker's 1:1 chat with the bot: the stored one, or one created for the purpose."""
+    sender = activity.get("from") or {}
+    known = await personal_conversation(
+        deps.runtime, platform=PLATFORM, user_id=str(sender.get("aadObjectId"))
+    )
+    if known is not None:
+        await deps.connector.send_to_conversation(
+            str(known["serviceUrl"]), str(known["conversation"]["id"]), outgoing
+        )
+        return
+    reference = reference_of(activity)
+    created = await deps.connector.create_conversation(
+        str(activity["serviceUrl"]),
+        {
+            "isGroup": False,
+            "bot": activity.get("recipient"),
+            "members": [{"id": sender.get("id")}],
+            "tenantId": reference["tenantId"],
+            "channelData": {"tenant": {"id": reference["tenantId"]}},
+        },
+    )
+    await deps.connector.send_to_conversation(str(activity["serviceUrl"]), str(created["id"]), outgoing)
