@@ -29,11 +29,15 @@ def platform_routes(runtime: Any) -> Sequence[Any]:
 def platform_notifiers(runtime: Any) -> dict[str, Any]:
     """Notifiers by platform for the outbox worker; unconfigured platforms are absent."""
     from handlers.slack import slack_notifier
+    from handlers.teams import teams_notifier
 
     notifiers: dict[str, Any] = {}
     slack = slack_notifier(runtime)
     if slack is not None:
         notifiers[slack.platform] = slack
+    teams = teams_notifier(runtime)
+    if teams is not None:
+        notifiers[teams.platform] = teams
     # Customer contacts (email, SMS, helpdesk webhook) are the core's own way out, beside the chats.
     from cxbot.loop.contact.notifier import contact_notifier
 

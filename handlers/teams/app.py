@@ -24,13 +24,14 @@ from starlette.routing import Route
 
 from cxbot.authz import Actor
 from cxbot.commands.dispatch import Reply, Where, run_text
-from cxbot.conversations import personal_conversation, remember_conversation
+from cxbot.conversations import conversation_reference, personal_conversation, remember_conversation
 from cxbot.outbox.contract import DeliveryError
 from cxbot.outbox.inbox import remember_inbound_event
 from cxbot.runtime import Runtime
 from handlers.teams.auth import KeySet, TeamsAuthError, TokenValidator
 from handlers.teams.connector import BotConnector
 from handlers.teams.markup import message
+from handlers.teams.notifier import TeamsNotifier
 from handlers.teams.tokens import TokenProvider
 
 log = logging.getLogger("handlers.teams")
@@ -91,6 +92,29 @@ def teams_routes(runtime: Runtime) -> list[Route]:
         return await handle(deps, request)
 
     return [Route(MESSAGES_PATH, api_messages, methods=["POST"])]
+
+
+def teams_notifier(runtime: Runtime) -> TeamsNotifier | None:
+    """The outbox's way to Teams, when the app registration is configured."""
+    if missing_settings(runtime):
+        return None
+    deps = build_deps(runtime)
+    settings = runtime.settings
+
+    async def channel_reference(conversation_id: str) -> dict[str, Any] | None:
+        return await conversation_reference(runtime, platform=PLATFORM, conversation_id=conversation_id)
+
+    async def personal_reference(user_id: str) -> dict[str, Any] | None:
+        return await personal_conversation(runtime, platform=PLATFORM, user_id=user_id)
+
+    return TeamsNotifier(
+        deps.connector,
+        channel_reference=channel_reference,
+        personal_reference=personal_reference,
+        service_url=settings.teams_service_url,
+        tenant_id=str(settings.teams_tenant_id),
+        bot_id=f"28:{settings.teams_app_id}",
+    )
 
 
 async def handle(deps: TeamsDeps, request: Request) -> Response:

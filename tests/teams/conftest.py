@@ -6,12 +6,14 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+import yaml
 
+from cxbot.config import Config, parse_config
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
 from cxbot.web import create_app
 from handlers import platform_routes
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, ROOT
 from tests.support.fake_microsoft import FakeConnector, FakeIdentity, TeamsSender, teams_settings
 
 
@@ -41,3 +43,17 @@ async def teams(
     transport = httpx.ASGITransport(app=create_app(runtime, routes=platform_routes(runtime)))
     async with httpx.AsyncClient(transport=transport, base_url="http://cxbot.test") as http:
         yield TeamsSender(http, identity, connector_fake, runtime.background.drain)
+
+
+TEAMS_CHANNEL = "19:097e6717fd7245bdbeba6baa13840db8@thread.skype"  # the recordings' team channel
+MEMBER = "6b703ce3-6d14-4fe6-b90c-dc5f03657ae4"  # the recordings' sender (Entra object id)
+
+
+@pytest.fixture
+def example_config() -> Config:
+    """The example configuration, with support's Teams channel and the recordings' sender a manager."""
+    raw = yaml.safe_load((ROOT / "cxbot.example.yaml").read_text(encoding="utf-8"))
+    support = next(team for team in raw["teams"] if team["key"] == "support")
+    support["msteams"] = {"channel": TEAMS_CHANNEL}
+    support["managers"] = [*support.get("managers", []), MEMBER]
+    return parse_config(raw)
