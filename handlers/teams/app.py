@@ -143,7 +143,7 @@ async def handle(deps: TeamsDeps, request: Request) -> Response:
     )
     if not first:
         return JSONResponse({})  # a redelivery: already handled once
-    if kind in ("conversationUpdate", "message"):
+    if kind in ("conversationUpdate", "installationUpdate", "message"):
         await store_reference(runtime, activity)
     if kind == "message":
         text = command_text(activity, runtime.config.slash_command)

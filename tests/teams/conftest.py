@@ -25,8 +25,11 @@ def identity() -> Iterator[FakeIdentity]:
 
 @pytest.fixture
 def connector_fake() -> Iterator[FakeConnector]:
+    """The fake Bot Connector; every call a test made must be a route of the Connector API's Swagger."""
     with FakeConnector.running() as fake:
         yield fake
+    outside = [f"{c.method} {c.path}" for c in fake.calls() if c.route is None]
+    assert not outside, f"calls to routes the Bot Connector does not have: {outside}"
 
 
 @pytest.fixture
