@@ -67,6 +67,8 @@ class KeySet:
         self.monotonic = monotonic
         self.keys: dict[str, SigningKey] = {}
         self.fetched_at: float | None = None
+        #: The last fetch failed: an unknown key then means "cannot check", not "forged".
+        self.unavailable = False
         self.lock = asyncio.Lock()
 
     async def key(self, kid: str) -> SigningKey:
@@ -79,6 +81,8 @@ class KeySet:
             if found is None and self.may_refetch():
                 await self.refresh()
                 found = self.keys.get(kid)
+        if found is None and self.unavailable:
+            raise KeysUnavailable("the Bot Framework signing keys are unavailable")
         if found is None:
             raise TeamsAuthError("the token is signed with a key the Bot Framework does not publish")
         return found
@@ -87,6 +91,7 @@ class KeySet:
         return self.fetched_at is None or self.monotonic() - self.fetched_at >= self.min_refetch
 
     async def refresh(self) -> None:
+        self.unavailable = True
         try:
             metadata = await self.get_json(self.metadata_url)
             jwks_uri = metadata.get("jwks_uri")
@@ -110,6 +115,7 @@ class KeySet:
                 parsed, tuple(e for e in endorsements if isinstance(e, str)) if endorsements else ()
             )
         self.keys = keys
+        self.unavailable = False
 
     async def get_json(self, url: str) -> dict[str, Any]:
         try:
@@ -129,6 +135,7 @@ class TokenValidator:
 
     def __init__(self, keys: KeySet, *, app_id: str, leeway: float = LEEWAY_SECONDS) -> None:
         self.keys = keys
+        self.unavailable = False
         self.app_id = app_id
         self.leeway = leeway
 
