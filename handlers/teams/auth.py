@@ -173,8 +173,11 @@ class TokenValidator:
             raise TeamsAuthError("the token is not issued by the Bot Framework") from None
         except jwt.PyJWTError as exc:
             raise TeamsAuthError(f"the token is not valid ({type(exc).__name__})") from None
-        service_url = activity.get("serviceUrl")
-        if not isinstance(service_url, str) or claims.get("serviceurl") != service_url:
+        service_url, claimed = activity.get("serviceUrl"), claims.get("serviceurl")
+        # The same URL with or without its trailing slash (the connector client adds one anyway).
+        if not isinstance(service_url, str) or not isinstance(claimed, str) or not service_url:
+            raise TeamsAuthError("the token's serviceurl does not match the activity's serviceUrl")
+        if claimed.rstrip("/") != service_url.rstrip("/"):
             raise TeamsAuthError("the token's serviceurl does not match the activity's serviceUrl")
         return claims
 

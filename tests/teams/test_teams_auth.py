@@ -78,6 +78,15 @@ async def test_bad_tokens_are_refused_with_a_reason(case: str, identity: FakeIde
     assert str(refused.value)
 
 
+async def test_the_serviceurl_may_differ_only_by_its_trailing_slash(
+    identity: FakeIdentity, validator
+) -> None:
+    token = identity.mint(service_url=SERVICE_URL.rstrip("/"))
+    assert await validator.validate(f"Bearer {token}", activity())
+    with pytest.raises(TeamsAuthError):
+        await validator.validate(f"Bearer {identity.mint(service_url=SERVICE_URL + 'x/')}", activity())
+
+
 async def test_expiry_allows_five_minutes_of_skew(identity: FakeIdentity, validator) -> None:
     token = identity.mint(service_url=SERVICE_URL, lifetime=-240)
     assert await validator.validate(f"Bearer {token}", activity())
