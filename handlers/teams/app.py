@@ -246,7 +246,10 @@ async def answer_message(deps: TeamsDeps, activity: dict[str, Any], actor: Actor
     """Run the command and post its reply: in the same conversation, or only to the asker's personal
     chat when the reply is private (revealed customer details never go to a channel)."""
     reference = reference_of(activity)
-    where = Where(platform=PLATFORM, channel=str(reference["conversation"]["id"]), reference=reference)
+    conversation = reference["conversation"]
+    # Only a team's channel can be a team's destination (`team link`), never a personal or group chat.
+    channel = str(conversation["id"]) if conversation["conversationType"] == "channel" else None
+    where = Where(platform=PLATFORM, channel=channel, reference=reference)
     reply = await run_text(deps.runtime, text, actor=actor, where=where)
     try:
         await post_reply(deps, activity, reply)

@@ -50,13 +50,16 @@ async def teams(
 
 TEAMS_CHANNEL = "19:097e6717fd7245bdbeba6baa13840db8@thread.skype"  # the recordings' team channel
 MEMBER = "6b703ce3-6d14-4fe6-b90c-dc5f03657ae4"  # the recordings' sender (Entra object id)
+ADMIN = "e830a11b-50fe-465a-810c-5c308099ca2b"  # the member the install recording adds
 
 
 @pytest.fixture
 def example_config() -> Config:
-    """The example configuration, with support's Teams channel and the recordings' sender a manager."""
+    """The example configuration, with support's Teams channel, the recordings' sender a manager
+    of support and the member the install adds an admin."""
     raw = yaml.safe_load((ROOT / "cxbot.example.yaml").read_text(encoding="utf-8"))
     support = next(team for team in raw["teams"] if team["key"] == "support")
     support["msteams"] = {"channel": TEAMS_CHANNEL}
     support["managers"] = [*support.get("managers", []), MEMBER]
+    raw["admins"] = [*raw.get("admins", []), ADMIN]
     return parse_config(raw)

@@ -10,11 +10,12 @@ import pytest
 from sqlalchemy import func, select
 
 from cxbot.commands.dispatch import Reply
-from cxbot.models import ChatConversation, InboundEvent
+from cxbot.models import ChatConversation, InboundEvent, TeamDestination
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
 from handlers.teams.app import build_deps, post_reply, teams_routes
 from tests.support.fake_microsoft import APP_PASSWORD, FakeConnector, TeamsSender
+from tests.teams.conftest import ADMIN
 
 CHANNEL_MESSAGE = "20191020020553704-request"  # "<at>My Combined</at>1" in a channel
 INSTALL = "20191019181214767-request"  # conversationUpdate, teamMemberAdded
@@ -102,6 +103,45 @@ async def test_a_personal_chat_is_remembered_for_its_person(
     async with runtime.sessions() as session:
         stored = (await session.scalars(select(ChatConversation))).one()
     assert (stored.kind, stored.user_id) == ("personal", SENDER)
+
+
+async def test_team_link_in_a_channel_binds_it_for_admins_only(
+    teams: TeamsSender, connector_fake: FakeConnector, runtime: Runtime
+) -> None:
+    admin = {"id": "29:1admin", "name": "Admin", "aadObjectId": ADMIN}
+    await teams.post(teams.activity(CHANNEL_MESSAGE, id="2", text="<at>My Combined</at> team link billing"))
+    await teams.post(
+        teams.activity(
+            CHANNEL_MESSAGE, id="3", text="<at>My Combined</at> team link billing", **{"from": admin}
+        )
+    )
+    personal = {
+        "conversationType": "personal",
+        "tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+        "id": "a:1admin",
+    }
+    await teams.post(
+        teams.activity(
+            CHANNEL_MESSAGE,
+            id="4",
+            text="team link billing",
+            conversation=personal,
+            channelData={},
+            entities=[],
+            **{"from": admin},
+        )
+    )
+    refused, linked, in_chat = (c.body["text"] for c in connector_fake.calls("reply"))
+    assert "only admins" in refused and "billing" in linked and "Not allowed" not in linked
+    assert "channel" in in_chat
+    async with runtime.sessions() as session:
+        bound = await session.scalar(
+            select(TeamDestination).where(
+                TeamDestination.team_key == "billing", TeamDestination.platform == "msteams"
+            )
+        )
+    assert bound is not None and bound.address == CHANNEL_ROOT and bound.linked_by == ADMIN
+    assert bound.reference["serviceUrl"] == connector_fake.service_url
 
 
 REFUSED = {
