@@ -22,15 +22,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from cxbot import markup
 from cxbot.authz import Actor
+from cxbot.cases.view import load_case_view
 from cxbot.commands.dispatch import Reply, Where, run_text
+from cxbot.commands.grammar import CommandError, parse
 from cxbot.conversations import conversation_reference, personal_conversation, remember_conversation
 from cxbot.outbox.contract import DeliveryError
 from cxbot.outbox.inbox import remember_inbound_event
 from cxbot.runtime import Runtime
 from handlers.teams.auth import KeySet, TeamsAuthError, TokenValidator
+from handlers.teams.cards import CARD_CONTENT_TYPE, EXECUTE_VERB, case_card
 from handlers.teams.connector import BotConnector
-from handlers.teams.markup import message
+from handlers.teams.markup import message, to_markdown
 from handlers.teams.notifier import TeamsNotifier
 from handlers.teams.tokens import TokenProvider
 
@@ -141,6 +145,10 @@ async def handle(deps: TeamsDeps, request: Request) -> Response:
     first = await remember_inbound_event(
         runtime, platform=PLATFORM, event_id=event_key(activity), kind=kind[:64], now=runtime.clock()
     )
+    if kind == "invoke" and activity.get("name") == "adaptiveCard/action":
+        if not first:  # a redelivered click: the first one acted and answered
+            return JSONResponse(invoke_message("Already done."))
+        return JSONResponse(await card_action(deps, activity))
     if not first:
         return JSONResponse({})  # a redelivery: already handled once
     if kind in ("conversationUpdate", "installationUpdate", "message"):
@@ -151,6 +159,40 @@ async def handle(deps: TeamsDeps, request: Request) -> Response:
         if text is not None and actor is not None:
             runtime.background.start(answer_message(deps, activity, actor, text), name="teams-message")
     return JSONResponse({})
+
+
+def invoke_message(text: str) -> dict[str, Any]:
+    """An Action.Execute answer that shows a message and leaves the card as it was."""
+    return {"statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": text}
+
+
+async def card_action(deps: TeamsDeps, activity: dict[str, Any]) -> dict[str, Any]:
+    """A card button (Action.Execute): run its command as the clicker, then answer the invoke with
+    the refreshed card (Teams replaces the card in place), or with the refusal and no change."""
+    value = activity.get("value") if isinstance(activity.get("value"), dict) else {}
+    action = value.get("action") if isinstance(value.get("action"), dict) else {}
+    data = action.get("data") if isinstance(action.get("data"), dict) else {}
+    text = data.get("command")
+    actor = actor_of(activity)
+    if action.get("verb") != EXECUTE_VERB or not isinstance(text, str) or actor is None:
+        return invoke_message("This button is not one of cxbot's.")
+    reference = reference_of(activity)
+    where = Where(platform=PLATFORM, channel=None, reference=reference)
+    runtime = deps.runtime
+    reply = await run_text(runtime, text, actor=actor, where=where)
+    if not reply.ok:
+        return invoke_message(to_markdown(reply.text))
+    try:
+        case_id = parse(markup.plain(text)).case_id
+    except CommandError:
+        case_id = None
+    if case_id is None:
+        return invoke_message(to_markdown(reply.text))
+    async with runtime.sessions() as session:
+        view = await load_case_view(session, case_id, config=runtime.config, now=runtime.clock())
+    if view is None:
+        return invoke_message(to_markdown(reply.text))
+    return {"statusCode": 200, "type": CARD_CONTENT_TYPE, "value": case_card(view)}
 
 
 def refuse(status: int, reason: str) -> JSONResponse:

@@ -107,4 +107,30 @@ def case_card(case: CaseView) -> dict[str, Any]:
         mark = "⚠️ " if case.contact_failed else ""
         notes.append(f"{mark}**Last contact:** {card_text(case.last_contact)}")
     body.extend(text_block(note, isSubtle=True, size="Small") for note in notes)
-    return adaptive_card(body, fallback=fallback_text(case))
+    return adaptive_card(body, fallback=fallback_text(case), actions=case_actions(case))
+
+
+#: The `verb` of every card button; its `data.command` is the command a Slack button would run.
+EXECUTE_VERB = "cx"
+
+
+def execute(title: str, command: str, *, style: str | None = None) -> dict[str, Any]:
+    action: dict[str, Any] = {
+        "type": "Action.Execute",
+        "title": title,
+        "verb": EXECUTE_VERB,
+        "data": {"command": command},
+    }
+    if style:
+        action["style"] = style
+    return action
+
+
+def case_actions(case: CaseView) -> list[dict[str, Any]]:
+    """The buttons that are one command each; the form-backed ones (resolve, snooze, contact,
+    reassign) need Teams dialogs (`task/fetch`), which are not built yet."""
+    if not case.is_open:
+        return [execute("Reopen", f"reopen {case.ref}")]
+    actions = [execute("Acknowledge", f"ack {case.ref}", style="positive")] if case.state == "new" else []
+    actions.append(execute("Take", f"take {case.ref}"))
+    return actions

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 from sqlalchemy import select
 
-from cxbot.models import CasePost, OutboxMessage, TeamDestination
+from cxbot.models import Case, CasePost, OutboxMessage, TeamDestination
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
 from handlers import platform_notifiers
@@ -131,3 +131,73 @@ async def test_connector_throttling_is_retried_and_a_blocked_bot_is_dead_lettere
     stats = await worker.run_once(now=clock.now)
     assert stats.dead == 1
     assert ("case.card", "dead") in await teams_rows(runtime)
+
+
+CLICK = "20191020020654953-request"  # an invoke from a card in a channel
+
+
+def click(
+    teams: TeamsSender, command: str, *, activity_id: str, sender: dict[str, Any] | None = None
+) -> dict:
+    """An Action.Execute click. No recording has one (see PROVENANCE.md), so the recorded invoke
+    gets the documented Universal Actions `name` and `value`."""
+    activity = teams.activity(
+        CLICK,
+        id=activity_id,
+        value={
+            "action": {"type": "Action.Execute", "verb": "cx", "data": {"command": command}},
+            "trigger": "manual",
+        },
+        **({"from": sender} if sender else {}),
+    )
+    activity["name"] = "adaptiveCard/action"
+    return activity
+
+
+async def case_state(runtime: Runtime, ref: str) -> str:
+    async with runtime.sessions() as session:
+        return str(await session.scalar(select(Case.state).where(Case.id == int(ref.removeprefix("CX-")))))
+
+
+async def test_a_card_click_answers_with_the_refreshed_card_and_an_outsider_is_refused(
+    teams: TeamsSender,
+    client: httpx.AsyncClient,
+    connector_fake: FakeConnector,
+    runtime: Runtime,
+    worker: OutboxWorker,
+    clock: FrozenClock,
+) -> None:
+    await teams.post(teams.activity(INSTALL))
+    ref = await open_case(client)
+    await worker.run_once(now=clock.now)
+    [created] = connector_fake.calls("create")
+    buttons = assert_valid_card(created.body["activity"])["actions"]
+    assert {
+        "type": "Action.Execute",
+        "title": "Acknowledge",
+        "verb": "cx",
+        "data": {"command": f"ack {ref}"},
+        "style": "positive",
+    } in buttons
+
+    outsider = {
+        "id": "29:1outsider",
+        "name": "Outsider",
+        "aadObjectId": "00000000-0000-4000-8000-0000000000ff",
+    }
+    refused = (await teams.post(click(teams, f"ack {ref}", activity_id="f:1", sender=outsider))).json()
+    assert (
+        refused["type"] == "application/vnd.microsoft.activity.message" and "Not allowed" in refused["value"]
+    )
+    assert await case_state(runtime, ref) == "new"
+
+    answered = await teams.post(click(teams, f"ack {ref}", activity_id="f:2"))
+    assert answered.status_code == 200
+    body = answered.json()
+    assert body["statusCode"] == 200 and body["type"] == "application/vnd.microsoft.card.adaptive"
+    card = assert_valid_card({"attachments": [{"contentType": body["type"], "content": body["value"]}]})
+    assert "acknowledged" in json.dumps(card) and "Acknowledge" not in [a["title"] for a in card["actions"]]
+    assert await case_state(runtime, ref) == "acknowledged"
+
+    again = (await teams.post(click(teams, f"ack {ref}", activity_id="f:2"))).json()
+    assert again["value"] == "Already done."
