@@ -136,11 +136,10 @@ async def handle(deps: TeamsDeps, request: Request) -> Response:
         await deps.validator.validate(authorization, activity)
     except TeamsAuthError as refused:
         return refuse(refused.status, str(refused))
-    kind = activity.get("type")
-    activity_id = activity.get("id")
-    conversation = activity.get("conversation")
-    if not isinstance(kind, str) or not isinstance(activity_id, str) or not isinstance(conversation, dict):
-        return refuse(400, "the activity has no type, id or conversation")
+    problem = malformed(activity)
+    if problem is not None:
+        return refuse(400, problem)
+    kind = str(activity["type"])
     runtime = deps.runtime
     first = await remember_inbound_event(
         runtime, platform=PLATFORM, event_id=event_key(activity), kind=kind[:64], now=runtime.clock()
@@ -159,6 +158,25 @@ async def handle(deps: TeamsDeps, request: Request) -> Response:
         if text is not None and actor is not None:
             runtime.background.start(answer_message(deps, activity, actor, text), name="teams-message")
     return JSONResponse({})
+
+
+def malformed(activity: dict[str, Any]) -> str | None:
+    """Why a (signed) activity cannot be handled, or None: the fields read below have their shapes."""
+    if not isinstance(activity.get("type"), str) or not isinstance(activity.get("id"), str):
+        return "the activity has no type or id"
+    conversation = activity.get("conversation")
+    if not isinstance(conversation, dict) or not isinstance(conversation.get("id"), str):
+        return "the activity has no conversation id"
+    for name in ("from", "recipient", "channelData"):
+        if activity.get(name) is not None and not isinstance(activity[name], dict):
+            return f"the activity's {name} is not an object"
+    channel_data = activity.get("channelData") or {}
+    for name in ("channel", "team", "tenant"):
+        if channel_data.get(name) is not None and not isinstance(channel_data[name], dict):
+            return f"the activity's channelData.{name} is not an object"
+    if activity.get("entities") is not None and not isinstance(activity["entities"], list):
+        return "the activity's entities is not a list"
+    return None
 
 
 def invoke_message(text: str) -> dict[str, Any]:
@@ -266,8 +284,12 @@ def command_text(activity: dict[str, Any], slash_command: str) -> str | None:
     bot_id = (activity.get("recipient") or {}).get("id")
     for entity in activity.get("entities") or []:
         if isinstance(entity, dict) and entity.get("type") == "mention":
-            mentioned = entity.get("mentioned") or {}
-            if mentioned.get("id") == bot_id and isinstance(entity.get("text"), str):
+            mentioned = entity.get("mentioned")
+            if (
+                isinstance(mentioned, dict)
+                and mentioned.get("id") == bot_id
+                and isinstance(entity.get("text"), str)
+            ):
                 text = text.replace(entity["text"], " ")
     text = html.unescape(MENTION_TAG.sub(" ", text)).replace("\xa0", " ").strip()
     name = re.escape(slash_command.lstrip("/"))

@@ -188,6 +188,9 @@ async def test_a_body_that_is_not_an_activity_is_a_400(teams: TeamsSender) -> No
     assert response.status_code == 400
     response = await teams.post({"serviceUrl": teams.connector.service_url, "channelId": "msteams"})
     assert response.status_code == 400
+    for bad in ({"channelData": []}, {"from": "x"}, {"conversation": {"id": 7}}, {"entities": {}}):
+        response = await teams.post(mentioned(teams, "help") | bad)
+        assert response.status_code == 400 and "Traceback" not in response.text
 
 
 async def test_a_private_reply_in_a_channel_goes_to_the_askers_personal_chat(
