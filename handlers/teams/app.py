@@ -200,6 +200,13 @@ async def card_action(deps: TeamsDeps, activity: dict[str, Any]) -> dict[str, An
     reply = await run_text(runtime, text, actor=actor, where=where)
     if not reply.ok:
         return invoke_message(to_markdown(reply.text))
+    if reply.private:  # revealed details: to the clicker alone, never into the card others see
+        try:
+            await send_personal(deps, activity, message(reply.text))
+        except DeliveryError as failed:
+            log.warning("could not send a revealed detail to a personal chat: %s", failed)
+            return invoke_message("Could not reach your personal chat with cxbot; try again.")
+        return invoke_message("Sent to your personal chat with cxbot.")
     try:
         case_id = parse(markup.plain(text)).case_id
     except CommandError:

@@ -127,10 +127,16 @@ def execute(title: str, command: str, *, style: str | None = None) -> dict[str, 
 
 
 def case_actions(case: CaseView) -> list[dict[str, Any]]:
-    """The buttons that are one command each; the form-backed ones (resolve, snooze, contact,
+    """The buttons that are one command each (Reveal answers in the clicker's personal chat only);
+    the form-backed ones (resolve, snooze, contact,
     reassign) need Teams dialogs (`task/fetch`), which are not built yet."""
+    reveal = (
+        [execute("Reveal", f"reveal {case.ref}")]
+        if case.customer and case.customer != "(erased customer)"
+        else []
+    )
     if not case.is_open:
-        return [execute("Reopen", f"reopen {case.ref}")]
+        return [execute("Reopen", f"reopen {case.ref}"), *reveal]
     actions = [execute("Acknowledge", f"ack {case.ref}", style="positive")] if case.state == "new" else []
     actions.append(execute("Take", f"take {case.ref}"))
-    return actions
+    return actions + reveal

@@ -303,6 +303,8 @@ class FakeConnector(LoopbackServer):
         if not self.token_check(token):
             return connector_error(401, "Unauthorized")
         if route == "create":
+            if isinstance(body, dict) and body.get("isGroup") is False:  # a 1:1 chat, no first activity
+                return Answer(201, {"id": f"a:1fake-personal-{next(self.activities)}"})
             conversation = "19:fake-thread@thread.tacv2;messageid=" + str(next(self.activities))
             return Answer(201, {"id": conversation, "activityId": f"1:act-{next(self.activities)}"})
         if route in ("send", "reply"):

@@ -201,3 +201,28 @@ async def test_a_card_click_answers_with_the_refreshed_card_and_an_outsider_is_r
 
     again = (await teams.post(click(teams, f"ack {ref}", activity_id="f:2"))).json()
     assert again["value"] == "Already done."
+
+
+async def test_reveal_from_a_card_goes_to_the_clickers_personal_chat_only(
+    teams: TeamsSender,
+    client: httpx.AsyncClient,
+    connector_fake: FakeConnector,
+    runtime: Runtime,
+    worker: OutboxWorker,
+    clock: FrozenClock,
+) -> None:
+    await teams.post(teams.activity(INSTALL))
+    ref = await open_case(client, customer={"id": "c-1", "name": "Ada Lovelace", "email": "ada@example.com"})
+    await worker.run_once(now=clock.now)
+    [created] = connector_fake.calls("create")
+    assert f"reveal {ref}" in [
+        a["data"]["command"] for a in created.body["activity"]["attachments"][0]["content"]["actions"]
+    ]
+    answer = (await teams.post(click(teams, f"reveal {ref}", activity_id="f:9"))).json()
+    assert answer["value"] == "Sent to your personal chat with cxbot."
+    assert "ada@example.com" not in json.dumps(answer)
+    personal = [c for c in connector_fake.calls("create") if c.body.get("isGroup") is False]
+    assert len(personal) == 1
+    [sent] = [c for c in connector_fake.calls("send") if "ada@example.com" in json.dumps(c.body)]
+    assert connector_fake.conversation_of(sent).startswith("a:1fake-personal")  # the 1:1 chat just created
+    assert await case_state(runtime, ref) == "new"
