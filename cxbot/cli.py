@@ -41,6 +41,7 @@ EXTRA_OF = {
     "slack_bolt": "serve",
     "slack_sdk": "serve",
     "aiohttp": "serve",
+    "jwt": "serve",
     "asyncpg": "postgres",
 }
 EXAMPLE_CONFIG = "cxbot.example.yaml"

@@ -436,3 +436,23 @@ class InboundEvent(Base):
     event_id: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ChatConversation(Base):
+    """A conversation a platform lets the bot post to proactively, remembered from inbound activity.
+
+    Teams needs a whole conversation reference (service URL, tenant, conversation id) to post a case
+    card, a digest or an escalation notice; it is stored on install and on every message. `user_id`
+    is the person's platform id for a personal (1:1) chat, so escalation notices find it.
+    """
+
+    __tablename__ = "chat_conversations"
+    __table_args__ = (UniqueConstraint("platform", "conversation_id"), Index(None, "platform", "user_id"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    conversation_id: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[str | None] = mapped_column(String(100))
+    reference: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     teams_app_id: str | None = Field(default=None, alias="TEAMS_APP_ID")
     teams_app_password: str | None = Field(default=None, alias="TEAMS_APP_PASSWORD")
     teams_tenant_id: str | None = Field(default=None, alias="TEAMS_TENANT_ID")
+    teams_openid_metadata_url: str = Field(
+        default="https://login.botframework.com/v1/.well-known/openidconfiguration",
+        alias="TEAMS_OPENID_METADATA_URL",
+    )
+    teams_login_url: str = Field(default="https://login.microsoftonline.com", alias="TEAMS_LOGIN_URL")
+    teams_service_url: str = Field(
+        default="https://smba.trafficmanager.net/teams/", alias="TEAMS_SERVICE_URL"
+    )
 
     def require(self, name: str, why: str) -> str:
         """Return a setting by its variable name, or raise MissingSetting explaining what to set."""

@@ -18,9 +18,11 @@ log = logging.getLogger("handlers")
 def platform_routes(runtime: Any) -> Sequence[Any]:
     """ASGI routes of every configured platform, mounted beside the core's routes."""
     from handlers.slack import slack_routes
+    from handlers.teams import teams_routes
 
     routes: list[Any] = []
     routes.extend(slack_routes(runtime))
+    routes.extend(teams_routes(runtime))
     return routes
 
 
@@ -34,11 +36,15 @@ def slack_manifest(config: Any, *, socket_mode: bool = False, public_url: str | 
 def platform_notifiers(runtime: Any) -> dict[str, Any]:
     """Notifiers by platform for the outbox worker; unconfigured platforms are absent."""
     from handlers.slack import slack_notifier
+    from handlers.teams import teams_notifier
 
     notifiers: dict[str, Any] = {}
     slack = slack_notifier(runtime)
     if slack is not None:
         notifiers[slack.platform] = slack
+    teams = teams_notifier(runtime)
+    if teams is not None:
+        notifiers[teams.platform] = teams
     # Customer contacts (email, SMS, helpdesk webhook) are the core's own way out, beside the chats.
     from cxbot.loop.contact.notifier import contact_notifier
 

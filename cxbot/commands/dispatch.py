@@ -68,6 +68,9 @@ class Reply:
     #: A structured result renderers may draw richly (a `TeamDigest`, a `ScoreReport`); `text`
     #: still says everything on its own.
     report: Any = None
+    #: Revealed customer details: only the caller may see them, so a platform without ephemeral
+    #: messages (Teams) sends them to the caller's personal chat, never into a channel.
+    private: bool = False
 
 
 async def run_text(runtime: Runtime, text: str, *, actor: Actor, where: Where) -> Reply:
@@ -405,7 +408,7 @@ async def _reveal(runtime: Runtime, session: Any, command: Command, actor: Actor
     shown = await privacy.reveal(
         session, config=runtime.config, case_id=command.case_id, actor=actor, now=runtime.clock()
     )
-    return Reply(shown.text, ephemeral=True)
+    return Reply(shown.text, ephemeral=True, private=True)
 
 
 async def _forget(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
