@@ -23,10 +23,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cxbot import markup
-from cxbot.authz import Actor
+from cxbot.authz import Actor, actor_for
 from cxbot.cases.view import load_case_view
 from cxbot.commands.dispatch import Reply, Where, run_text
 from cxbot.commands.grammar import CommandError, parse
+from cxbot.config import Config
 from cxbot.conversations import conversation_reference, personal_conversation, remember_conversation
 from cxbot.outbox.contract import DeliveryError
 from cxbot.outbox.inbox import remember_inbound_event
@@ -34,7 +35,7 @@ from cxbot.runtime import Runtime
 from handlers.teams.auth import KeySet, TeamsAuthError, TokenValidator
 from handlers.teams.cards import CARD_CONTENT_TYPE, EXECUTE_VERB, case_card
 from handlers.teams.connector import BotConnector
-from handlers.teams.markup import message, to_markdown
+from handlers.teams.markup import AAD_OBJECT_ID, message, to_markdown, use_people
 from handlers.teams.notifier import TeamsNotifier
 from handlers.teams.tokens import TokenProvider
 
@@ -91,6 +92,7 @@ def teams_routes(runtime: Runtime) -> list[Route]:
         )
         return []
     deps = build_deps(runtime)
+    render_people(runtime)
 
     async def api_messages(request: Request) -> Response:
         return await handle(deps, request)
@@ -103,6 +105,7 @@ def teams_notifier(runtime: Runtime) -> TeamsNotifier | None:
     if missing_settings(runtime):
         return None
     deps = build_deps(runtime)
+    render_people(runtime)
     settings = runtime.settings
 
     async def channel_reference(conversation_id: str) -> dict[str, Any] | None:
@@ -154,7 +157,7 @@ async def handle(deps: TeamsDeps, request: Request) -> Response:
         await store_reference(runtime, activity)
     if kind == "message":
         text = command_text(activity, runtime.config.slash_command)
-        actor = actor_of(activity)
+        actor = actor_of(deps.runtime.config, activity)
         if text is not None and actor is not None:
             runtime.background.start(answer_message(deps, activity, actor, text), name="teams-message")
     return JSONResponse({})
@@ -191,7 +194,7 @@ async def card_action(deps: TeamsDeps, activity: dict[str, Any]) -> dict[str, An
     action = value.get("action") if isinstance(value.get("action"), dict) else {}
     data = action.get("data") if isinstance(action.get("data"), dict) else {}
     text = data.get("command")
-    actor = actor_of(activity)
+    actor = actor_of(deps.runtime.config, activity)
     if action.get("verb") != EXECUTE_VERB or not isinstance(text, str) or actor is None:
         return invoke_message("This button is not one of cxbot's.")
     reference = reference_of(activity)
@@ -303,14 +306,27 @@ def command_text(activity: dict[str, Any], slash_command: str) -> str | None:
     return re.sub(rf"^/?{name}(?:\s+|$)", "", text, count=1, flags=re.IGNORECASE).strip()
 
 
-def actor_of(activity: dict[str, Any]) -> Actor | None:
-    """The person who wrote: their Entra object id, the `msteams` id of `people:` in the config."""
+def actor_of(config: Config, activity: dict[str, Any]) -> Actor | None:
+    """The person who wrote: their Entra object id, resolved to the person whose `msteams` id it is."""
     sender = activity.get("from") or {}
     object_id = sender.get("aadObjectId")
     if not isinstance(object_id, str) or not object_id:
         return None
     name = sender.get("name")
-    return Actor(user_id=object_id, platform=PLATFORM, display=name if isinstance(name, str) else None)
+    return actor_for(config, PLATFORM, object_id, display=name if isinstance(name, str) else None)
+
+
+def render_people(runtime: Runtime) -> None:
+    """Person tokens become `<at>` mentions of each person's Entra object id in the running config."""
+
+    def teams_id(ident: str) -> tuple[str, str] | None:
+        object_id = runtime.config.platform_id(ident, PLATFORM)
+        if object_id is None or not AAD_OBJECT_ID.match(object_id):
+            return None
+        person = runtime.config.people.get(runtime.config.person_of(ident))
+        return object_id, person.name if person is not None else object_id
+
+    use_people(teams_id)
 
 
 async def answer_message(deps: TeamsDeps, activity: dict[str, Any], actor: Actor, text: str) -> None:

@@ -28,13 +28,27 @@ def entities(value: str) -> str:
     return "".join(HTML_ENTITIES.get(char, char) for char in value)
 
 
+#: How person tokens find a Teams mention (Entra object id, display name); `use_people` points it
+#: at the running config's `people:`, like Slack's renderer.
+_PEOPLE: list[Callable[[str], tuple[str, str] | None]] = []
+
+
+def bare_object_id(ident: str) -> tuple[str, str] | None:
+    return (ident, ident) if AAD_OBJECT_ID.match(ident) else None
+
+
+def use_people(teams_id: Callable[[str], tuple[str, str] | None]) -> None:
+    """Render person tokens with `teams_id` (people key or id → Entra object id and name, or None)."""
+    _PEOPLE[:] = [teams_id]
+
+
 class TeamsMarkup:
     """Renders tokens for Teams. `teams_id` maps a person token (a people key or an id) to the
     person's Entra object id and display name; a mention of one becomes a real `<at>` mention, whose
     entity is collected in `mentions` for the activity's `entities`."""
 
     def __init__(self, teams_id: Callable[[str], tuple[str, str] | None] | None = None) -> None:
-        self.teams_id = teams_id or (lambda ident: (ident, ident) if AAD_OBJECT_ID.match(ident) else None)
+        self.teams_id = teams_id or (_PEOPLE[0] if _PEOPLE else bare_object_id)
         self.mentions: list[dict[str, Any]] = []
 
     def text(self, value: str) -> str:

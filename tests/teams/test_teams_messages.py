@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy import func, select
 
 from cxbot.commands.dispatch import Reply
-from cxbot.models import ChatConversation, InboundEvent, TeamDestination
+from cxbot.models import Case, ChatConversation, InboundEvent, TeamDestination
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
 from handlers.teams.app import build_deps, post_reply, teams_routes
+from tests.conftest import API_KEY
 from tests.support.fake_microsoft import APP_PASSWORD, FakeConnector, TeamsSender
 from tests.teams.conftest import ADMIN
 
@@ -213,3 +214,33 @@ async def test_without_credentials_serve_logs_one_line_naming_them(
         assert teams_routes(runtime) == []
     [line] = [r.getMessage() for r in caplog.records if r.name == "handlers.teams"]
     assert "TEAMS_APP_PASSWORD, TEAMS_TENANT_ID" in line
+
+
+async def test_a_person_of_the_config_is_the_same_person_on_teams(
+    teams: TeamsSender, connector_fake: FakeConnector, runtime: Runtime
+) -> None:
+    """`people.support-manager.msteams` acts through Teams as the support manager: the case records
+    the person's key, and the reply mentions them as a Teams `<at>` mention of their Entra id."""
+    manager = runtime.config.people["support-manager"]
+    opened = await teams.http.post(
+        "/feedback",
+        json={"external_id": "t-1", "source": "t", "metric": "csat", "score": 1, "touchpoint": "Inbound"},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    ref = opened.json()["results"][0]["case"]
+    sender = {"id": "29:1sam", "name": manager.name, "aadObjectId": manager.msteams}
+    await teams.post(mentioned(teams, f"ack {ref}") | {"id": "sam-1", "from": sender})
+    await teams.post(mentioned(teams, f"ack {ref}") | {"id": "sam-2", "from": sender})
+    async with runtime.sessions() as session:
+        case = (await session.scalars(select(Case))).one()
+    assert (case.state, case.acknowledged_by) == ("acknowledged", "support-manager")
+    first, again = (c.body for c in connector_fake.calls("reply"))
+    assert first["text"] == f"{ref} acknowledged"
+    assert again["text"] == f"{ref} was already acknowledged by <at>{manager.name}</at>"
+    assert again["entities"] == [
+        {
+            "type": "mention",
+            "text": f"<at>{manager.name}</at>",
+            "mentioned": {"id": manager.msteams, "name": manager.name},
+        }
+    ]
