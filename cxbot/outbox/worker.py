@@ -160,9 +160,12 @@ class OutboxWorker:
         return total
 
     async def run_forever(self, stop: asyncio.Event, *, idle_seconds: float = 2.0) -> None:
-        """The `serve` loop: a round whenever idle time passes, until `stop` is set."""
+        """The `serve` loop until `stop` is set: a run as soon as rows are queued here, else every
+        `idle_seconds` (retries falling due, rows another replica queued)."""
         pruned_at: datetime | None = None
+        queued = self.runtime.outbox_queued
         while not stop.is_set():
+            queued.clear()  # rows queued from here on wake the next run, even while this one runs
             try:
                 await self.run_once()
                 now = self.runtime.clock()
@@ -171,8 +174,7 @@ class OutboxWorker:
                     pruned_at = now
             except Exception:  # one bad round must not stop delivery for good
                 log.exception("outbox round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=idle_seconds)
+            await first_of(stop, queued, timeout=idle_seconds)
 
     def _clock_from(self, now: datetime | None) -> Clock:
         if now is None:
@@ -468,6 +470,16 @@ class OutboxWorker:
         if not targets:
             log.error("no admin configured to report dead outbox message %s to", row.id)
         return queued
+
+
+async def first_of(*events: asyncio.Event, timeout: float) -> None:
+    """Return when any of `events` is set, or after `timeout` seconds."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def _later_refreshes(session: AsyncSession, row: OutboxMessage) -> list[int]:

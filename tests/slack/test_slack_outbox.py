@@ -377,3 +377,14 @@ async def test_serve_services_deliver_in_the_background_and_stop_cleanly(
     assert card.body["text"].startswith(f"{ref} [new]")
     async with runtime.sessions() as session:
         assert (await session.execute(select(OutboxMessage.status))).scalar_one() == "sent"
+
+
+async def test_a_queued_row_wakes_the_worker_instead_of_waiting_for_the_poll(
+    client: httpx.AsyncClient, runtime: Runtime, fake_slack: FakeSlack
+) -> None:
+    from handlers import platform_services
+
+    async with platform_services(runtime, idle_seconds=600):  # the poll would not come in this test
+        ref = await open_case(client)
+        [card] = await asyncio.to_thread(fake_slack.wait_for, "chat.postMessage", timeout=5)
+    assert card.body["text"].startswith(f"{ref} [new]")
