@@ -135,6 +135,7 @@ class OutboxWorker:
         lease: timedelta = timedelta(seconds=15),
         retry: RetryPolicy | None = None,
         max_rounds: int = 20,
+        concurrency: int = 8,
     ) -> None:
         self.runtime = runtime
         self.notifiers = dict(notifiers)
@@ -142,6 +143,8 @@ class OutboxWorker:
         self.lease = lease
         self.retry = retry or RetryPolicy()
         self.max_rounds = max_rounds
+        #: Posts in flight at once in a round (each to a different case or destination).
+        self.concurrency = concurrency
 
     async def run_once(self, *, now: datetime | None = None) -> RunStats:
         """Deliver everything due, round after round (a card unblocks its thread lines).
@@ -202,29 +205,53 @@ class OutboxWorker:
         return stats
 
     async def _deliver_claimed(self, claim: _Claim, clock: Clock, stats: RunStats) -> None:
+        """Deliver the round's rows, up to `concurrency` at once: one lane per case and destination
+        (the claim holds at most one row of each card and thread, so their order is kept), so a
+        slow post or a busy database connection holds up one lane, not the whole round."""
         paused_until: dict[str, datetime] = {}
         broken: dict[tuple[str, str | None], str] = {}
+        lanes: dict[tuple[str, str | None, int | None], list[int]] = {}
         for row_id in sorted(claim.rows):
-            if claim.until - clock() < self.lease / 2:  # a slow round: keep what it still holds
-                await self._renew(claim, clock, stats)
-            row = claim.rows.get(row_id)
-            if row is None:
-                continue  # the lease ran out anyway and another worker has it now
-            pause = paused_until.get(row.platform)
-            if (row.platform, row.destination) in broken:
-                outcome = _Outcome("dead", error=broken[(row.platform, row.destination)], counted=False)
-            elif pause is not None:
-                outcome = _Outcome("released", next_attempt_at=pause, counted=False)
-            else:
-                outcome = await self._deliver(row, clock)
-                if outcome.status == "retry" and outcome.extra.get("platform_paused"):
-                    assert outcome.next_attempt_at is not None
-                    paused_until[row.platform] = outcome.next_attempt_at
-                if outcome.report is not None and outcome.report.scope == "destination":
-                    broken[(row.platform, row.destination)] = f"destination_dead: see outbox {row.id}"
-            async with claim.lock:
-                await self._record(row, outcome, claim.until, clock(), stats)
-                claim.rows.pop(row_id, None)
+            row = claim.rows[row_id]
+            lanes.setdefault((row.platform, row.destination, row.case_id), []).append(row_id)
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def lane(row_ids: list[int]) -> None:
+            for row_id in row_ids:
+                async with slots:
+                    await self._deliver_held(claim, row_id, clock, stats, paused_until, broken)
+
+        await asyncio.gather(*(lane(row_ids) for row_ids in lanes.values()))
+
+    async def _deliver_held(
+        self,
+        claim: _Claim,
+        row_id: int,
+        clock: Clock,
+        stats: RunStats,
+        paused_until: dict[str, datetime],
+        broken: dict[tuple[str, str | None], str],
+    ) -> None:
+        if claim.until - clock() < self.lease / 2:  # a slow round: keep what it still holds
+            await self._renew(claim, clock, stats)
+        row = claim.rows.get(row_id)
+        if row is None:
+            return  # the lease ran out anyway and another worker has it now
+        pause = paused_until.get(row.platform)
+        if (row.platform, row.destination) in broken:
+            outcome = _Outcome("dead", error=broken[(row.platform, row.destination)], counted=False)
+        elif pause is not None:
+            outcome = _Outcome("released", next_attempt_at=pause, counted=False)
+        else:
+            outcome = await self._deliver(row, clock)
+            if outcome.status == "retry" and outcome.extra.get("platform_paused"):
+                assert outcome.next_attempt_at is not None
+                paused_until[row.platform] = outcome.next_attempt_at
+            if outcome.report is not None and outcome.report.scope == "destination":
+                broken[(row.platform, row.destination)] = f"destination_dead: see outbox {row.id}"
+        async with claim.lock:
+            await self._record(row, outcome, claim.until, clock(), stats)
+            claim.rows.pop(row_id, None)
 
     async def _heartbeat(self, claim: _Claim, clock: Clock, stats: RunStats) -> None:
         """Renew the lease while one call takes long (a slow platform), so no replica takes it over."""

@@ -15,7 +15,9 @@ from datetime import datetime, timedelta
 import httpx
 from sqlalchemy import select
 
-from cxbot.models import OutboxMessage
+from cxbot.authz import Actor
+from cxbot.commands.dispatch import Where, run_text
+from cxbot.models import CasePost, OutboxMessage
 from cxbot.outbox.contract import Delivery, Notifier
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
@@ -24,6 +26,7 @@ from tests.support.clock import FrozenClock
 from tests.support.fake_slack import Answer, Call, FakeSlack, rate_limited
 
 POST = "chat.postMessage"
+MANAGER, HERE = Actor("U0SUPMGR1"), Where("slack", "C0SUPPORT1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,8 @@ async def test_sent_at_retry_time_and_platform_pause_come_after_the_post(
     posts = slow_slack(fake_slack, clock, seconds=2)
     await open_cases(client, 4)
     fake_slack.script(POST, None, None, rate_limited(1))
-    stats = await OutboxWorker(runtime, platform_notifiers(runtime)).run_once()
+    # One post at a time, so the rate limit holds the row after it (concurrent lanes: see below).
+    stats = await OutboxWorker(runtime, platform_notifiers(runtime), concurrency=1).run_once()
     assert (stats.sent, stats.retried, stats.released) == (2, 1, 1)
     first, second, limited, fourth = await rows(runtime)
     assert [p.status for p in posts] == [200, 200, 429]
@@ -110,7 +114,8 @@ async def test_a_slow_round_renews_its_lease_so_no_replica_posts_its_rows_again(
     other = OutboxWorker(runtime, platform_notifiers(runtime), lease=lease)
     watched = ThenAnotherReplica(platform_notifiers(runtime)["slack"], other)
     claimed_until = clock.now + lease
-    stats = await OutboxWorker(runtime, {"slack": watched}, lease=lease).run_once()
+    # One post at a time: the test clock adds each post's 6 s, as a serial round of slow posts would.
+    stats = await OutboxWorker(runtime, {"slack": watched}, lease=lease, concurrency=1).run_once()
     assert (stats.sent, stats.fenced, watched.others_sent) == (5, 0, 0)
     assert [p.card for p in posts] == refs  # each card once, in order
     sent = await rows(runtime)
@@ -156,3 +161,26 @@ async def test_two_workers_never_send_a_row_again_before_its_retry_after(
         [retry] = [p for p in posts if p.card == limited.card and p.arrived > limited.arrived][:1]
         assert retry.arrived >= limited.answered + timedelta(seconds=1), (limited, retry)
     assert sum(p.status == 200 for p in posts) == len(refs)  # and none posted twice
+
+
+async def test_posts_to_different_cases_are_in_flight_together_and_each_card_keeps_its_order(
+    client: httpx.AsyncClient, runtime: Runtime, fake_slack: FakeSlack
+) -> None:
+    refs = await open_cases(client, 3)
+    for ref in refs:
+        for text in (f"ack {ref}", f"note {ref} rang back"):
+            await run_text(runtime, text, actor=MANAGER, where=HERE)
+    gate = fake_slack.hold(POST)
+    worker = OutboxWorker(runtime, platform_notifiers(runtime))
+    delivering = asyncio.create_task(worker.run_once())
+    # All three cards are posted before Slack has answered any: one slow post does not hold the rest.
+    await asyncio.to_thread(fake_slack.wait_for, POST, 3, timeout=5)
+    gate.set()
+    await delivering
+    assert all(row.status == "sent" for row in await rows(runtime))
+    async with runtime.sessions() as session:
+        posted = dict((await session.execute(select(CasePost.case_id, CasePost.message_ref))).all())
+    assert sorted(posted) == [int(ref.removeprefix("CX-")) for ref in refs]
+    for ts in posted.values():  # per case: its card, then its thread lines in the order they happened
+        lines = [c.body["text"] for c in fake_slack.calls(POST) if c.body.get("thread_ts") == ts]
+        assert lines == ["Acknowledged by <@U0SUPMGR1>", "<@U0SUPMGR1>: rang back"]

@@ -109,7 +109,8 @@ async def test_card_is_posted_once_then_updated_in_place_with_a_thread(
 async def test_rate_limit_waits_for_retry_after_and_holds_the_platform(
     client: httpx.AsyncClient, runtime: Runtime, fake_slack: FakeSlack, clock: FrozenClock
 ) -> None:
-    worker = OutboxWorker(runtime, platform_notifiers(runtime), batch_size=2)
+    # One post at a time (posts already in flight in other lanes are not recalled by a 429).
+    worker = OutboxWorker(runtime, platform_notifiers(runtime), batch_size=2, concurrency=1)
     for n in range(3):
         await open_case(client, f"neg-{n}")
     fake_slack.script("chat.postMessage", rate_limited(30))
