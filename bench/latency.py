@@ -115,6 +115,9 @@ class Step:
     seconds: float
     sent: list[Sent] = field(default_factory=list)
     arrived: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds the server process used from the rate's first send until its work had arrived.
+    server_cpu: float | None = None
+    elapsed: float = 0.0
 
     def waits(self, prefix: str) -> tuple[list[float], int]:
         """Seconds from send to arrival of each `prefix` arrival expected, and how many never came."""
@@ -161,6 +164,11 @@ class Step:
             f"  ack    {summary(self.acks())}",
             f"  reply  {summary(replies)}",
             f"  card   {summary(cards)}",
+            f"  server CPU {self.server_cpu:.1f} s in {self.elapsed:.1f} s "
+            f"({self.server_cpu / max(self.elapsed, 1e-9):.0%} of one core; "
+            f"{1000 * self.server_cpu / max(len(self.sent), 1):.1f} ms per request)"
+            if self.server_cpu is not None
+            else "  server CPU (not measured: no /proc)",
         ]
 
 
@@ -280,6 +288,15 @@ def collect(fake: RemoteFakeSlack, step: Step, *, drain: float) -> None:
         time.sleep(0.1)
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), to say how busy the server was."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -298,8 +315,12 @@ def run(args: argparse.Namespace, directory: Path, fake: RemoteFakeSlack) -> int
             load = Load(fake.base, case_ids)
             for rate in args.rates:
                 step = Step(rate, rate * FEEDBACK_PER_COMMAND, args.seconds)
+                cpu, started = cpu_seconds(server.process.pid), time.monotonic()
                 asyncio.run(open_loop(server.url, load, step))
                 collect(fake, step, drain=args.drain)
+                after = cpu_seconds(server.process.pid)
+                step.elapsed = time.monotonic() - started
+                step.server_cpu = after - cpu if after is not None and cpu is not None else None
                 steps.append(step)
                 print("\n".join(step.lines()), flush=True)
     finally:
