@@ -194,11 +194,12 @@ class Load:
         self.fake_base = fake_base
         self.untaken = iter(case_ids)
         self.case_ids = case_ids
-        self.numbers = itertools.count()
+        self.commands = itertools.count()  # apart, so a third of the commands are takes whatever the mix
+        self.items = itertools.count()
 
     def command(self) -> tuple[str, str, str]:
         """(kind, form body, reply name) of the next command: note, take, list mine in turn."""
-        n = next(self.numbers)
+        n = next(self.commands)
         name = f"lat-{n}"
         url = f"{self.fake_base}/respond/{name}"
         user = AGENTS[n % 2]
@@ -213,7 +214,7 @@ class Load:
         return kind, command_body(text, user=user, response_url=url), name
 
     def feedback(self) -> dict[str, Any]:
-        n = next(self.numbers)
+        n = next(self.items)
         negative = n % NEGATIVE_EVERY == 0
         return {
             "external_id": f"lat-{n}",
