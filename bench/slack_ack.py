@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,17 +81,21 @@ def _succeeded(text: str) -> bool:
 class RemoteFakeSlack:
     """The fake Slack in a child process: its URL, and how many calls of a method it has seen."""
 
-    def __init__(self) -> None:
+    def __init__(self, target: Callable[[Any], None] | None = None) -> None:
+        """`target(pipe)` runs in the child (default: the counting one); it first sends the API URL."""
         context = multiprocessing.get_context("spawn")
         self._pipe, child = context.Pipe()
-        self._process = context.Process(target=_fake_slack_process, args=(child,), daemon=True)
+        self._process = context.Process(target=target or _fake_slack_process, args=(child,), daemon=True)
         self._process.start()
         self.api_url: str = self._pipe.recv()
         self.base = self.api_url.removesuffix("/api/")
 
+    def ask(self, question: str) -> Any:
+        self._pipe.send(question)
+        return self._pipe.recv()
+
     def count(self, method: str) -> int:
-        self._pipe.send(f"count {method}")
-        return int(self._pipe.recv())
+        return int(self.ask(f"count {method}"))
 
     def wait_for(self, method: str, count: int, *, timeout: float) -> int:
         deadline = time.monotonic() + timeout
@@ -268,6 +273,16 @@ class Result:
         )
 
 
+def signed_headers(body: str) -> dict[str, str]:
+    """Headers Slack sends with `body`, signed now (so the timestamp is fresh)."""
+    stamp = int(time.time())
+    return {
+        "Content-Type": FORM,
+        "X-Slack-Request-Timestamp": str(stamp),
+        "X-Slack-Signature": sign(SIGNING_SECRET, body, stamp),
+    }
+
+
 async def fire(url: str, bodies: list[str], *, concurrency: int, label: str) -> Result:
     """Send every body signed (signed now, so the timestamp is fresh) from `concurrency` workers."""
     queue: asyncio.Queue[str] = asyncio.Queue()
@@ -280,12 +295,7 @@ async def fire(url: str, bodies: list[str], *, concurrency: int, label: str) -> 
         nonlocal failures
         while not queue.empty():
             body = queue.get_nowait()
-            stamp = int(time.time())
-            headers = {
-                "Content-Type": FORM,
-                "X-Slack-Request-Timestamp": str(stamp),
-                "X-Slack-Signature": sign(SIGNING_SECRET, body, stamp),
-            }
+            headers = signed_headers(body)
             started = time.perf_counter()
             response = await client.post("/slack/events", content=body.encode(), headers=headers)
             latencies.append((time.perf_counter() - started) * 1000)
@@ -459,17 +469,22 @@ def fresh_database(postgres_url: str | None, directory: Path) -> tuple[str, str 
     return make_url(postgres_url).set(database=name).render_as_string(hide_password=False), name
 
 
-def run(args: argparse.Namespace, directory: Path, fake: RemoteFakeSlack) -> int:
-    database_url, created = fresh_database(args.database_url, directory)
-    env = {
+def server_env(database_url: str, slack_api_url: str) -> dict[str, str]:
+    """`serve` in HTTP mode on this database, posting to the fake Slack."""
+    return {
         "DATABASE_URL": database_url,
         "CXBOT_CONFIG": str(CONFIG),
         "CXBOT_API_KEY": API_KEY,
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": fake.api_url,
+        "SLACK_API_URL": slack_api_url,
         "SLACK_APP_TOKEN": "",
     }
+
+
+def run(args: argparse.Namespace, directory: Path, fake: RemoteFakeSlack) -> int:
+    database_url, created = fresh_database(args.database_url, directory)
+    env = server_env(database_url, fake.api_url)
     cases_needed = 2 * ((args.requests + 2) // 3) + 2
     try:
         serve = [sys.executable, "bot.py", "serve"]

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -65,8 +66,39 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return engine
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+#: `Session.info` keys: a session that queued outbox rows says so; its factory's event is set on commit.
+OUTBOX_QUEUED = "cxbot_outbox_queued"
+OUTBOX_WAKEUP = "cxbot_outbox_wakeup"
+
+
+def session_factory(
+    engine: AsyncEngine, *, outbox_wakeup: asyncio.Event | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions on `engine`; with `outbox_wakeup`, set once a transaction that queued outbox rows commits.
+
+    The outbox worker waits on that event, so a new row is delivered at once instead of at the next
+    poll (rows queued by another replica are still found by the poll).
+    """
+    if outbox_wakeup is None:
+        return async_sessionmaker(engine, expire_on_commit=False)
+    # A class of its own per factory: the listener sees this runtime's sessions only.
+    sync_class = type("WakingSession", (Session,), {})
+    event.listen(sync_class, "after_commit", _wake_outbox)
+    return async_sessionmaker(
+        engine, expire_on_commit=False, sync_session_class=sync_class, info={OUTBOX_WAKEUP: outbox_wakeup}
+    )
+
+
+def mark_outbox_queued(session: AsyncSession) -> None:
+    """Called by whatever inserts outbox rows: wake the worker when this transaction commits."""
+    session.info[OUTBOX_QUEUED] = True
+
+
+def _wake_outbox(session: Session) -> None:
+    if session.info.pop(OUTBOX_QUEUED, False):
+        wakeup = session.info.get(OUTBOX_WAKEUP)
+        if wakeup is not None:
+            wakeup.set()
 
 
 @asynccontextmanager

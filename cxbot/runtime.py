@@ -6,6 +6,7 @@ created at import time and a test can run several independent bots in one proces
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +39,8 @@ class Runtime:
     counters: Counters = field(default_factory=Counters)
     #: Work requests handed off so they could answer at once (Slack's acknowledgement); drained on close.
     background: BackgroundWork = field(default_factory=BackgroundWork)
+    #: Set when a transaction that queued outbox rows commits: the worker delivers them at once.
+    outbox_queued: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     def build(
@@ -45,14 +48,16 @@ class Runtime:
     ) -> Runtime:
         engine = create_engine(settings.database_url)
         router = Router(config)
+        queued = asyncio.Event()
         return cls(
             settings=settings,
             config=config,
             engine=engine,
-            sessions=session_factory(engine),
+            sessions=session_factory(engine, outbox_wakeup=queued),
             router=router,
             ingestor=Ingestor(router),
             clock=clock,
+            outbox_queued=queued,
         )
 
     async def sync_directory(self) -> None:

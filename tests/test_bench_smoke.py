@@ -22,6 +22,22 @@ def test_slack_ack_bench_runs_and_checks_the_database() -> None:
     assert "cxbot work done" in finished.stdout  # the work after the early answers is timed too
 
 
+def test_latency_bench_quick_mode_reports_each_rate_and_the_capacity() -> None:
+    finished = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "latency.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    for rate in ("rate 4 commands/s + 5 feedback/s", "rate 8 commands/s + 10 feedback/s"):
+        assert rate in finished.stdout and "0 dropped connections, 0 not 200" in finished.stdout
+    for leg in ("  ack    p50", "  reply  p50", "  card   p50"):
+        assert finished.stdout.count(leg) == 2, finished.stdout
+    assert "capacity: " in finished.stdout
+
+
 def test_ingest_bench_runs_every_leg() -> None:
     finished = subprocess.run(
         [

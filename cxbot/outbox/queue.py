@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import insert, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cxbot.db import insert_for
+from cxbot.db import insert_for, mark_outbox_queued
 from cxbot.models import OutboxMessage, TeamDestination
 from cxbot.outbox.contract import CASE_CARD, CASE_KINDS, dedupe_key
 
@@ -69,6 +69,7 @@ async def queue_message(
         now=now,
         case_id=case_id,
     )
+    mark_outbox_queued(session)
     inserted = await session.execute(
         insert_for(session, OutboxMessage.__table__)
         .values(**row)
@@ -140,6 +141,7 @@ async def queue_case_cards(
         for case_id in by_team[team]
     ]
     if rows:
+        mark_outbox_queued(session)
         await session.execute(
             insert_for(session, OutboxMessage.__table__).on_conflict_do_nothing(
                 index_elements=[OutboxMessage.dedupe_key]
@@ -179,4 +181,5 @@ async def queue_case_update(
         ).where(TeamDestination.team_key == team_key)
 
     rows = union_all(*(per_destination(kind) for kind in CASE_KINDS))
+    mark_outbox_queued(session)
     await session.execute(insert(table).from_select(columns, rows))

@@ -4,10 +4,13 @@ Flows write `outbox` rows in the same transaction as the state change; this work
 later. The order of work per batch is what makes it safe:
 
 1. **Claim** in one short statement: due `pending` rows (or `sending` rows whose lease ran out after a
-   crash) become `sending` with a lease. PostgreSQL takes them `FOR UPDATE SKIP LOCKED`, so replicas
-   never claim the same row; SQLite has a single writer and the one UPDATE is atomic. Only the oldest
-   open row of each (case, platform, destination) is claimable, so a case's card is posted before its
-   thread lines and never twice by two workers.
+   crash) become `sending` with a lease, measured from the clock at the claim. The lease is short
+   (15 s) so a crashed replica's rows move on within seconds, and renewed while the round still holds
+   them (before a delivery once half of it is gone, and on a heartbeat while a slow call runs).
+   PostgreSQL takes them `FOR UPDATE SKIP LOCKED`, so replicas never claim the same row; SQLite has a
+   single writer and the one UPDATE is atomic. Only the oldest open row of each (case, platform,
+   destination) is claimable, so a case's card is posted before its thread lines and never twice by
+   two workers.
 2. **Deliver** with no transaction open and no lock held.
 3. **Record** the result in a second short transaction: `sent`; back to `pending` after a backoff
    that honours Retry-After; or `dead` for a permanent error (or too many attempts), with a report
@@ -15,6 +18,10 @@ later. The order of work per batch is what makes it safe:
 
 Delivery is at least once: a crash between a successful call and step 3 sends that row again once
 its lease expires.
+
+Every time the worker writes (lease, retry time, platform pause, `sent_at`) is read from the clock at
+that moment, not once per run: a round of slow posts takes seconds, and a Retry-After measured from
+the start of the run would let another replica send again too early.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -57,6 +64,9 @@ log = logging.getLogger(__name__)
 
 
 PRUNE_EVERY = timedelta(hours=1)
+WAKE_GAP_SECONDS = 0.2
+
+Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +115,15 @@ class _Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _Claim:
+    """The rows one round still holds and the lease they are held by (the fence for every write)."""
+
+    rows: dict[int, OutboxMessage]
+    until: datetime
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
 class OutboxWorker:
     """Delivers due outbox rows through the notifier registered for each platform."""
 
@@ -114,9 +133,10 @@ class OutboxWorker:
         notifiers: Mapping[str, Notifier],
         *,
         batch_size: int = 25,
-        lease: timedelta = timedelta(minutes=2),
+        lease: timedelta = timedelta(seconds=15),
         retry: RetryPolicy | None = None,
         max_rounds: int = 20,
+        concurrency: int = 8,
     ) -> None:
         self.runtime = runtime
         self.notifiers = dict(notifiers)
@@ -124,13 +144,19 @@ class OutboxWorker:
         self.lease = lease
         self.retry = retry or RetryPolicy()
         self.max_rounds = max_rounds
+        #: Posts in flight at once in a round (each to a different case or destination).
+        self.concurrency = concurrency
 
     async def run_once(self, *, now: datetime | None = None) -> RunStats:
-        """Deliver everything due at `now`, round after round (a card unblocks its thread lines)."""
-        now = now or self.runtime.clock()
+        """Deliver everything due, round after round (a card unblocks its thread lines).
+
+        `now` moves the worker's clock to that instant (the console's jumps ahead); time still runs
+        from there as the runtime's clock does, and every write reads it afresh.
+        """
+        clock = self._clock_from(now)
         total = RunStats()
         for _ in range(self.max_rounds):
-            stats = await self._round(now)
+            stats = await self._round(clock)
             total.add(stats)
             # Only a sent or dead row can unblock more work now (the next row of its case, a report).
             if stats.sent + stats.dead == 0:
@@ -138,9 +164,17 @@ class OutboxWorker:
         return total
 
     async def run_forever(self, stop: asyncio.Event, *, idle_seconds: float = 2.0) -> None:
-        """The `serve` loop: a round whenever idle time passes, until `stop` is set."""
+        """The `serve` loop until `stop` is set: a run as soon as rows are queued here, else every
+        `idle_seconds` (retries falling due, rows another replica queued)."""
         pruned_at: datetime | None = None
+        queued = self.runtime.outbox_queued
+        # Woken by every commit that queued rows, at most this often: at 90 commits/s a run per commit
+        # spent the database on empty claims (measured on PostgreSQL, docs/performance.md).
+        gap = min(WAKE_GAP_SECONDS, idle_seconds)
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
+            started = loop.time()
+            queued.clear()  # rows queued from here on wake the next run, even while this one runs
             try:
                 await self.run_once()
                 now = self.runtime.clock()
@@ -149,34 +183,115 @@ class OutboxWorker:
                     pruned_at = now
             except Exception:  # one bad round must not stop delivery for good
                 log.exception("outbox round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=idle_seconds)
+            await first_of(stop, queued, timeout=idle_seconds)
+            rest = started + gap - loop.time()
+            if rest > 0 and not stop.is_set():
+                await first_of(stop, timeout=rest)
+
+    def _clock_from(self, now: datetime | None) -> Clock:
+        if now is None:
+            return self.runtime.clock
+        start = self.runtime.clock()
+        return lambda: now + (self.runtime.clock() - start)
 
     # -- one round ---------------------------------------------------------------------------
 
-    async def _round(self, now: datetime) -> RunStats:
+    async def _round(self, clock: Clock) -> RunStats:
         stats = RunStats()
         if not self.notifiers:
             return stats
-        claimed = await self._claim(now)
-        stats.claimed = len(claimed)
+        claim = await self._claim(clock)
+        stats.claimed = len(claim.rows)
+        if not claim.rows:
+            return stats
+        heartbeat = asyncio.create_task(self._heartbeat(claim, clock, stats))
+        try:
+            await self._deliver_claimed(claim, clock, stats)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        return stats
+
+    async def _deliver_claimed(self, claim: _Claim, clock: Clock, stats: RunStats) -> None:
+        """Deliver the round's rows, up to `concurrency` at once: one lane per case and destination
+        (the claim holds at most one row of each card and thread, so their order is kept), so a
+        slow post or a busy database connection holds up one lane, not the whole round."""
         paused_until: dict[str, datetime] = {}
         broken: dict[tuple[str, str | None], str] = {}
-        for row in claimed:
-            pause = paused_until.get(row.platform)
-            if (row.platform, row.destination) in broken:
-                outcome = _Outcome("dead", error=broken[(row.platform, row.destination)], counted=False)
-            elif pause is not None:
-                outcome = _Outcome("released", next_attempt_at=pause, counted=False)
-            else:
-                outcome = await self._deliver(row, now)
-                if outcome.status == "retry" and outcome.extra.get("platform_paused"):
-                    assert outcome.next_attempt_at is not None
-                    paused_until[row.platform] = outcome.next_attempt_at
-                if outcome.report is not None and outcome.report.scope == "destination":
-                    broken[(row.platform, row.destination)] = f"destination_dead: see outbox {row.id}"
-            await self._record(row, outcome, now, stats)
-        return stats
+        lanes: dict[tuple[str, str | None, int | None], list[int]] = {}
+        for row_id in sorted(claim.rows):
+            row = claim.rows[row_id]
+            lanes.setdefault((row.platform, row.destination, row.case_id), []).append(row_id)
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def lane(row_ids: list[int]) -> None:
+            for row_id in row_ids:
+                async with slots:
+                    await self._deliver_held(claim, row_id, clock, stats, paused_until, broken)
+
+        await asyncio.gather(*(lane(row_ids) for row_ids in lanes.values()))
+
+    async def _deliver_held(
+        self,
+        claim: _Claim,
+        row_id: int,
+        clock: Clock,
+        stats: RunStats,
+        paused_until: dict[str, datetime],
+        broken: dict[tuple[str, str | None], str],
+    ) -> None:
+        if claim.until - clock() < self.lease / 2:  # a slow round: keep what it still holds
+            await self._renew(claim, clock, stats)
+        row = claim.rows.get(row_id)
+        if row is None:
+            return  # the lease ran out anyway and another worker has it now
+        pause = paused_until.get(row.platform)
+        if (row.platform, row.destination) in broken:
+            outcome = _Outcome("dead", error=broken[(row.platform, row.destination)], counted=False)
+        elif pause is not None:
+            outcome = _Outcome("released", next_attempt_at=pause, counted=False)
+        else:
+            outcome = await self._deliver(row, clock)
+            if outcome.status == "retry" and outcome.extra.get("platform_paused"):
+                assert outcome.next_attempt_at is not None
+                paused_until[row.platform] = outcome.next_attempt_at
+            if outcome.report is not None and outcome.report.scope == "destination":
+                broken[(row.platform, row.destination)] = f"destination_dead: see outbox {row.id}"
+        async with claim.lock:
+            await self._record(row, outcome, claim.until, clock(), stats)
+            claim.rows.pop(row_id, None)
+
+    async def _heartbeat(self, claim: _Claim, clock: Clock, stats: RunStats) -> None:
+        """Renew the lease while one call takes long (a slow platform), so no replica takes it over."""
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            await self._renew(claim, clock, stats)
+
+    async def _renew(self, claim: _Claim, clock: Clock, stats: RunStats) -> None:
+        """Extend the lease of the rows still held, fenced on the old one; drop any lost meanwhile."""
+        async with claim.lock:
+            if not claim.rows:
+                return
+            until = clock() + self.lease
+            async with transaction(self.runtime.sessions) as session:
+                kept = await session.execute(
+                    update(OutboxMessage)
+                    .where(
+                        OutboxMessage.id.in_(sorted(claim.rows)),
+                        OutboxMessage.status == "sending",
+                        OutboxMessage.next_attempt_at == claim.until,
+                    )
+                    .values(next_attempt_at=until)
+                    .returning(OutboxMessage.id)
+                    .execution_options(synchronize_session=False)
+                )
+                held = set(kept.scalars())
+            for lost in set(claim.rows) - held:
+                log.warning("outbox %s: lease ran out before it was renewed; leaving it", lost)
+                del claim.rows[lost]
+                stats.fenced += 1
+            claim.until = until
 
     def _claimable(self) -> Any:
         conditions = [
@@ -185,7 +300,8 @@ class OutboxWorker:
         ]
         return or_(*conditions)
 
-    async def _claim(self, now: datetime) -> list[OutboxMessage]:
+    async def _claim(self, clock: Clock) -> _Claim:
+        now = clock()
         earlier = aliased(OutboxMessage)
         blocked_by_earlier = exists().where(
             earlier.case_id == OutboxMessage.case_id,
@@ -206,24 +322,25 @@ class OutboxWorker:
             .limit(self.batch_size)
             .with_for_update(skip_locked=True, of=OutboxMessage)
         )
+        until = now + self.lease
         async with transaction(self.runtime.sessions) as session:
             rows = await session.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.id.in_(due.scalar_subquery()))
-                .values(status="sending", next_attempt_at=now + self.lease)
+                .values(status="sending", next_attempt_at=until)
                 .returning(OutboxMessage)
                 .execution_options(synchronize_session=False)
             )
-            claimed = list(rows.scalars())
-        return sorted(claimed, key=lambda row: row.id)
+            claimed = {row.id: row for row in rows.scalars()}
+        return _Claim(claimed, until)
 
-    async def _deliver(self, row: OutboxMessage, now: datetime) -> _Outcome:
+    async def _deliver(self, row: OutboxMessage, clock: Clock) -> _Outcome:
         notifier = self.notifiers[row.platform]
-        delivery, supersedes = await self._prepare(row, now)
+        delivery, supersedes = await self._prepare(row, clock())
         try:
             result = await notifier.deliver(delivery)
-        except TransientDeliveryError as error:
-            outcome = self._transient(row, now, str(error), error.retry_after)
+        except TransientDeliveryError as error:  # Retry-After counts from when the answer arrived
+            outcome = self._transient(row, clock(), str(error), error.retry_after)
             outcome.message_ref = _ref(error.result)
             return outcome
         except PermanentDeliveryError as error:
@@ -232,7 +349,7 @@ class OutboxWorker:
             )
         except Exception as error:  # a bug or an unmapped network failure: retry, loudly
             log.exception("outbox %s: unexpected delivery failure", row.id)
-            return self._transient(row, now, f"{type(error).__name__}: {error}", None)
+            return self._transient(row, clock(), f"{type(error).__name__}: {error}", None)
         outcome = _Outcome("sent", result=result, message_ref=_ref(result))
         outcome.extra["supersedes"] = supersedes
         return outcome
@@ -284,7 +401,9 @@ class OutboxWorker:
             message_ref=message_ref,
         ), supersedes
 
-    async def _record(self, row: OutboxMessage, outcome: _Outcome, now: datetime, stats: RunStats) -> None:
+    async def _record(
+        self, row: OutboxMessage, outcome: _Outcome, held_until: datetime, now: datetime, stats: RunStats
+    ) -> None:
         values: dict[str, Any] = {"attempts": row.attempts + (1 if outcome.counted else 0)}
         if outcome.status == "sent":
             values.update(status="sent", sent_at=now, result=outcome.result, last_error=None)
@@ -302,7 +421,7 @@ class OutboxWorker:
                 .where(
                     OutboxMessage.id == row.id,
                     OutboxMessage.status == "sending",
-                    OutboxMessage.next_attempt_at == row.next_attempt_at,
+                    OutboxMessage.next_attempt_at == held_until,
                     OutboxMessage.attempts == row.attempts,
                 )
                 .values(**values)
@@ -390,6 +509,16 @@ class OutboxWorker:
         if not targets:
             log.error("no admin configured to report dead outbox message %s to", row.id)
         return queued
+
+
+async def first_of(*events: asyncio.Event, timeout: float) -> None:
+    """Return when any of `events` is set, or after `timeout` seconds."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def _later_refreshes(session: AsyncSession, row: OutboxMessage) -> list[int]:

@@ -109,7 +109,8 @@ async def test_card_is_posted_once_then_updated_in_place_with_a_thread(
 async def test_rate_limit_waits_for_retry_after_and_holds_the_platform(
     client: httpx.AsyncClient, runtime: Runtime, fake_slack: FakeSlack, clock: FrozenClock
 ) -> None:
-    worker = OutboxWorker(runtime, platform_notifiers(runtime), batch_size=2)
+    # One post at a time (posts already in flight in other lanes are not recalled by a 429).
+    worker = OutboxWorker(runtime, platform_notifiers(runtime), batch_size=2, concurrency=1)
     for n in range(3):
         await open_case(client, f"neg-{n}")
     fake_slack.script("chat.postMessage", rate_limited(30))
@@ -377,3 +378,14 @@ async def test_serve_services_deliver_in_the_background_and_stop_cleanly(
     assert card.body["text"].startswith(f"{ref} [new]")
     async with runtime.sessions() as session:
         assert (await session.execute(select(OutboxMessage.status))).scalar_one() == "sent"
+
+
+async def test_a_queued_row_wakes_the_worker_instead_of_waiting_for_the_poll(
+    client: httpx.AsyncClient, runtime: Runtime, fake_slack: FakeSlack
+) -> None:
+    from handlers import platform_services
+
+    async with platform_services(runtime, idle_seconds=600):  # the poll would not come in this test
+        ref = await open_case(client)
+        [card] = await asyncio.to_thread(fake_slack.wait_for, "chat.postMessage", timeout=5)
+    assert card.body["text"].startswith(f"{ref} [new]")

@@ -70,6 +70,7 @@ class FakeSlack:
         self._calls: list[Call] = []
         self._scripts: dict[str, list[Answer | None]] = {}
         self._holds: dict[str, threading.Event] = {}
+        self._hooks: dict[str, Callable[[Call, Answer | None], None]] = {}
         self._ts = itertools.count(1)
         self._files = itertools.count(1)
         #: Bytes sent to upload URLs (files_upload_v2), by file id.
@@ -141,6 +142,15 @@ class FakeSlack:
             self._holds[method] = gate
         return gate
 
+    def on_call(self, method: str, hook: Callable[[Call, Answer | None], None]) -> None:
+        """Run `hook(call, scripted answer or None)` as each call of `method` is answered.
+
+        For a Slack that takes time: a test's hook moves its clock, so the worker sees time pass
+        during the call exactly as it would against the real one.
+        """
+        with self._lock:
+            self._hooks[method] = hook
+
     def calls(self, method: str | None = None) -> list[Call]:
         with self._lock:
             return [c for c in self._calls if method is None or c.method == method]
@@ -172,13 +182,17 @@ class FakeSlack:
         if "?" in path:  # slack_sdk sends some methods' arguments (files.*) as the query string
             body = {**dict(parse_qsl(path.split("?", 1)[1], keep_blank_values=True)), **body}
         with self._lock:
-            self._calls.append(Call(method, path, body, {k.lower(): v for k, v in headers.items()}))
+            call = Call(method, path, body, {k.lower(): v for k, v in headers.items()})
+            self._calls.append(call)
             self._lock.notify_all()
             scripted = self._scripts.get(method)
             answer = scripted.pop(0) if scripted else None
             gate = self._holds.get(method)
+            hook = self._hooks.get(method)
         if gate is not None and not gate.wait(timeout=30):
             return Answer(500, {"ok": False, "error": "held_too_long"})
+        if hook is not None:
+            hook(call, answer)
         return answer or self._default(method, body)
 
     def _upload(self, path: str, headers: dict[str, str], data: bytes) -> Answer:
