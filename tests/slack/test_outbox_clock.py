@@ -26,7 +26,7 @@ from tests.support.clock import FrozenClock
 from tests.support.fake_slack import Answer, Call, FakeSlack, rate_limited
 
 POST = "chat.postMessage"
-MANAGER, HERE = Actor("U0SUPMGR1"), Where("slack", "C0SUPPORT1")
+MANAGER, HERE = Actor("U0SUPMGR1", "slack"), Where("slack", "C0SUPPORT1")
 
 
 @dataclass(frozen=True, slots=True)
