@@ -7,9 +7,10 @@ import re
 from collections.abc import Callable
 
 from cxbot import markup
+from cxbot.config import PERSON_ID_PATTERNS
 from handlers.slack.blocks import escape
 
-SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+SLACK_USER_ID = PERSON_ID_PATTERNS["slack"]
 SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 ALERTS = {"warning": ":warning:", "urgent": ":rotating_light:", "ok": ":white_check_mark:"}
 

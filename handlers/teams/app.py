@@ -35,7 +35,7 @@ from cxbot.runtime import Runtime
 from handlers.teams.auth import KeySet, TeamsAuthError, TokenValidator
 from handlers.teams.cards import CARD_CONTENT_TYPE, EXECUTE_VERB, case_card
 from handlers.teams.connector import BotConnector
-from handlers.teams.markup import AAD_OBJECT_ID, message, to_markdown, use_people
+from handlers.teams.markup import message, to_markdown, use_people
 from handlers.teams.notifier import TeamsNotifier
 from handlers.teams.tokens import TokenProvider
 
@@ -320,8 +320,8 @@ def render_people(runtime: Runtime) -> None:
     """Person tokens become `<at>` mentions of each person's Entra object id in the running config."""
 
     def teams_id(ident: str) -> tuple[str, str] | None:
-        object_id = runtime.config.platform_id(ident, PLATFORM)
-        if object_id is None or not AAD_OBJECT_ID.match(object_id):
+        object_id = runtime.config.platform_id(ident, PLATFORM)  # None unless an Entra object id
+        if object_id is None:
             return None
         person = runtime.config.people.get(runtime.config.person_of(ident))
         return object_id, person.name if person is not None else object_id

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cxbot import markup
+from cxbot.config import PERSON_ID_PATTERNS
 
 #: Characters Markdown gives a meaning to (emphasis, code, links, headings, tables), escaped with a
 #: backslash; `<`, `>`, `&` and `"` become HTML entities instead, since Teams also renders HTML.
@@ -16,7 +17,7 @@ MARKDOWN_SPECIALS = re.compile(r"([\\`*_~\[\]#|])")
 HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}
 ALERTS = {"warning": "⚠️", "urgent": "🚨", "ok": "✅"}
 #: An Entra object id (the `msteams` id of a person), which a mention entity may name.
-AAD_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+AAD_OBJECT_ID = PERSON_ID_PATTERNS["msteams"]
 
 
 def escape(value: str) -> str:
