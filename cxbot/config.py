@@ -200,6 +200,15 @@ class ChannelDestination(_Model):
 CHAT_PLATFORMS = ("slack", "msteams")
 
 
+def channels_by_platform(section: BaseModel, *, bare: str | None = None) -> dict[str, str]:
+    """platform → channel of a section with a `ChannelDestination` per platform; `bare` is the
+    older top-level `channel:` key, which names the Slack one (design.md §11 keeps it working)."""
+    found: dict[str, str | None] = {name: getattr(section, name).channel for name in CHAT_PLATFORMS}
+    if bare and not found[CHAT_PLATFORMS[0]]:
+        found[CHAT_PLATFORMS[0]] = bare
+    return {platform: channel for platform, channel in found.items() if channel}
+
+
 class LeadershipDigest(_Model):
     """All teams side by side, once a day at `time` in `timezone` (design.md §8), on each platform
     with a channel: `slack.channel`, `msteams.channel`; a bare `channel` is the Slack one."""
@@ -214,10 +223,7 @@ class LeadershipDigest(_Model):
 
     def destinations(self) -> dict[str, str]:
         """platform → channel of every platform the leadership digest goes to."""
-        found = {platform: getattr(self, platform).channel for platform in CHAT_PLATFORMS}
-        if self.channel and not found["slack"]:
-            found["slack"] = self.channel
-        return {platform: channel for platform, channel in found.items() if channel}
+        return channels_by_platform(self, bare=self.channel)
 
 
 class ResurveySettings(_Model):
@@ -281,8 +287,17 @@ class Person(_Model):
 
 
 class Escalation(_Model):
+    """Who hears when a case is late beyond the managers: `contacts` (people) and a channel on each
+    platform (`slack.channel`, `msteams.channel`; a bare `channel` is the Slack one)."""
+
     channel: str | None = None
+    slack: ChannelDestination = Field(default_factory=ChannelDestination)
+    msteams: ChannelDestination = Field(default_factory=ChannelDestination)
     contacts: list[str] = Field(default_factory=list)
+
+    def channels(self) -> dict[str, str]:
+        """platform → the escalation channel there."""
+        return channels_by_platform(self, bare=self.channel)
 
 
 class Team(_Model):
@@ -306,8 +321,7 @@ class Team(_Model):
 
     def destinations(self) -> dict[str, str]:
         """platform → channel the config names for the team (`team link` can bind others)."""
-        found = {platform: getattr(self, platform).channel for platform in CHAT_PLATFORMS}
-        return {platform: channel for platform, channel in found.items() if channel}
+        return channels_by_platform(self)
 
 
 class Touchpoint(_Model):

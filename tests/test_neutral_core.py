@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from cxbot import markup
 from cxbot.authz import actor_for
@@ -18,7 +19,8 @@ from cxbot.cases.escalation import tick as escalation_tick
 from cxbot.commands.dispatch import Where, run_text
 from cxbot.config import Config, parse_config
 from cxbot.digest.posting import tick as digest_tick
-from cxbot.outbox.contract import CHAT_KINDS, ESCALATION_DM, Delivery
+from cxbot.models import OutboxMessage
+from cxbot.outbox.contract import CHAT_KINDS, ESCALATION_CHANNEL, ESCALATION_DM, Delivery
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
@@ -163,3 +165,35 @@ async def test_flows_escalation_and_digests_reach_teams_people_in_neutral_words(
     lines = [d.payload["text"] for d in delivered if d.kind == "case.thread"]
     assert f"{markup.person('ravi')}: rang <!here> back" in lines
     assert any(markup.person("mara") in line for line in lines)  # level 1 notified the manager
+
+
+async def test_an_escalation_channel_hears_on_its_own_platform_only(database_url: str) -> None:
+    """`escalation.channel` (Slack) and `escalation.msteams.channel` each get the notice on their own
+    platform; neither channel id is ever sent to the other platform."""
+    slack_escalations = "C0ESCALATE"
+    raw = teams_only_config().model_dump(mode="json", exclude_none=True)
+    team = raw["teams"][0]
+    team["slack"] = {"channel": "C0SUPPORT"}
+    team["escalation"] = {"channel": slack_escalations, "msteams": {"channel": ESCALATIONS}, "contacts": []}
+    settings = Settings(_env_file=None, DATABASE_URL=database_url, CXBOT_API_KEY=API_KEY)  # type: ignore[call-arg]
+    runtime = Runtime.build(settings=settings, config=parse_config(raw), clock=FrozenClock(OPENED))
+    await runtime.sync_directory()
+    try:
+        item = {"external_id": "n-2", "source": "t", "metric": "csat", "score": 1, "touchpoint": "Inbound"}
+        transport = httpx.ASGITransport(app=create_app(runtime))
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as http:
+            assert (await http.post("/feedback", json=item)).status_code == 200
+        for minutes in (31, 61):  # level 1 (the manager), level 2 (the escalation channels)
+            await escalation_tick(runtime, now=OPENED + timedelta(minutes=minutes))
+        async with runtime.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(OutboxMessage.platform, OutboxMessage.destination).where(
+                        OutboxMessage.kind == ESCALATION_CHANNEL
+                    )
+                )
+            ).all()
+    finally:
+        await runtime.close()
+    assert sorted(rows) == [(PLATFORM, ESCALATIONS), ("slack", slack_escalations)]

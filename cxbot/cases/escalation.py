@@ -298,10 +298,10 @@ async def _fire(
     zone = ZoneInfo(team.timezone)
     deadline_text = f"{due.deadline.astimezone(zone):%a %H:%M %Z}"
     total = 1 + policy.repeat
-    people, channel = _targets(config, team, due.level) if not due.is_warning else ((), None)
-    notified = tuple(markup.person(user) for user in people) + ((markup.channel(channel),) if channel else ())
+    people, channels = _targets(config, team, due.level) if not due.is_warning else ((), {})
+    notified = tuple(markup.person(user) for user in people) + tuple(map(markup.channel, channels.values()))
     # A thread line names the channel in words: the people there were told in the channel itself.
-    told = tuple(markup.person(user) for user in people) + (("the escalation channel",) if channel else ())
+    told = tuple(markup.person(user) for user in people) + (("the escalation channel",) if channels else ())
     if due.is_warning:
         kind = "sla_warning"
         detail = (
@@ -326,6 +326,9 @@ async def _fire(
     # People are messaged on each platform the team is reached on, at their id there (none: skipped).
     destinations = await _team_destinations(session, row.team_key)
     platforms = sorted({platform for platform, _ in destinations})
+    # An escalation channel is named per platform in the config: it hears even where the team has no
+    # channel of its own.
+    reached = sorted({*platforms, *channels})
     event = CaseEvent(
         case_id=row.id,
         at=now,
@@ -352,8 +355,11 @@ async def _fire(
         message = _escalation_message(
             row, team, clock, due, deadline_text=deadline_text, slash=slash, now=now
         )
-        for platform in platforms:
-            for user in filter(None, (config.platform_id(person, platform) for person in people)):
+        for platform in reached:
+            channel = channels.get(platform)
+            # People hear on the platforms their team is reached on, at their id there.
+            ids = (config.platform_id(person, platform) for person in people) if platform in platforms else ()
+            for user in filter(None, ids):
                 await _queue(
                     session,
                     row,
@@ -378,16 +384,17 @@ async def _fire(
     return Fired(due=due, event_id=event.id, notified=notified)
 
 
-def _targets(config: Config, team: Team, level: int) -> tuple[tuple[str, ...], str | None]:
-    """Who hears at a level (people keys, or ids of people not in `people:`): managers, then
-    escalation contacts and channel; never nobody if avoidable."""
+def _targets(config: Config, team: Team, level: int) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Who hears at a level (people keys, or ids of people not in `people:`) and the escalation
+    channel per platform: managers, then escalation contacts and channels; never nobody if avoidable."""
     managers = tuple(dict.fromkeys(map(config.person_of, team.managers)))
     contacts = tuple(dict.fromkeys(map(config.person_of, team.escalation.contacts)))
+    channels = team.escalation.channels()
     if level <= 1:
-        return (managers or contacts), None
-    if contacts or team.escalation.channel:
-        return contacts, team.escalation.channel
-    return managers, None
+        return (managers or contacts), {}
+    if contacts or channels:
+        return contacts, channels
+    return managers, {}
 
 
 async def _team_destinations(session: AsyncSession, team_key: str) -> list[tuple[str, str]]:
