@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""cxbot's entry point: wires the platform packages into the core and runs a command-line verb.
+"""cxbot's entry point and composition root: wires the platform packages into the core and runs a
+command-line verb.
 
 `python bot.py serve | console | check-config | db upgrade | import | sync | digest | slack-manifest`
 (see README.md).
@@ -10,16 +11,9 @@ from __future__ import annotations
 import sys
 
 from cxbot.cli import main
-from handlers import platform_routes, platform_services, slack_manifest
+from handlers import load_platforms
 from handlers.console import run_console
+from handlers.slack.manifest import branded_manifest
 
 if __name__ == "__main__":
-    sys.exit(
-        main(
-            sys.argv[1:],
-            platforms=platform_routes,
-            services=platform_services,
-            console=run_console,
-            manifest=slack_manifest,
-        )
-    )
+    sys.exit(main(sys.argv[1:], platforms=load_platforms, console=run_console, manifest=branded_manifest))

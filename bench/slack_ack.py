@@ -154,7 +154,7 @@ def serve_profiled(output: Path) -> None:
     import signal
 
     from cxbot.cli import main as cli_main
-    from handlers import platform_routes, platform_services
+    from handlers import load_platforms
 
     def stop(*_: object) -> None:
         raise SystemExit(0)
@@ -164,7 +164,7 @@ def serve_profiled(output: Path) -> None:
     profiler = cProfile.Profile()
     profiler.enable()
     try:
-        cli_main(["serve"], platforms=platform_routes, services=platform_services)
+        cli_main(["serve"], platforms=load_platforms)
     finally:
         profiler.disable()
         profiler.dump_stats(str(output))

@@ -14,18 +14,18 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from cxbot.config import Config, ConfigError, load_config
+from cxbot.platform import Platform
 from cxbot.settings import MissingSetting, Settings, load_settings
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
-PlatformRoutes = Callable[[Any], Sequence[Any]]
-# Background work of the platforms (outbox delivery, Slack Socket Mode), run while `serve` is up.
-PlatformServices = Callable[[Any], AbstractAsyncContextManager[None]]
+# The chat platforms (handlers/*/platform.py), imported when `serve` calls this.
+PlatformLoader = Callable[[], Sequence[Platform]]
 # The shell adapter (handlers/console): runs the prompt on a prepared runtime, driving coroutines with
 # `run`; returns the exit status. Called as console(runtime, run=, user=, clock=, demo=).
 PlatformConsole = Callable[..., int]
@@ -271,19 +271,18 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
-def cmd_serve(
-    args: argparse.Namespace,
-    settings: Settings,
-    platforms: PlatformRoutes | None,
-    services: PlatformServices | None = None,
-) -> int:
+def cmd_serve(args: argparse.Namespace, settings: Settings, platforms: PlatformLoader | None) -> int:
+    """The HTTP app with each platform's routes, the scheduler, and the background work of
+    cxbot.services (outbox worker, fetch queue, platform connections) while it runs."""
     import uvicorn
 
     from cxbot.runtime import Runtime
+    from cxbot.services import platform_routes, serving
     from cxbot.web import create_app
 
     config = _load(settings)
     runtime = Runtime.build(settings=settings, config=config)
+    wired = list(platforms()) if platforms else []
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> Any:
@@ -300,14 +299,13 @@ def cmd_serve(
         scheduler = Scheduler(runtime)
         scheduler.start()
         try:
-            async with services(runtime) if services else nullcontext():
+            async with serving(runtime, wired):
                 yield
         finally:
             scheduler.shutdown()
             await runtime.close()
 
-    routes = list(platforms(runtime)) if platforms else []
-    app = create_app(runtime, routes=routes, lifespan=lifespan)
+    app = create_app(runtime, routes=platform_routes(runtime, wired), lifespan=lifespan)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
     return EXIT_OK
 
@@ -436,8 +434,7 @@ def _sync_bar(provider: str, *, enabled: bool) -> Any:
 def main(
     argv: Sequence[str] | None = None,
     *,
-    platforms: PlatformRoutes | None = None,
-    services: PlatformServices | None = None,
+    platforms: PlatformLoader | None = None,
     console: PlatformConsole | None = None,
     manifest: PlatformManifest | None = None,
 ) -> int:
@@ -468,7 +465,7 @@ def main(
         if args.verb == "digest":
             return cmd_digest(args, settings)
         if args.verb == "serve":
-            return cmd_serve(args, settings, platforms, services)
+            return cmd_serve(args, settings, platforms)
         if args.verb == "console":
             return cmd_console(args, settings, console)
         if args.verb == "slack-manifest":

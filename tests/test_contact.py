@@ -28,7 +28,6 @@ from cxbot.models import Case, CaseEvent, Contact, OutboxMessage
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
-from handlers import platform_notifiers
 from tests.support.clock import FrozenClock
 from tests.support.contact_setup import SECRETS, contact_config, set_secrets
 from tests.support.fake_providers import (
@@ -39,6 +38,7 @@ from tests.support.fake_providers import (
     Reply,
     invalid_email,
 )
+from tests.support.platforms import platform_notifiers
 
 AGENT = Actor("U0SUPAGT1", "slack", display="Sam")
 OUTSIDER = Actor("U0LOGAGT1", "slack")

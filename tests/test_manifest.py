@@ -19,7 +19,6 @@ from cxbot.config import Brand, Config
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
 from cxbot.web import create_app
-from handlers import slack_manifest
 from handlers.slack.manifest import app_name, bot_display_name, branded_manifest
 from tests.conftest import ROOT
 
@@ -140,7 +139,7 @@ def manifest_urls(manifest: dict[str, Any]) -> set[str]:
 
 
 async def test_every_url_in_the_http_manifest_is_served(tmp_path: Path, example_config: Config) -> None:
-    from handlers import platform_routes
+    from tests.support.platforms import platform_routes
 
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
@@ -178,7 +177,7 @@ def test_the_printed_manifest_carries_the_brand_and_changes_nothing_else(
             "--url",
             "https://cx.northwind.test/",
         ],
-        manifest=slack_manifest,
+        manifest=branded_manifest,
     )
     assert status == 0
     printed = yaml.safe_load(capsys.readouterr().out)

@@ -7,6 +7,8 @@ bolt-python starter template, so what the app answers is readable in one place.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
@@ -144,6 +146,22 @@ def slack_notifier(runtime: Runtime) -> SlackNotifier | None:
         return None
     render_people(runtime)
     return SlackNotifier(build_client(runtime, interactive=False))
+
+
+@asynccontextmanager
+async def open_socket_mode(handler: AsyncSocketModeHandler) -> AsyncIterator[None]:
+    await handler.connect_async()
+    log.info("Slack Socket Mode connected")
+    try:
+        yield
+    finally:
+        await handler.close_async()
+
+
+def socket_mode(runtime: Runtime) -> AbstractAsyncContextManager[None] | None:
+    """The Socket Mode connection `serve` keeps open, when SLACK_APP_TOKEN is set."""
+    handler = socket_mode_handler(runtime)
+    return open_socket_mode(handler) if handler is not None else None
 
 
 def socket_mode_handler(runtime: Runtime) -> AsyncSocketModeHandler | None:

@@ -73,7 +73,7 @@ async def test_a_click_is_answered_before_its_reply_is_sent(
 async def test_stopping_the_services_finishes_work_already_acknowledged(
     slack: SlackSender, fake_slack: FakeSlack, runtime: Runtime
 ) -> None:
-    from handlers import platform_services
+    from tests.support.platforms import platform_services
 
     ref = await open_case(slack)
     gate = fake_slack.hold("respond")

@@ -15,7 +15,6 @@ from cxbot.models import Case, Contact
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
-from handlers import platform_notifiers
 from tests.conftest import API_KEY
 from tests.support.clock import FrozenClock
 from tests.support.contact_setup import contact_config, set_secrets
@@ -28,6 +27,7 @@ from tests.support.fake_slack import (
     slack_sender,
     view_submission,
 )
+from tests.support.platforms import platform_notifiers
 
 AGENT, OUTSIDER = "U0SUPAGT1", "U0LOGAGT1"
 EMAIL, PHONE = "ada@example.com", "+44 20 7946 0000"

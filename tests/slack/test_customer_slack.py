@@ -14,10 +14,10 @@ from sqlalchemy import select
 from cxbot.models import Case
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
-from handlers import platform_notifiers
 from tests.conftest import API_KEY
 from tests.support.clock import FrozenClock
 from tests.support.fake_slack import FakeSlack, SlackSender, slack_sender
+from tests.support.platforms import platform_notifiers
 
 ADMIN, LOGISTICS_AGENT, SUPPORT_AGENT = "U0ADMIN01", "U0LOGAGT1", "U0SUPAGT1"
 FORM = "application/x-www-form-urlencoded"

@@ -11,9 +11,9 @@ from cxbot.digest.posting import tick
 from cxbot.models import DigestRun, OutboxMessage
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
-from handlers import platform_notifiers
 from tests.support.clock import FrozenClock
 from tests.support.fake_slack import FakeSlack
+from tests.support.platforms import platform_notifiers
 
 # 09:00 in London on 3 November 2026 (GMT): support's send time in cxbot.example.yaml.
 SUPPORT_SENDS = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)

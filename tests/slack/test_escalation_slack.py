@@ -10,10 +10,10 @@ from cxbot import markup
 from cxbot.cases.escalation import tick
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
-from handlers import platform_notifiers
 from handlers.slack.renderers import escalation_message
 from tests.support.clock import FrozenClock
 from tests.support.fake_slack import FakeSlack
+from tests.support.platforms import platform_notifiers
 
 TEAM_CHANNEL = "C0SUPPORT1"
 

@@ -21,9 +21,9 @@ from cxbot.models import CasePost, OutboxMessage
 from cxbot.outbox.contract import Delivery, Notifier
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
-from handlers import platform_notifiers
 from tests.support.clock import FrozenClock
 from tests.support.fake_slack import Answer, Call, FakeSlack, rate_limited
+from tests.support.platforms import platform_notifiers
 
 POST = "chat.postMessage"
 MANAGER, HERE = Actor("U0SUPMGR1", "slack"), Where("slack", "C0SUPPORT1")

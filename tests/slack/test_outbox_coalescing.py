@@ -17,9 +17,9 @@ from cxbot.commands.dispatch import Where, run_text
 from cxbot.models import OutboxMessage
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
-from handlers import platform_notifiers
 from tests.support.clock import FrozenClock
 from tests.support.fake_slack import FakeSlack
+from tests.support.platforms import platform_notifiers
 
 MANAGER, AGENT = Actor("U0SUPMGR1", "slack"), Actor("U0SUPAGT1", "slack")
 HERE = Where("slack", "C0SUPPORT1")

@@ -16,10 +16,10 @@ from cxbot.commands.dispatch import Where, run_text
 from cxbot.models import Case
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
-from handlers import platform_notifiers
 from tests.conftest import API_KEY
 from tests.support.clock import FrozenClock
 from tests.support.fake_slack import FakeSlack, SlackSender, slack_sender
+from tests.support.platforms import platform_notifiers
 
 MANAGER_SLACK = "U0SUPMGR1"
 CONSOLE = Where(platform="console", channel="#support")

@@ -14,10 +14,10 @@ from cxbot.models import AuditEvent, Base, CaseEvent, Contact, Customer, OutboxM
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
-from handlers import platform_notifiers
 from tests.conftest import API_KEY
 from tests.support.clock import FrozenClock
 from tests.support.fake_slack import FakeSlack, SlackSender, slack_sender, slack_settings
+from tests.support.platforms import platform_notifiers
 from tests.support.resurvey import (
     ADA,
     ADMIN,

@@ -22,10 +22,10 @@ from cxbot.digest.posting import tick
 from cxbot.models import OutboxMessage
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
-from handlers import platform_notifiers
 from tests.conftest import API_KEY
 from tests.support.clock import FrozenClock
 from tests.support.fake_slack import FakeSlack, SlackSender, slack_sender
+from tests.support.platforms import platform_notifiers
 
 ROOT = Path(__file__).resolve().parents[2]
 MANAGER, AGENT = "U0SUPMGR1", "U0SUPAGT1"

@@ -29,12 +29,12 @@ from cxbot.digest.posting import tick
 from cxbot.models import Case, Customer
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
-from handlers import platform_notifiers
 from handlers.slack.blocks import defuse, escape, outgoing, unescape
 from tests.conftest import API_KEY
 from tests.support.clock import FrozenClock
 from tests.support.fake_slack import BOT_USER, FakeSlack, SlackSender, slack_sender
 from tests.support.leaks import LeakScanner
+from tests.support.platforms import platform_notifiers
 
 #: What a respondent or a survey tool controls: touchpoints, comments, tags, hidden fields.
 HOSTILE = "<!channel> <http://evil.example|Reset your password> <@U0EVIL99> <#C0EVIL99> <!here|here>"

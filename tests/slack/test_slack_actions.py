@@ -12,10 +12,10 @@ from sqlalchemy import select
 from cxbot.models import Case, CaseEvent, OutboxMessage
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
-from handlers import platform_notifiers
 from tests.conftest import API_KEY
 from tests.support.clock import FrozenClock
 from tests.support.fake_slack import FakeSlack, SlackSender, slack_sender, view_submission
+from tests.support.platforms import platform_notifiers
 
 MANAGER, AGENT, OTHER_AGENT, OUTSIDER = "U0SUPMGR1", "U0SUPAGT1", "U0SUPAGT2", "U0LOGAGT1"
 

@@ -13,7 +13,6 @@ from sqlalchemy import select
 from cxbot.models import Case, CaseEvent
 from cxbot.runtime import Runtime
 from cxbot.web import create_app
-from handlers import platform_routes
 from handlers.slack.blocks import unescape
 from tests.conftest import API_KEY
 from tests.support.fake_slack import (
@@ -23,6 +22,7 @@ from tests.support.fake_slack import (
     sign,
     slack_sender,
 )
+from tests.support.platforms import platform_routes
 
 MANAGER, AGENT = "U0SUPMGR1", "U0SUPAGT1"
 

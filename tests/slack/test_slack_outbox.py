@@ -21,7 +21,6 @@ from cxbot.models import CasePost, OutboxMessage
 from cxbot.outbox.contract import Delivery
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
-from handlers import platform_notifiers
 from tests.support.clock import FrozenClock
 from tests.support.fake_slack import (
     SERVER_ERROR,
@@ -29,6 +28,7 @@ from tests.support.fake_slack import (
     error,
     rate_limited,
 )
+from tests.support.platforms import platform_notifiers
 
 MANAGER = Actor("U0SUPMGR1", "slack")
 HERE = Where("slack", "C0SUPPORT1")
@@ -370,7 +370,7 @@ async def test_a_team_wide_message_is_queued_once_per_destination_and_posted(
 async def test_serve_services_deliver_in_the_background_and_stop_cleanly(
     client: httpx.AsyncClient, runtime: Runtime, fake_slack: FakeSlack
 ) -> None:
-    from handlers import platform_services
+    from tests.support.platforms import platform_services
 
     async with platform_services(runtime, idle_seconds=0.01):
         ref = await open_case(client)
@@ -383,7 +383,7 @@ async def test_serve_services_deliver_in_the_background_and_stop_cleanly(
 async def test_a_queued_row_wakes_the_worker_instead_of_waiting_for_the_poll(
     client: httpx.AsyncClient, runtime: Runtime, fake_slack: FakeSlack
 ) -> None:
-    from handlers import platform_services
+    from tests.support.platforms import platform_services
 
     async with platform_services(runtime, idle_seconds=600):  # the poll would not come in this test
         ref = await open_case(client)

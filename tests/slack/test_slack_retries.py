@@ -9,10 +9,10 @@ import pytest
 
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
-from handlers import platform_notifiers
 from tests.conftest import API_KEY
 from tests.support.clock import FrozenClock
 from tests.support.fake_slack import SERVER_ERROR, Answer, FakeSlack, SlackSender, slack_sender
+from tests.support.platforms import platform_notifiers
 
 AGENT = "U0SUPAGT1"
 

@@ -95,7 +95,7 @@ def test_the_app_manifest_matches_what_the_app_registers() -> None:
 async def test_socket_mode_runs_the_same_command_over_a_websocket(
     runtime: Runtime, fake_slack: FakeSlack
 ) -> None:
-    from handlers import platform_services
+    from tests.support.platforms import platform_services
 
     response = await runtime_post_feedback(runtime)
     ref = response["results"][0]["case"]

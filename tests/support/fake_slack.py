@@ -460,7 +460,7 @@ def slack_settings(database_url: str, fake: FakeSlack, api_key: str) -> Any:
 async def slack_sender(runtime: Any, fake: FakeSlack, api_key: str) -> AsyncIterator[SlackSender]:
     """The real ASGI app with the platform routes, behind an httpx client that signs like Slack."""
     from cxbot.web import create_app
-    from handlers import platform_routes
+    from tests.support.platforms import platform_routes
 
     transport = httpx.ASGITransport(app=create_app(runtime, routes=platform_routes(runtime)))
     async with httpx.AsyncClient(

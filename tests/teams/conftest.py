@@ -12,9 +12,9 @@ from cxbot.config import Config, parse_config
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
 from cxbot.web import create_app
-from handlers import platform_routes
 from tests.conftest import API_KEY, ROOT
 from tests.support.fake_microsoft import FakeConnector, FakeIdentity, TeamsSender, teams_settings
+from tests.support.platforms import platform_routes
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from cxbot.models import Case, CasePost, OutboxMessage, TeamDestination
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
-from handlers import platform_notifiers
 from tests.support.clock import FrozenClock
 from tests.support.fake_microsoft import FIXTURES, FakeConnector, TeamsSender, connector_error
+from tests.support.platforms import platform_notifiers
 from tests.teams.conftest import TEAMS_CHANNEL
 
 SCHEMA = json.loads((FIXTURES / "adaptive-card-1.5.schema.json").read_text(encoding="utf-8"))
