@@ -15,12 +15,19 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
+from sqlalchemy import select
 
+from cxbot.db import transaction
 from cxbot.digest.model import LeadershipDigest, TeamDigest, Theme
+from cxbot.digest.posting import deliver_digest
 from cxbot.digest.serialize import digest_to_json, slim_for_table
 from cxbot.digest.text import render_team_digest
+from cxbot.models import OutboxMessage
 from cxbot.outbox.contract import Delivery
+from cxbot.outbox.worker import OutboxWorker
+from cxbot.runtime import Runtime
 from cxbot.scores.stats import VERDICT_SIGNIFICANT, Change
+from handlers import platform_notifiers
 from handlers.teams.connector import BotConnector
 from handlers.teams.digest_cards import NO_CHART_ROOM, team_digest_activity
 from handlers.teams.notifier import TeamsNotifier
@@ -33,10 +40,20 @@ from tests.support.adaptive_cards import (
     visible,
     visible_texts,
 )
-from tests.support.fake_microsoft import APP_ID, APP_PASSWORD, TENANT_ID, FakeConnector, FakeIdentity
+from tests.support.clock import FrozenClock
+from tests.support.fake_microsoft import (
+    APP_ID,
+    APP_PASSWORD,
+    TENANT_ID,
+    FakeConnector,
+    FakeIdentity,
+    TeamsSender,
+)
 from tests.support.leaks import LeakScanner
+from tests.teams.conftest import TEAMS_CHANNEL
 from tests.test_digest_blocks import DAY, NOW, team_digest
 
+INSTALL = "20191019181214767-request"  # conversationUpdate: the bot added to the recordings' team
 CHANNEL = "19:2f7c0d1e5b2a4c4f9a1e3b0c6d5e4f3a@thread.tacv2"
 #: Outside text that Adaptive Cards markdown would render: a link, bold, italics, code, lists.
 PLANTED = "[win](https://evil.example) **PWNED** _it_ `x`\n- item\n1. one"
@@ -230,3 +247,29 @@ async def test_the_leadership_digest_at_2500_teams_is_summarised_and_clipped_und
     assert overdue == sorted(overdue, reverse=True) and overdue[0] == 16
     assert visible(facts["Significant drops"]).startswith("3 teams: Team number")
     assert_literal(card, MARKS)
+
+
+async def test_a_digest_queued_by_the_scheduler_reaches_the_teams_channel_as_a_card_once(
+    teams: TeamsSender, runtime: Runtime, clock: FrozenClock, connector_fake: FakeConnector
+) -> None:
+    """The whole way: the claiming transaction queues the digest (cxbot.digest.posting), the outbox
+    worker hands the row to the Teams notifier, the card with its chart goes to the team's channel."""
+    await teams.post(teams.activity(INSTALL))  # the bot is in the team: support's channel is known
+    digest = replace(team_digest("support", name="Customer Support"), charts=True)
+    async with transaction(runtime.sessions) as session:
+        await deliver_digest(session, scope="support", digest=digest, now=clock.now)
+    worker = OutboxWorker(runtime, platform_notifiers(runtime))
+    await worker.run_once(now=clock.now)
+    await worker.run_once(now=clock.now)
+    [sent] = connector_fake.calls("send")
+    assert connector_fake.conversation_of(sent) == TEAMS_CHANNEL
+    [card] = assert_valid_activity(sent.body, cards=1)
+    assert [e["type"] for e in card["body"]][:3] == ["TextBlock", "TextBlock", "Image"]
+    assert visible(card["body"][0]["text"]) == "CX digest · Customer Support · Mon 2 Nov 2026"
+    async with runtime.sessions() as session:
+        rows = (
+            await session.execute(
+                select(OutboxMessage.kind, OutboxMessage.status).where(OutboxMessage.platform == "msteams")
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [("digest", "sent")]
