@@ -437,13 +437,21 @@ def leadership_digest_activity(digest: LeadershipDigest) -> dict[str, Any]:
         if size > budget():
             break
         shown.append(row)
-    note = subtle(
-        card_text(
-            f"Showing {len(shown)} of {len(digest.teams)} teams: significant drops first, then the most "
-            "overdue cases. The whole table does not fit in a Teams message."
+
+    def clipped() -> dict[str, Any]:
+        note = subtle(
+            card_text(
+                f"Showing {len(shown)} of {len(digest.teams)} teams: significant drops first, then the "
+                "most overdue cases. The whole table does not fit in a Teams message."
+            )
         )
-    )
-    return build(shown, [leadership_summary(digest), note])
+        return build(shown, [leadership_summary(digest), note])
+
+    activity = clipped()
+    while shown and activity_bytes(activity) > budget():  # the estimate was short: one row fewer
+        shown.pop()
+        activity = clipped()
+    return activity
 
 
 def score_card(report: ScoreReport) -> dict[str, Any]:

@@ -273,3 +273,12 @@ async def test_a_digest_queued_by_the_scheduler_reaches_the_teams_channel_as_a_c
             )
         ).all()
     assert [tuple(r) for r in rows] == [("digest", "sent")]
+
+
+async def test_a_row_whose_digest_does_not_decode_posts_its_text(
+    notifier: TeamsNotifier, connector_fake: FakeConnector
+) -> None:
+    row = digest_row(team_digest("support"), "Support: CSAT 82% <b>up</b>")
+    row.payload["digest"] = {"kind": "team", "data": {"team_key": "support"}}  # fields missing
+    activity = await sent_activity(notifier, connector_fake, row)
+    assert "attachments" not in activity and "&lt;b&gt;up&lt;/b&gt;" in activity["text"]
