@@ -304,7 +304,7 @@ def trend_chart_pngs(digest: TeamDigest) -> list[bytes]:
 
 def team_digest_activity(digest: TeamDigest, charts: Sequence[bytes] = ()) -> dict[str, Any]:
     """The team digest as a message activity within Teams' size: the first chart in `charts` that
-    fits, or none (with a line saying why); without room even for the details, a shorter card."""
+    fits, or none (with a line saying so); without room even for the details, a shorter card."""
     summary = f"CX digest · {digest.team_name} · {day_label(digest.report_date)}"
     fallback = render_team_digest(digest)
     body = team_digest_body(digest)
@@ -317,7 +317,7 @@ def team_digest_activity(digest: TeamDigest, charts: Sequence[bytes] = ()) -> di
         candidate = card_message(adaptive_card(with_chart, fallback=fallback), summary=summary)
         if activity_bytes(candidate) <= budget():
             return candidate
-    if digest.charts:
+    if charts:  # drawn, but too big at every size (no chart drawn: nothing to say, the log has why)
         body.insert(2, subtle(NO_CHART_ROOM))
         activity = card_message(adaptive_card(body, fallback=fallback), summary=summary)
     return activity

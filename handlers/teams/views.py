@@ -20,7 +20,6 @@ from cxbot.digest.model import LeadershipDigest, TeamDigest
 from cxbot.scores.report import ScoreReport
 from handlers.teams.cards import (
     EXECUTE_VERB,
-    MAX_ACTIVITY_BYTES,
     MAX_FACT,
     activity_bytes,
     adaptive_card,
@@ -29,14 +28,13 @@ from handlers.teams.cards import (
     clip,
     text_block,
 )
-from handlers.teams.digest_cards import digest_activity, score_card
+from handlers.teams.digest_cards import budget, digest_activity, score_card
 from handlers.teams.markup import message
 
 #: A paging button's data says its answer replaces the card it is on (the next page, in place).
 IN_PLACE = "in_place"
 #: A response's comment in the customer view; the core already cuts them to 500 characters.
 MAX_COMMENT = 500
-HEADROOM = 1_000
 
 
 def page_button(title: str, command: str) -> dict[str, Any]:
@@ -119,7 +117,7 @@ def customer_activity(page: CustomerPage) -> dict[str, Any]:
     """The page within Teams' size; in the (unlikely) case it is not, comments are left out."""
     summary = f"Customer {page.label}"
     activity = card_message(customer_card(page), summary=summary)
-    if activity_bytes(activity) > MAX_ACTIVITY_BYTES - HEADROOM:
+    if activity_bytes(activity) > budget():
         activity = card_message(customer_card(page, comments=False), summary=summary)
     return activity
 
