@@ -35,9 +35,10 @@ from cxbot.runtime import Runtime
 from handlers.teams.auth import KeySet, TeamsAuthError, TokenValidator
 from handlers.teams.cards import CARD_CONTENT_TYPE, EXECUTE_VERB, case_card
 from handlers.teams.connector import BotConnector
-from handlers.teams.markup import message, to_markdown, use_people
+from handlers.teams.markup import to_markdown, use_people
 from handlers.teams.notifier import TeamsNotifier
 from handlers.teams.tokens import TokenProvider
+from handlers.teams.views import IN_PLACE, is_private, reply_activity, reply_card
 
 log = logging.getLogger("handlers.teams")
 MESSAGES_PATH = "/api/messages"
@@ -203,13 +204,18 @@ async def card_action(deps: TeamsDeps, activity: dict[str, Any]) -> dict[str, An
     reply = await run_text(runtime, text, actor=actor, where=where)
     if not reply.ok:
         return invoke_message(to_markdown(reply.text))
-    if reply.private:  # revealed details: to the clicker alone, never into the card others see
+    personal = activity["conversation"].get("conversationType") == "personal"
+    if reply.private or (is_private(reply) and not personal):
+        # Revealed details: to the clicker alone, never into the card others see.
         try:
-            await send_personal(deps, activity, message(reply.text))
+            await send_personal(deps, activity, reply_activity(reply))
         except DeliveryError as failed:
             log.warning("could not send a revealed detail to a personal chat: %s", failed)
             return invoke_message("Could not reach your personal chat with cxbot; try again.")
         return invoke_message("Sent to your personal chat with cxbot.")
+    card = reply_card(reply) if data.get(IN_PLACE) is True else None
+    if card is not None:  # a paging button: the next page replaces the card that was clicked
+        return {"statusCode": 200, "type": CARD_CONTENT_TYPE, "value": card}
     try:
         case_id = parse(markup.plain(text)).case_id
     except CommandError:
@@ -345,10 +351,12 @@ async def answer_message(deps: TeamsDeps, activity: dict[str, Any], actor: Actor
 
 
 async def post_reply(deps: TeamsDeps, activity: dict[str, Any], reply: Reply) -> None:
+    """The reply in the same conversation, as a card where Slack draws blocks (handlers.teams.views);
+    what only the asker may see goes to their personal chat instead."""
     service_url = str(activity["serviceUrl"])
     conversation = activity["conversation"]
-    outgoing = message(reply.text)
-    if reply.private and conversation.get("conversationType") != "personal":
+    outgoing = reply_activity(reply)
+    if is_private(reply) and conversation.get("conversationType") != "personal":
         await send_personal(deps, activity, outgoing)
         return
     await deps.connector.reply_to_activity(

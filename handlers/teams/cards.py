@@ -9,6 +9,7 @@ space (Adaptive Cards honour no backslash escapes), so a comment can never link,
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -140,3 +141,18 @@ def case_actions(case: CaseView) -> list[dict[str, Any]]:
     actions = [execute("Acknowledge", f"ack {case.ref}", style="positive")] if case.state == "new" else []
     actions.append(execute("Take", f"take {case.ref}"))
     return actions + reveal
+
+
+#: Teams refuses a bot message over about 28 KB: the whole activity as sent, attachments included.
+#: Every card is built to stay under this (measured with :func:`activity_bytes`).
+MAX_ACTIVITY_BYTES = 28_000
+
+
+def activity_bytes(activity: dict[str, Any]) -> int:
+    """The activity's size as the Bot Connector receives it (compact UTF-8 JSON, as httpx sends it)."""
+    return len(json.dumps(activity, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def card_message(card: dict[str, Any], *, summary: str) -> dict[str, Any]:
+    """A message activity carrying one Adaptive Card; `summary` is the notification's text."""
+    return {"type": "message", "summary": clip(summary, 200), "attachments": [attachment(card)]}

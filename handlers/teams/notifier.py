@@ -1,5 +1,6 @@
 """Delivers outbox rows to Teams: the case card as a new thread in the team's channel (then updated in
-place with `PUT`), its timeline as replies in that thread, digests, escalation notices and reports.
+place with `PUT`), its timeline as replies in that thread, digests (Adaptive Cards from the digest
+the row carries, handlers.teams.digest_cards), escalation notices and reports.
 
 Network only, like `handlers/slack/notifier.py`, with one exception: a Teams destination is a
 conversation id, and posting there needs its reference (service URL, tenant), which the endpoint
@@ -12,13 +13,17 @@ timeline goes, the activity id is what `PUT` replaces.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from cxbot.digest.serialize import digest_from_json
 from cxbot.outbox.contract import CHAT_KINDS, ESCALATION_DM, Delivery, DeliveryError, PermanentDeliveryError
 from cxbot.pii import mask_text
 from handlers.teams.cards import attachment, case_card, clip, fallback_text
 from handlers.teams.connector import BotConnector
+from handlers.teams.digest_cards import posted_digest_activity
 from handlers.teams.errors import TeamsActivityNotFound
 from handlers.teams.markup import message
 
@@ -26,6 +31,7 @@ PLATFORM = "msteams"
 #: Teams' limit for a message's text is about 28 KB; digests and reports are clipped well below.
 MAX_TEXT = 20_000
 Lookup = Callable[[str], Awaitable[dict[str, Any] | None]]
+log = logging.getLogger("handlers.teams")
 
 
 def split_ref(message_ref: str) -> tuple[str, str] | None:
@@ -63,10 +69,11 @@ class TeamsNotifier:
             return await self.direct(delivery.destination, message(str(delivery.payload.get("text") or "")))
         if delivery.kind in ("report", "digest", "escalation.channel"):
             text = clip(str(delivery.payload.get("text") or "cxbot"), MAX_TEXT)
+            outgoing = message(text)
+            if delivery.kind == "digest":
+                outgoing = await self.digest_activity(delivery) or outgoing
             service_url = await self.service_url_of(delivery.destination)
-            answer = await self.connector.send_to_conversation(
-                service_url, delivery.destination, message(text)
-            )
+            answer = await self.connector.send_to_conversation(service_url, delivery.destination, outgoing)
             return {"id": answer.get("id"), "conversation": delivery.destination}
         if delivery.case is None:
             return {"skipped": "the case no longer exists"}
@@ -75,6 +82,19 @@ class TeamsNotifier:
         if delivery.kind == "case.thread":
             return await self.thread(delivery)
         raise PermanentDeliveryError("unsupported_kind", f"Teams does not deliver {delivery.kind!r}")
+
+    async def digest_activity(self, delivery: Delivery) -> dict[str, Any] | None:
+        """The digest card (with its chart when wanted and it fits) from the digest the row carries;
+        None for a row queued before rows carried one, or one that does not decode (its text goes)."""
+        data = delivery.payload.get("digest")
+        if not isinstance(data, dict):
+            return None
+        try:
+            digest = digest_from_json(data)
+        except (KeyError, TypeError, ValueError) as error:
+            log.warning("outbox row %s: its digest does not decode (%s); text sent", delivery.id, error)
+            return None
+        return await asyncio.to_thread(posted_digest_activity, digest)
 
     async def service_url_of(self, conversation_id: str) -> str:
         reference = await self.channel_reference(conversation_id)
