@@ -33,6 +33,13 @@ def slack_manifest(config: Any, *, socket_mode: bool = False, public_url: str | 
     return branded_manifest(config, socket_mode=socket_mode, public_url=public_url)
 
 
+def teams_package(config: Any, *, app_id: str, public_url: str) -> bytes:
+    """The Teams app package (zip) with the brand's name (imports Teams only when asked for)."""
+    from handlers.teams.manifest import app_package
+
+    return app_package(config, app_id=app_id, public_url=public_url)
+
+
 def platform_notifiers(runtime: Any) -> dict[str, Any]:
     """Notifiers by platform for the outbox worker; unconfigured platforms are absent."""
     from handlers.slack import slack_notifier
