@@ -32,6 +32,10 @@ PlatformConsole = Callable[..., int]
 # The Slack app manifest with the configured brand (handlers/slack/manifest.py):
 # manifest(config, socket_mode=, public_url=) -> YAML text.
 PlatformManifest = Callable[..., str]
+# The Teams app package with the configured brand (handlers/teams/manifest.py):
+# package(config, app_id=, public_url=) -> zip bytes.
+PlatformPackage = Callable[..., bytes]
+TEAMS_PACKAGE = "cxbot-teams.zip"
 DEMO_DATABASE = "cxbot-demo.db"
 #: Modules that come with an extra of pyproject.toml (the console needs none of them), and which extra.
 EXTRA_OF = {
@@ -123,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     manifest.add_argument("--socket-mode", action="store_true", help="the Socket Mode manifest (no URLs)")
     manifest.add_argument("--url", help="the public address, for https://cxbot.example.com (HTTP mode)")
     manifest.add_argument("--config", help="config file (default: $CXBOT_CONFIG or cxbot.yaml)")
+
+    package = verbs.add_parser(
+        "teams-manifest", help="write the Teams app package (manifest.json and icons) to upload to Teams"
+    )
+    package.add_argument("--out", default=TEAMS_PACKAGE, help=f"the zip to write (default {TEAMS_PACKAGE})")
+    package.add_argument("--url", help="the public https address (default: $CXBOT_PUBLIC_URL)")
+    package.add_argument("--config", help="config file (default: $CXBOT_CONFIG or cxbot.yaml)")
 
     digest = verbs.add_parser("digest", help="build a team's daily digest; print it with --dry-run")
     digest.add_argument("--team", help="team key (default: every team)")
@@ -329,6 +340,29 @@ def cmd_slack_manifest(
     return EXIT_OK
 
 
+def cmd_teams_manifest(args: argparse.Namespace, settings: Settings, package: PlatformPackage | None) -> int:
+    """Write the Teams app package; the bot id from TEAMS_APP_ID, names from `brand:`, the domain from
+    --url or CXBOT_PUBLIC_URL."""
+    if package is None:
+        raise UsageError("no Teams package was wired in; run `python bot.py teams-manifest`")
+    app_id = settings.require("TEAMS_APP_ID", "the app package names the bot by its Entra app (client) id")
+    public_url = args.url or settings.public_url
+    if not public_url.startswith("https://"):
+        print(
+            f"warning: {public_url} is not https://; Teams refuses a package whose addresses are not "
+            "(set CXBOT_PUBLIC_URL or pass --url https://your-host)",
+            file=sys.stderr,
+        )
+    config = _load(settings, args.config)
+    try:
+        data = package(config, app_id=app_id, public_url=public_url)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    Path(args.out).write_bytes(data)
+    print(f"wrote {args.out} ({len(data):,} bytes): upload it in Teams (Apps → Manage your apps)")
+    return EXIT_OK
+
+
 def cmd_console(args: argparse.Namespace, settings: Settings, console: PlatformConsole | None) -> int:
     """The shell adapter; with --demo on a fresh SQLite file and a demo clock that moves on `:advance`."""
     from cxbot.clock import ManualClock
@@ -437,6 +471,7 @@ def main(
     platforms: PlatformLoader | None = None,
     console: PlatformConsole | None = None,
     manifest: PlatformManifest | None = None,
+    teams_package: PlatformPackage | None = None,
 ) -> int:
     """Run one verb and return its exit status; never lets a traceback reach the operator."""
     try:
@@ -470,6 +505,8 @@ def main(
             return cmd_console(args, settings, console)
         if args.verb == "slack-manifest":
             return cmd_slack_manifest(args, settings, manifest)
+        if args.verb == "teams-manifest":
+            return cmd_teams_manifest(args, settings, teams_package)
         raise UsageError(f"unknown verb {args.verb!r}")
     except UsageError as error:
         print(error, file=sys.stderr)

@@ -1,4 +1,5 @@
-"""The Slack acknowledgement and ingest benches still run end to end, so their figures stay reproducible."""
+"""The Slack and Teams acknowledgement and ingest benches still run end to end, so their figures stay
+reproducible."""
 
 from __future__ import annotations
 
@@ -36,6 +37,22 @@ def test_latency_bench_quick_mode_reports_each_rate_and_the_capacity() -> None:
     for leg in ("  ack    p50", "  reply  p50", "  card   p50"):
         assert finished.stdout.count(leg) == 2, finished.stdout
     assert "capacity: " in finished.stdout
+
+
+def test_teams_ack_bench_quick_mode_times_signed_invokes_and_checks_the_database() -> None:
+    finished = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "teams_ack.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert "12 timed invokes: 4 take, 4 note, 4 ack" in finished.stdout
+    for line in ("cxbot (writes)             rate 12/s", "bare handler (answers)     rate 12/s"):
+        assert line in finished.stdout and "0 not answered as expected, 0 dropped" in finished.stdout
+    assert "ratio cxbot/bare: p50 " in finished.stdout
+    assert "database checked: every take, acknowledgement and note is recorded" in finished.stdout
 
 
 def test_ingest_bench_runs_every_leg() -> None:
