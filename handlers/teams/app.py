@@ -75,7 +75,9 @@ class TeamsDeps:
 def build_deps(runtime: Runtime, http: httpx.AsyncClient | None = None) -> TeamsDeps:
     settings = runtime.settings
     assert settings.teams_app_id and settings.teams_app_password and settings.teams_tenant_id
-    http = http or httpx.AsyncClient(timeout=HTTP_TIMEOUT)
+    if http is None:  # ours: closed with the runtime (its connection pool to the connector)
+        http = httpx.AsyncClient(timeout=HTTP_TIMEOUT)
+        runtime.closers.append(http.aclose)
     tokens = TokenProvider(
         http,
         login_url=settings.teams_login_url,

@@ -464,3 +464,11 @@ async def test_a_blocked_bot_is_dead_lettered_and_reported_to_the_admins(
     told = [c for c in connector_fake.calls("send") if "MessageWritesBlocked" in str(c.body.get("text"))]
     assert len(told) == len(admins)
     assert all(ref in c.body["text"] and connector_fake.conversation_of(c).startswith("a:") for c in told)
+
+
+async def test_the_teams_http_clients_close_with_the_runtime(teams: TeamsSender, runtime: Runtime) -> None:
+    """The endpoint's and the outbox's clients (their pools to the connector) end with the runtime."""
+    connector = platform_notifiers(runtime)["msteams"].connector
+    assert not connector.http.is_closed and len(runtime.closers) == 2  # the endpoint's and this one
+    await runtime.close()
+    assert connector.http.is_closed and runtime.closers == []
