@@ -64,6 +64,10 @@ class TeamsNotifier:
             delivery.kind == "report" and PERSON_ID_PATTERNS[PLATFORM].match(delivery.destination)
         ):  # a report to an admin names the person (their Entra object id), not a conversation
             return await self.direct(delivery.destination, message(str(delivery.payload.get("text") or "")))
+        if delivery.kind == "escalation.channel" and ":" not in delivery.destination:
+            # `teams[].escalation.channel` is one id for every platform, so far a Slack one; every
+            # Teams conversation id has a `19:`/`a:` prefix. Not a Teams chat: nothing to post here.
+            return {"skipped": "the escalation channel is not a Teams conversation"}
         if delivery.kind in ("report", "digest", "escalation.channel"):
             text = clip(str(delivery.payload.get("text") or "cxbot"), MAX_TEXT)
             service_url = await self.service_url_of(delivery.destination)

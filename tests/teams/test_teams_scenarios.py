@@ -328,6 +328,8 @@ async def test_escalation_reaches_a_teams_only_person_in_a_new_personal_chat_onc
     # She has no Slack account: nothing of hers is queued on Slack.
     slack_dms = [r.destination for r in await rows(runtime, "slack") if r.kind == "escalation.dm"]
     assert slack_dms and NIGHT_LEAD not in slack_dms
+    # The escalation channel is a Slack channel id: nothing is posted to it on Teams.
+    assert not [c for c in connector_fake.calls() if c.route != "create" and "C0CX" in c.path]
     # The card's thread on Teams holds each step once.
     lines = texts([c for c in connector_fake.calls("send") if connector_fake.conversation_of(c) == thread])
     assert sum("escalated to level 1" in line for line in lines) == 1
