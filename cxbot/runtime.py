@@ -7,7 +7,7 @@ created at import time and a test can run several independent bots in one proces
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -41,6 +41,8 @@ class Runtime:
     background: BackgroundWork = field(default_factory=BackgroundWork)
     #: Set when a transaction that queued outbox rows commits: the worker delivers them at once.
     outbox_queued: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Called on close, after the background work: what platform packages opened (HTTP clients).
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @classmethod
     def build(
@@ -67,4 +69,6 @@ class Runtime:
 
     async def close(self) -> None:
         await self.background.drain()
+        while self.closers:
+            await self.closers.pop()()
         await self.engine.dispose()

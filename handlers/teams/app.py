@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -29,7 +31,9 @@ from cxbot.commands.dispatch import Reply, Where, run_text
 from cxbot.commands.grammar import CommandError, parse
 from cxbot.config import Config
 from cxbot.conversations import conversation_reference, personal_conversation, remember_conversation
-from cxbot.outbox.contract import DeliveryError
+from cxbot.db import transaction
+from cxbot.models import CasePost, OutboxMessage
+from cxbot.outbox.contract import CASE_CARD, DeliveryError
 from cxbot.outbox.inbox import remember_inbound_event
 from cxbot.runtime import Runtime
 from handlers.teams.auth import KeySet, TeamsAuthError, TokenValidator
@@ -72,7 +76,9 @@ class TeamsDeps:
 def build_deps(runtime: Runtime, http: httpx.AsyncClient | None = None) -> TeamsDeps:
     settings = runtime.settings
     assert settings.teams_app_id and settings.teams_app_password and settings.teams_tenant_id
-    http = http or httpx.AsyncClient(timeout=HTTP_TIMEOUT)
+    if http is None:  # ours: closed with the runtime (its connection pool to the connector)
+        http = httpx.AsyncClient(timeout=HTTP_TIMEOUT)
+        runtime.closers.append(http.aclose)
     tokens = TokenProvider(
         http,
         login_url=settings.teams_login_url,
@@ -222,11 +228,46 @@ async def card_action(deps: TeamsDeps, activity: dict[str, Any]) -> dict[str, An
         case_id = None
     if case_id is None:
         return invoke_message(to_markdown(reply.text))
-    async with runtime.sessions() as session:
+    async with transaction(runtime.sessions) as session:
+        shown = await card_shown_by_answer(session, case_id, str(activity.get("replyToId") or ""), runtime)
         view = await load_case_view(session, case_id, config=runtime.config, now=runtime.clock())
-    if view is None:
+    if view is None or shown is False:  # nothing new for this card, or the outbox already has it
         return invoke_message(to_markdown(reply.text))
     return {"statusCode": 200, "type": CARD_CONTENT_TYPE, "value": case_card(view)}
+
+
+async def card_shown_by_answer(
+    session: AsyncSession, case_id: int, card: str, runtime: Runtime
+) -> bool | None:
+    """The click's answer refreshes the posted card, so the outbox must not `PUT` it again: its
+    pending refreshes of that card are recorded as shown (the answer, read after, shows them).
+
+    True when some were; False when the clicked card is the posted one and had none pending (the
+    click changed nothing, or a refresh already in flight will show it); None for another card.
+    """
+    posted = await session.scalar(
+        select(CasePost.destination).where(
+            CasePost.case_id == case_id,
+            CasePost.platform == PLATFORM,
+            CasePost.message_ref.endswith(f"|{card}", autoescape=True),
+        )
+    )
+    if not card or posted is None:
+        return None
+    marked = await session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.kind == CASE_CARD,
+            OutboxMessage.platform == PLATFORM,
+            OutboxMessage.case_id == case_id,
+            OutboxMessage.destination == posted,
+            OutboxMessage.status == "pending",
+        )
+        .values(status="sent", sent_at=runtime.clock(), result={"shown_by": "invoke", "activity": card})
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(marked.all())
 
 
 def refuse(status: int, reason: str) -> JSONResponse:

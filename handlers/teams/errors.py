@@ -8,6 +8,8 @@ conversation is gone, or the bot was blocked or removed), the credentials or the
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from cxbot.outbox.contract import ErrorScope, PermanentDeliveryError, TransientDeliveryError
@@ -89,10 +91,18 @@ def from_response(*, status: int, body: Any, retry_after: str | None, updating: 
 
 
 def seconds(value: str | None) -> float | None:
-    """A Retry-After header in seconds (the connector sends seconds), or None."""
+    """A Retry-After header in seconds, or None. The connector sends seconds; the header may also be
+    an HTTP date (RFC 9110), which is honoured too rather than undercut by the outbox's backoff."""
     if value is None:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from cxbot.config import PERSON_ID_PATTERNS
 from cxbot.digest.serialize import digest_from_json
 from cxbot.outbox.contract import CHAT_KINDS, ESCALATION_DM, Delivery, DeliveryError, PermanentDeliveryError
 from cxbot.pii import mask_text
@@ -65,7 +66,9 @@ class TeamsNotifier:
             raise PermanentDeliveryError(
                 "no_destination", "the outbox row names no conversation", scope="destination"
             )
-        if delivery.kind == ESCALATION_DM:
+        if delivery.kind == ESCALATION_DM or (
+            delivery.kind == "report" and PERSON_ID_PATTERNS[PLATFORM].match(delivery.destination)
+        ):  # a report to an admin names the person (their Entra object id), not a conversation
             return await self.direct(delivery.destination, message(str(delivery.payload.get("text") or "")))
         if delivery.kind in ("report", "digest", "escalation.channel"):
             text = clip(str(delivery.payload.get("text") or "cxbot"), MAX_TEXT)
