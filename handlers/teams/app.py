@@ -24,6 +24,8 @@ from starlette.routing import Route
 
 from cxbot import markup
 from cxbot.authz import Actor, actor_for
+from cxbot.cases.customers import CustomerPage
+from cxbot.cases.overview import Overview
 from cxbot.cases.view import load_case_view
 from cxbot.commands.dispatch import Reply, Where, run_text
 from cxbot.commands.grammar import CommandError, parse
@@ -32,9 +34,11 @@ from cxbot.conversations import conversation_reference, personal_conversation, r
 from cxbot.outbox.contract import DeliveryError
 from cxbot.outbox.inbox import remember_inbound_event
 from cxbot.runtime import Runtime
+from handlers.teams import dialogs
 from handlers.teams.auth import KeySet, TeamsAuthError, TokenValidator
 from handlers.teams.cards import CARD_CONTENT_TYPE, EXECUTE_VERB, case_card
 from handlers.teams.connector import BotConnector
+from handlers.teams.home import home_message
 from handlers.teams.markup import message, to_markdown, use_people
 from handlers.teams.notifier import TeamsNotifier
 from handlers.teams.tokens import TokenProvider
@@ -151,6 +155,12 @@ async def handle(deps: TeamsDeps, request: Request) -> Response:
         if not first:  # a redelivered click: the first one acted and answered
             return JSONResponse(invoke_message("Already done."))
         return JSONResponse(await card_action(deps, activity))
+    if kind == "invoke" and activity.get("name") in dialogs.DIALOG_INVOKES:
+        where = Where(platform=PLATFORM, channel=None, reference=reference_of(activity))
+        actor = actor_of(runtime.config, activity)
+        return JSONResponse(
+            await dialogs.answer_invoke(runtime, activity, actor=actor, where=where, first=first)
+        )
     if not first:
         return JSONResponse({})  # a redelivery: already handled once
     if kind in ("conversationUpdate", "installationUpdate", "message"):
@@ -200,10 +210,14 @@ async def card_action(deps: TeamsDeps, activity: dict[str, Any]) -> dict[str, An
     reference = reference_of(activity)
     where = Where(platform=PLATFORM, channel=None, reference=reference)
     runtime = deps.runtime
+    text = await dialogs.card_command(runtime, text)
     reply = await run_text(runtime, text, actor=actor, where=where)
     if not reply.ok:
         return invoke_message(to_markdown(reply.text))
-    if reply.private:  # revealed details: to the clicker alone, never into the card others see
+    # Revealed details, and the customer view (it may show them), go to the clicker alone.
+    if reply.private or isinstance(
+        reply.report, CustomerPage
+    ):  # revealed details: to the clicker alone, never into the card others see
         try:
             await send_personal(deps, activity, message(reply.text))
         except DeliveryError as failed:
@@ -337,7 +351,10 @@ async def answer_message(deps: TeamsDeps, activity: dict[str, Any], actor: Actor
     # Only a team's channel can be a team's destination (`team link`), never a personal or group chat.
     channel = str(conversation["id"]) if conversation["conversationType"] == "channel" else None
     where = Where(platform=PLATFORM, channel=channel, reference=reference)
-    reply = await run_text(deps.runtime, text, actor=actor, where=where)
+    if dialogs.asks_for_new_case(text):  # `cx new` alone: a button that opens the form (a dialog)
+        reply = Reply("Open a case by hand, from a feedback id or a title.", report=dialogs.NEW_CASE)
+    else:
+        reply = await run_text(deps.runtime, text, actor=actor, where=where)
     try:
         await post_reply(deps, activity, reply)
     except DeliveryError as failed:
@@ -348,7 +365,12 @@ async def post_reply(deps: TeamsDeps, activity: dict[str, Any], reply: Reply) ->
     service_url = str(activity["serviceUrl"])
     conversation = activity["conversation"]
     outgoing = message(reply.text)
-    if reply.private and conversation.get("conversationType") != "personal":
+    if reply.report is dialogs.NEW_CASE:
+        outgoing = dialogs.launcher(reply.text, "New case", "new")
+    personal = reply.private
+    if isinstance(reply.report, Overview):  # `cx home`: the asker's own overview, in their 1:1 chat
+        outgoing, personal = home_message(reply.report, command=deps.runtime.config.slash_command), True
+    if personal and conversation.get("conversationType") != "personal":
         await send_personal(deps, activity, outgoing)
         return
     await deps.connector.reply_to_activity(
