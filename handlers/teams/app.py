@@ -351,8 +351,9 @@ async def answer_message(deps: TeamsDeps, activity: dict[str, Any], actor: Actor
     # Only a team's channel can be a team's destination (`team link`), never a personal or group chat.
     channel = str(conversation["id"]) if conversation["conversationType"] == "channel" else None
     where = Where(platform=PLATFORM, channel=channel, reference=reference)
-    if dialogs.asks_for_new_case(text):  # `cx new` alone: a button that opens the form (a dialog)
-        reply = Reply("Open a case by hand, from a feedback id or a title.", report=dialogs.NEW_CASE)
+    launch = dialogs.launch_for(text)  # `cx new`, `cx contact CX-42` alone: a button opening the form
+    if launch is not None:
+        reply = Reply(launch.text, report=launch)
     else:
         reply = await run_text(deps.runtime, text, actor=actor, where=where)
     try:
@@ -365,8 +366,8 @@ async def post_reply(deps: TeamsDeps, activity: dict[str, Any], reply: Reply) ->
     service_url = str(activity["serviceUrl"])
     conversation = activity["conversation"]
     outgoing = message(reply.text)
-    if reply.report is dialogs.NEW_CASE:
-        outgoing = dialogs.launcher(reply.text, "New case", "new")
+    if isinstance(reply.report, dialogs.Launch):
+        outgoing = reply.report.message()
     personal = reply.private
     if isinstance(reply.report, Overview):  # `cx home`: the asker's own overview, in their 1:1 chat
         outgoing, personal = home_message(reply.report, command=deps.runtime.config.slash_command), True

@@ -17,6 +17,7 @@ import logging
 import re
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -64,8 +65,6 @@ CASE_DIALOGS = ("snooze", "resolve", "assign", "contact")
 DIALOGS = (*CASE_DIALOGS, "new")
 FAILED = "Something went wrong on cxbot's side; nothing was changed. Try again."
 NOT_OURS = "This form is not one of cxbot's."
-#: A reply's `report` for `cx new` alone: answered with a button that opens the new-case dialog.
-NEW_CASE = "new-case-dialog"
 #: The composer's inputs; the core's FieldRejected fields of a contact map onto them.
 CHANNEL, TEMPLATE, BODY = "channel", "template", "body"
 
@@ -85,19 +84,34 @@ def task_card(title: str, card: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def launcher(text: str, title: str, dialog: str) -> dict[str, Any]:
-    """A message whose one button opens a dialog: a typed command cannot open one itself."""
-    card = adaptive_card([text_block(card_text(text))], fallback=text, actions=[dialog_button(title, dialog)])
-    return {"type": "message", "attachments": [attachment(card)]}
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """A typed command that asks for a form (`cx new`, `cx contact CX-42` alone): a typed message
+    cannot open a dialog, so the answer is a card whose button opens it, as Slack opens its modal."""
+
+    text: str
+    title: str
+    dialog: str
+    case_id: int | None = None
+
+    def message(self) -> dict[str, Any]:
+        button = dialog_button(self.title, self.dialog, self.case_id)
+        card = adaptive_card([text_block(card_text(self.text))], fallback=self.text, actions=[button])
+        return {"type": "message", "attachments": [attachment(card)]}
 
 
-def asks_for_new_case(text: str) -> bool:
-    """`cx new` alone: the form, as Slack opens its modal (the console needs the text instead)."""
+def launch_for(text: str) -> Launch | None:
+    """The dialog a typed command asks for, if it asks for one (the console needs the text instead)."""
     try:
         command = parse(markup.plain(text))
     except CommandError:
-        return False
-    return command.verb == "new" and not command.args
+        return None
+    if command.verb == "new" and not command.args:
+        return Launch("Open a case by hand, from a feedback id or a title.", "New case", "new")
+    if command.verb == "contact" and not command.args and command.case_id is not None:
+        ref = f"CX-{command.case_id}"
+        return Launch(f"Write to the customer of {ref}.", "Contact customer", "contact", command.case_id)
+    return None
 
 
 async def card_command(runtime: Runtime, text: str) -> str:

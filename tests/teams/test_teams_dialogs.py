@@ -14,6 +14,9 @@ import jsonschema
 import pytest
 from sqlalchemy import func, select
 
+from cxbot.authz import actor_for
+from cxbot.cases.overview import Overview
+from cxbot.commands.dispatch import Where, run_text
 from cxbot.models import Case, Contact
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
@@ -368,3 +371,33 @@ async def test_cx_home_in_the_personal_chat_is_a_card_of_my_overview(
     shown = json.dumps(card, ensure_ascii=False)
     assert "Your open cases" in shown and "Overdue in support" in shown and shown.count(ref) == 2
     assert "Scores, last 7 days" in shown and "CSAT" in shown
+
+
+async def test_cx_contact_alone_answers_with_the_composers_button(
+    teams: TeamsSender,
+    dialogs: Dialogs,
+    client: httpx.AsyncClient,
+    connector_fake: FakeConnector,
+    worker: OutboxWorker,
+    clock: FrozenClock,
+) -> None:
+    ref, _ = await posted_case(teams, client, worker, clock, customer={"id": "c-1", "email": "a@example.com"})
+    await teams.post(teams.activity(CHANNEL_MESSAGE, text=f"<at>My Combined</at> contact {ref}\n"))
+    [reply] = connector_fake.calls("reply")
+    [button] = valid(reply.body["attachments"][0]["content"])["actions"]
+    assert button["data"]["cxDialog"] == "contact" and button["data"]["cxCase"] == int(ref[3:])
+    assert "Send" in [a["title"] for a in dialog_card(await dialogs.fetch(button))["actions"]]
+
+
+async def test_home_is_a_verb_every_platform_answers_with_the_same_overview_as_text(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    item = {"external_id": "neg-1", "source": "t", "metric": "csat", "score": 1, "touchpoint": "Inbound"}
+    ref = (await client.post("/feedback", json=item)).json()["results"][0]["case"]
+    manager = actor_for(runtime.config, "console", "support-manager")
+    reply = await run_text(runtime, "home", actor=manager, where=Where(platform="console"))
+    assert reply.ok and isinstance(reply.report, Overview)
+    lines = reply.text.splitlines()
+    assert lines[0] == "Your open cases:" and "Nothing assigned to you." in lines
+    assert "Overdue in support:" in lines and "Scores, last 7 days:" in lines
+    assert ref not in reply.text  # neither assigned to the manager nor overdue yet
