@@ -368,7 +368,8 @@ async def post_reply(deps: TeamsDeps, activity: dict[str, Any], reply: Reply) ->
     outgoing = message(reply.text)
     if isinstance(reply.report, dialogs.Launch):
         outgoing = reply.report.message()
-    personal = reply.private
+    # Revealed details, and the customer view (it may show them unmasked), never go to a channel.
+    personal = reply.private or isinstance(reply.report, CustomerPage)
     if isinstance(reply.report, Overview):  # `cx home`: the asker's own overview, in their 1:1 chat
         outgoing, personal = home_message(reply.report, command=deps.runtime.config.slash_command), True
     if personal and conversation.get("conversationType") != "personal":

@@ -284,6 +284,9 @@ async def answer_invoke(
             return task_message(str(error))
         except Denied as error:
             return task_message(f"Not allowed: {error}")
+        except Exception:
+            log.exception("a Teams dialog (%s) could not be opened", data.get(DIALOG_KEY))
+            return task_message(FAILED)
     if not first:  # a redelivered submit: the first one acted and answered
         return task_message("Already done.")
     try:

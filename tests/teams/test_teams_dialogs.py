@@ -401,3 +401,18 @@ async def test_home_is_a_verb_every_platform_answers_with_the_same_overview_as_t
     assert lines[0] == "Your open cases:" and "Nothing assigned to you." in lines
     assert "Overdue in support:" in lines and "Scores, last 7 days:" in lines
     assert ref not in reply.text  # neither assigned to the manager nor overdue yet
+
+
+async def test_a_customer_view_typed_in_a_channel_goes_to_the_askers_personal_chat(
+    teams: TeamsSender,
+    client: httpx.AsyncClient,
+    connector_fake: FakeConnector,
+    worker: OutboxWorker,
+    clock: FrozenClock,
+) -> None:
+    customer = {"id": "c-1", "name": "Ada Lovelace", "email": "ada@example.com"}
+    ref, _ = await posted_case(teams, client, worker, clock, customer=customer)
+    await teams.post(teams.activity(CHANNEL_MESSAGE, text=f"<at>My Combined</at> customer {ref}\n"))
+    assert connector_fake.calls("reply") == []
+    [sent] = [c for c in connector_fake.calls("send") if "ada@example.com" in json.dumps(c.body)]
+    assert connector_fake.conversation_of(sent).startswith("a:1fake-personal")
