@@ -416,3 +416,29 @@ async def test_a_customer_view_typed_in_a_channel_goes_to_the_askers_personal_ch
     assert connector_fake.calls("reply") == []
     [sent] = [c for c in connector_fake.calls("send") if "ada@example.com" in json.dumps(c.body)]
     assert connector_fake.conversation_of(sent).startswith("a:1fake-personal")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        "snooze",
+        {"cxDialog": "snooze"},
+        {"cxDialog": "snooze", "cxCase": "1"},
+        {"cxDialog": "snooze", "cxCase": 2**70},
+        {"cxDialog": "resolve", "cxCase": True},
+        {"cxDialog": ["new"]},
+    ],
+)
+async def test_a_malformed_dialog_invoke_is_answered_with_a_message(
+    dialogs: Dialogs, runtime: Runtime, data: Any
+) -> None:
+    for name in ("task/fetch", "task/submit"):
+        answer = await dialogs.send(name, data)
+        assert answer["task"] == {"type": "message", "value": "This form is not one of cxbot's."}
+
+
+async def test_a_dialog_for_a_case_that_does_not_exist_says_so(dialogs: Dialogs) -> None:
+    for name in ("task/fetch", "task/submit"):
+        answer = await dialogs.send(name, {"cxDialog": "resolve", "cxCase": 999, "outcome": "recovered"})
+        assert answer["task"]["type"] == "message" and "999" in answer["task"]["value"]
