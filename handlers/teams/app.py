@@ -214,10 +214,8 @@ async def card_action(deps: TeamsDeps, activity: dict[str, Any]) -> dict[str, An
     reply = await run_text(runtime, text, actor=actor, where=where)
     if not reply.ok:
         return invoke_message(to_markdown(reply.text))
-    # Revealed details, and the customer view (it may show them), go to the clicker alone.
-    if reply.private or isinstance(
-        reply.report, CustomerPage
-    ):  # revealed details: to the clicker alone, never into the card others see
+    # Revealed details, and the customer view (it may show them): to the clicker alone, never the card.
+    if reply.private or isinstance(reply.report, CustomerPage):
         try:
             await send_personal(deps, activity, message(reply.text))
         except DeliveryError as failed:
