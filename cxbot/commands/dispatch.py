@@ -18,7 +18,7 @@ from cxbot import markup
 from cxbot.authz import Actor, Denied, is_admin, mine, require_admin, require_member, teams_of
 from cxbot.cases import flows, privacy
 from cxbot.cases.customers import CustomerNotFound, customer_page
-from cxbot.cases.overview import overdue
+from cxbot.cases.overview import overdue, overview_of
 from cxbot.commands.grammar import (
     Command,
     CommandError,
@@ -28,6 +28,7 @@ from cxbot.commands.grammar import (
     parse,
     verb_named,
 )
+from cxbot.commands.home import overview_text
 from cxbot.db import insert_for, transaction
 from cxbot.digest.content import build_team_digest
 from cxbot.digest.schedule import local_date
@@ -322,6 +323,12 @@ async def _new(runtime: Runtime, session: Any, command: Command, actor: Actor, w
     return Reply(f"{result.message} (its card goes to the team's channel)", case=result.case)
 
 
+async def _home(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
+    """The caller's overview (what Slack's App Home shows): their cases, their teams' overdue, scores."""
+    overview = await overview_of(session, actor, config=runtime.config, now=runtime.clock())
+    return Reply(overview_text(overview, command=runtime.config.slash_command), report=overview)
+
+
 async def _score(runtime: Runtime, session: Any, command: Command, actor: Actor, where: Where) -> Reply:
     try:
         kind, key = resolve_scope(
@@ -468,6 +475,7 @@ _HANDLERS = {
     "annotate": _annotate,
     "list": _list,
     "show": _show,
+    "home": _home,
     "team_link": _team_link,
     "teams": _teams,
     "config": _config,

@@ -307,6 +307,7 @@ VERBS: tuple[Verb, ...] = (
         ("ls",),
     ),
     Verb("show", "show CX-42", "one case with its timeline", _p_case_only),
+    Verb("home", "home", "your open cases, your teams' overdue cases and their scores", _p_plain),
     Verb(
         "score",
         "score [team|touchpoint] [1d|7d|28d|90d]",

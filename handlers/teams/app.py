@@ -26,6 +26,8 @@ from starlette.routing import Route
 
 from cxbot import markup
 from cxbot.authz import Actor, actor_for
+from cxbot.cases.customers import CustomerPage
+from cxbot.cases.overview import Overview
 from cxbot.cases.view import load_case_view
 from cxbot.commands.dispatch import Reply, Where, run_text
 from cxbot.commands.grammar import CommandError, parse
@@ -36,9 +38,11 @@ from cxbot.models import CasePost, OutboxMessage
 from cxbot.outbox.contract import CASE_CARD, DeliveryError
 from cxbot.outbox.inbox import remember_inbound_event
 from cxbot.runtime import Runtime
+from handlers.teams import dialogs
 from handlers.teams.auth import KeySet, TeamsAuthError, TokenValidator
 from handlers.teams.cards import CARD_CONTENT_TYPE, EXECUTE_VERB, case_card
 from handlers.teams.connector import BotConnector
+from handlers.teams.home import home_message
 from handlers.teams.markup import to_markdown, use_people
 from handlers.teams.notifier import TeamsNotifier
 from handlers.teams.tokens import TokenProvider
@@ -158,6 +162,12 @@ async def handle(deps: TeamsDeps, request: Request) -> Response:
         if not first:  # a redelivered click: the first one acted and answered
             return JSONResponse(invoke_message("Already done."))
         return JSONResponse(await card_action(deps, activity))
+    if kind == "invoke" and activity.get("name") in dialogs.DIALOG_INVOKES:
+        where = Where(platform=PLATFORM, channel=None, reference=reference_of(activity))
+        actor = actor_of(runtime.config, activity)
+        return JSONResponse(
+            await dialogs.answer_invoke(runtime, activity, actor=actor, where=where, first=first)
+        )
     if not first:
         return JSONResponse({})  # a redelivery: already handled once
     if kind in ("conversationUpdate", "installationUpdate", "message"):
@@ -207,12 +217,14 @@ async def card_action(deps: TeamsDeps, activity: dict[str, Any]) -> dict[str, An
     reference = reference_of(activity)
     where = Where(platform=PLATFORM, channel=None, reference=reference)
     runtime = deps.runtime
+    text = await dialogs.card_command(runtime, text)
     reply = await run_text(runtime, text, actor=actor, where=where)
     if not reply.ok:
         return invoke_message(to_markdown(reply.text))
     personal = activity["conversation"].get("conversationType") == "personal"
-    if reply.private or (is_private(reply) and not personal):
-        # Revealed details: to the clicker alone, never into the card others see.
+    # Revealed details, and from a channel the customer view (it may show them): to the clicker
+    # alone, never into the card others see; in the personal chat a page turns in place.
+    if reply.private or (not personal and (is_private(reply) or isinstance(reply.report, CustomerPage))):
         try:
             await send_personal(deps, activity, reply_activity(reply))
         except DeliveryError as failed:
@@ -384,7 +396,11 @@ async def answer_message(deps: TeamsDeps, activity: dict[str, Any], actor: Actor
     # Only a team's channel can be a team's destination (`team link`), never a personal or group chat.
     channel = str(conversation["id"]) if conversation["conversationType"] == "channel" else None
     where = Where(platform=PLATFORM, channel=channel, reference=reference)
-    reply = await run_text(deps.runtime, text, actor=actor, where=where)
+    launch = dialogs.launch_for(text)  # `cx new`, `cx contact CX-42` alone: a button opening the form
+    if launch is not None:
+        reply = Reply(launch.text, report=launch)
+    else:
+        reply = await run_text(deps.runtime, text, actor=actor, where=where)
     try:
         await post_reply(deps, activity, reply)
     except DeliveryError as failed:
@@ -397,7 +413,13 @@ async def post_reply(deps: TeamsDeps, activity: dict[str, Any], reply: Reply) ->
     service_url = str(activity["serviceUrl"])
     conversation = activity["conversation"]
     outgoing = reply_activity(reply)
-    if is_private(reply) and conversation.get("conversationType") != "personal":
+    if isinstance(reply.report, dialogs.Launch):
+        outgoing = reply.report.message()
+    # Revealed details, and the customer view (it may show them unmasked), never go to a channel.
+    personal = reply.private or is_private(reply) or isinstance(reply.report, CustomerPage)
+    if isinstance(reply.report, Overview):  # `cx home`: the asker's own overview, in their 1:1 chat
+        outgoing, personal = home_message(reply.report, command=deps.runtime.config.slash_command), True
+    if personal and conversation.get("conversationType") != "personal":
         await send_personal(deps, activity, outgoing)
         return
     await deps.connector.reply_to_activity(

@@ -113,6 +113,11 @@ def case_card(case: CaseView) -> dict[str, Any]:
 
 #: The `verb` of every card button; its `data.command` is the command a Slack button would run.
 EXECUTE_VERB = "cx"
+#: A form-backed button is an Action.Submit that opens a Teams dialog (`task/fetch`); its data
+#: names the dialog (handlers.teams.dialogs) and the case, and comes back in the dialog's submit.
+DIALOG_KEY, CASE_KEY = "cxDialog", "cxCase"
+#: Teams shows at most six buttons on a card; these go to its overflow menu ("…").
+SECONDARY = ("Reveal", "Customer history")
 
 
 def execute(title: str, command: str, *, style: str | None = None) -> dict[str, Any]:
@@ -124,22 +129,39 @@ def execute(title: str, command: str, *, style: str | None = None) -> dict[str, 
     }
     if style:
         action["style"] = style
+    if title in SECONDARY:
+        action["mode"] = "secondary"
     return action
 
 
+def dialog_button(title: str, dialog: str, case_id: int | None = None) -> dict[str, Any]:
+    """A button that opens the Teams dialog `dialog` (a form) for a case, or for no case (`new`)."""
+    # `command` names the form's verb, as every button's data does; the dialog's submit runs it.
+    data: dict[str, Any] = {"msteams": {"type": "task/fetch"}, DIALOG_KEY: dialog, "command": dialog}
+    if case_id is not None:
+        data |= {CASE_KEY: case_id, "command": f"{dialog} CX-{case_id}"}
+    return {"type": "Action.Submit", "title": title, "data": data}
+
+
 def case_actions(case: CaseView) -> list[dict[str, Any]]:
-    """The buttons that are one command each (Reveal answers in the clicker's personal chat only);
-    the form-backed ones (resolve, snooze, contact,
-    reassign) need Teams dialogs (`task/fetch`), which are not built yet."""
+    """Slack's buttons: the one-command ones are Action.Execute (Reveal and Customer history answer
+    in the clicker's personal chat only), the form-backed ones open dialogs (handlers.teams.dialogs)."""
     reveal = (
         [execute("Reveal", f"reveal {case.ref}")]
         if case.customer and case.customer != "(erased customer)"
         else []
     )
+    if case.history is not None:  # the case has a customer: the whole of their history, as on Slack
+        reveal.append(execute("Customer history", f"customer {case.ref}"))
     if not case.is_open:
         return [execute("Reopen", f"reopen {case.ref}"), *reveal]
     actions = [execute("Acknowledge", f"ack {case.ref}", style="positive")] if case.state == "new" else []
     actions.append(execute("Take", f"take {case.ref}"))
+    actions.append(dialog_button("Reassign", "assign", case.id))
+    if case.state != "new":  # a snooze needs an acknowledgement first (design.md §6)
+        actions.append(dialog_button("Snooze", "snooze", case.id))
+    actions.append(dialog_button("Contact customer", "contact", case.id))
+    actions.append(dialog_button("Resolve", "resolve", case.id))
     return actions + reveal
 
 

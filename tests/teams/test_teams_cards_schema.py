@@ -148,15 +148,20 @@ def test_every_case_card_validates_fits_and_shows_outside_text_literally(state: 
 # --------------------------------------------------------------------------- command replies
 
 
-def mentioned(teams: TeamsSender, text: str, ident: str) -> dict[str, Any]:
-    return teams.activity(CHANNEL_MESSAGE, id=ident, text=f"<at>My Combined</at> {text}\n")
+#: The asker's 1:1 chat with the bot, where a customer view is shown (never in a channel).
+PERSONAL = {"conversationType": "personal", "tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47", "id": "a:1me"}
 
 
-def click(teams: TeamsSender, action: dict[str, Any], ident: str) -> dict[str, Any]:
+def mentioned(teams: TeamsSender, text: str, ident: str, **changes: Any) -> dict[str, Any]:
+    return teams.activity(CHANNEL_MESSAGE, id=ident, text=f"<at>My Combined</at> {text}\n", **changes)
+
+
+def click(teams: TeamsSender, action: dict[str, Any], ident: str, **changes: Any) -> dict[str, Any]:
     """A click on one of the card's own buttons (no recording has an Action.Execute, see PROVENANCE.md):
     the recorded invoke with the documented Universal Actions `name` and `value`."""
     activity = teams.activity(
         CLICK,
+        **changes,
         id=ident,
         value={"action": {k: action[k] for k in ("type", "verb", "data")}, "trigger": "manual"},
     )
@@ -220,7 +225,8 @@ async def test_the_customer_view_at_347_responses_pages_with_its_buttons_under_t
 ) -> None:
     start = datetime(2025, 1, 1, tzinfo=UTC)
     await store(runtime, generated_items(347, customer="many-1", start=start, prefix="m"), clock.now)
-    await teams.post(mentioned(teams, "customer many-1", "c-0"))
+    personal = {"conversation": PERSONAL, "channelData": {}}
+    await teams.post(mentioned(teams, "customer many-1", "c-0", **personal))
     activity = await last_reply(connector_fake)
     [card] = assert_valid_activity(activity, cards=1)
     sizes = [activity_bytes(activity)]
@@ -228,7 +234,7 @@ async def test_the_customer_view_at_347_responses_pages_with_its_buttons_under_t
     while older := [a for a in pages[-1].get("actions", []) if a["title"] == "Older ▸"]:
         [button] = older
         assert button["type"] == "Action.Execute" and button["data"]["command"].startswith("customer cust:")
-        answer = await teams.post(click(teams, button, f"c-{len(pages)}"))
+        answer = await teams.post(click(teams, button, f"c-{len(pages)}", **personal))
         assert answer.status_code == 200
         pages.append(invoke_card(answer.json()))
         sizes.append(activity_bytes({"type": "message", "attachments": [attachment(pages[-1])]}))

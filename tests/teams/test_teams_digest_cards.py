@@ -27,7 +27,6 @@ from cxbot.outbox.contract import Delivery
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
 from cxbot.scores.stats import VERDICT_SIGNIFICANT, Change
-from handlers import platform_notifiers
 from handlers.teams.connector import BotConnector
 from handlers.teams.digest_cards import NO_CHART_ROOM, team_digest_activity
 from handlers.teams.notifier import TeamsNotifier
@@ -50,6 +49,7 @@ from tests.support.fake_microsoft import (
     TeamsSender,
 )
 from tests.support.leaks import LeakScanner
+from tests.support.platforms import platform_notifiers
 from tests.teams.conftest import TEAMS_CHANNEL
 from tests.test_digest_blocks import DAY, NOW, team_digest
 

@@ -24,8 +24,8 @@ import pytest
 from cxbot.cli import main
 from cxbot.commands.grammar import VERBS
 from cxbot.config import Config, load_config
-from handlers.teams.manifest import app_package as teams_package
 from handlers.teams.manifest import MENU_VERBS, app_package, build_manifest
+from handlers.teams.manifest import app_package as teams_package
 from tests.conftest import ROOT
 from tests.support.fake_microsoft import APP_ID
 

@@ -29,7 +29,6 @@ from cxbot.models import Case, CaseEvent, CasePost, OutboxMessage
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
-from handlers import platform_notifiers
 from tests.conftest import API_KEY, ROOT
 from tests.support.clock import FrozenClock
 from tests.support.fake_microsoft import (
@@ -43,6 +42,7 @@ from tests.support.fake_microsoft import (
     connector_error,
 )
 from tests.support.fake_slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, SlackSender, slack_sender
+from tests.support.platforms import platform_notifiers
 from tests.teams.conftest import ADMIN, MEMBER, TEAMS_CHANNEL
 
 INSTALL = "20191019181214767-request"  # the bot added to the team (conversationUpdate)
