@@ -12,9 +12,13 @@ later. The order of work per batch is what makes it safe:
    destination) is claimable, so a case's card is posted before its thread lines and never twice by
    two workers.
 2. **Deliver** with no transaction open and no lock held.
+   Each send first takes its slot in its destination's pace (cxbot.outbox.pacing): sends to one
+   channel keep to its rate while other channels go on, and a send that would wait more than two
+   seconds goes back to `pending` with the time its slot comes, so the round is not held up.
 3. **Record** the result in a second short transaction: `sent`; back to `pending` after a backoff
-   that honours Retry-After; or `dead` for a permanent error (or too many attempts), with a report
-   queued for the team's channel or the admins. Dead rows are never retried.
+   that honours Retry-After (which also holds the rest of that destination, or of the platform
+   when the notifier says the limit was the platform's); or `dead` for a permanent error (or too
+   many attempts), with a report queued for the team's channel or the admins. Dead rows are never retried.
 
 Delivery is at least once: a crash between a successful call and step 3 sends that row again once
 its lease expires.
@@ -54,6 +58,7 @@ from cxbot.outbox.contract import (
     TransientDeliveryError,
 )
 from cxbot.outbox.inbox import KEEP_INBOUND_EVENTS, forget_inbound_events
+from cxbot.outbox.pacing import CHANNEL_PACE, MAX_WAIT_SECONDS, Pace, Pacer
 from cxbot.outbox.queue import queue_message
 
 if TYPE_CHECKING:  # runtime → ingest → outbox: only the type is needed here
@@ -137,6 +142,8 @@ class OutboxWorker:
         retry: RetryPolicy | None = None,
         max_rounds: int = 20,
         concurrency: int = 8,
+        pacer: Pacer | None = None,
+        max_pace_wait: float = MAX_WAIT_SECONDS,
     ) -> None:
         self.runtime = runtime
         self.notifiers = dict(notifiers)
@@ -146,6 +153,14 @@ class OutboxWorker:
         self.max_rounds = max_rounds
         #: Posts in flight at once in a round (each to a different case or destination).
         self.concurrency = concurrency
+        #: Sends per destination (a notifier's `pace`, a chat channel's if it names none).
+        self.paces: dict[str, Pace | None] = {
+            platform: getattr(notifier, "pace", CHANNEL_PACE) for platform, notifier in self.notifiers.items()
+        }
+        self.pacer = pacer or Pacer()
+        self.max_pace_wait = max_pace_wait
+        #: When (pacer seconds) the soonest row put back for its pace or hold falls due again.
+        self.due_again: float | None = None
 
     async def run_once(self, *, now: datetime | None = None) -> RunStats:
         """Deliver everything due, round after round (a card unblocks its thread lines).
@@ -155,6 +170,7 @@ class OutboxWorker:
         """
         clock = self._clock_from(now)
         total = RunStats()
+        self.due_again = None
         for _ in range(self.max_rounds):
             stats = await self._round(clock)
             total.add(stats)
@@ -180,10 +196,14 @@ class OutboxWorker:
                 now = self.runtime.clock()
                 if pruned_at is None or now - pruned_at >= PRUNE_EVERY:
                     await forget_inbound_events(self.runtime, before=now - KEEP_INBOUND_EVENTS)
+                    self.pacer.forget_idle()
                     pruned_at = now
             except Exception:  # one bad round must not stop delivery for good
                 log.exception("outbox round failed")
-            await first_of(stop, queued, timeout=idle_seconds)
+            wait = idle_seconds
+            if self.due_again is not None:  # a row put back for its pace falls due before the poll
+                wait = min(wait, max(0.0, self.due_again - self.pacer.monotonic()))
+            await first_of(stop, queued, timeout=wait)
             rest = started + gap - loop.time()
             if rest > 0 and not stop.is_set():
                 await first_of(stop, timeout=rest)
@@ -216,9 +236,10 @@ class OutboxWorker:
     async def _deliver_claimed(self, claim: _Claim, clock: Clock, stats: RunStats) -> None:
         """Deliver the round's rows, up to `concurrency` at once: one lane per case and destination
         (the claim holds at most one row of each card and thread, so their order is kept), so a
-        slow post or a busy database connection holds up one lane, not the whole round."""
-        paused_until: dict[str, datetime] = {}
+        slow post or a busy database connection holds up one lane, not the whole round. A lane waits
+        for its destination's pace before it takes one of the `concurrency` slots."""
         broken: dict[tuple[str, str | None], str] = {}
+        held: dict[tuple[str, str | None], datetime] = {}
         lanes: dict[tuple[str, str | None, int | None], list[int]] = {}
         for row_id in sorted(claim.rows):
             row = claim.rows[row_id]
@@ -227,8 +248,7 @@ class OutboxWorker:
 
         async def lane(row_ids: list[int]) -> None:
             for row_id in row_ids:
-                async with slots:
-                    await self._deliver_held(claim, row_id, clock, stats, paused_until, broken)
+                await self._deliver_held(claim, row_id, clock, stats, slots, broken, held)
 
         await asyncio.gather(*(lane(row_ids) for row_ids in lanes.values()))
 
@@ -238,26 +258,61 @@ class OutboxWorker:
         row_id: int,
         clock: Clock,
         stats: RunStats,
-        paused_until: dict[str, datetime],
+        slots: asyncio.Semaphore,
         broken: dict[tuple[str, str | None], str],
+        held: dict[tuple[str, str | None], datetime],
     ) -> None:
-        if claim.until - clock() < self.lease / 2:  # a slow round: keep what it still holds
-            await self._renew(claim, clock, stats)
+        """One row: its pace, then a slot, then the post and the record.
+
+        `held` is this round's Retry-After holds by (platform, destination), with None for a whole
+        platform: the database holds the queued rows; this holds the ones this round already has."""
         row = claim.rows.get(row_id)
         if row is None:
-            return  # the lease ran out anyway and another worker has it now
-        pause = paused_until.get(row.platform)
+            return
+        outcome = None
         if (row.platform, row.destination) in broken:
             outcome = _Outcome("dead", error=broken[(row.platform, row.destination)], counted=False)
-        elif pause is not None:
-            outcome = _Outcome("released", next_attempt_at=pause, counted=False)
         else:
-            outcome = await self._deliver(row, clock)
-            if outcome.status == "retry" and outcome.extra.get("platform_paused"):
-                assert outcome.next_attempt_at is not None
-                paused_until[row.platform] = outcome.next_attempt_at
-            if outcome.report is not None and outcome.report.scope == "destination":
-                broken[(row.platform, row.destination)] = f"destination_dead: see outbox {row.id}"
+            wait = self.pacer.reserve(
+                row.platform, row.destination, self.paces.get(row.platform), max_wait=self.max_pace_wait
+            )
+            if wait > self.max_pace_wait:  # its slot is far off: put it back for then, move on
+                outcome = self._put_back(clock, wait)
+            elif wait > 0:
+                await asyncio.sleep(wait)
+        async with slots:
+            until = max(
+                (t for t in (held.get((row.platform, row.destination)), held.get((row.platform, None))) if t),
+                default=None,
+            )
+            if outcome is None and until is not None and until > clock():  # a Retry-After came meanwhile
+                outcome = self._put_back(clock, (until - clock()).total_seconds())
+            if claim.until - clock() < self.lease / 2:  # a slow round: keep what it still holds
+                await self._renew(claim, clock, stats)
+            if row_id not in claim.rows:
+                return  # the lease ran out anyway and another worker has it now
+            if outcome is None:
+                outcome = await self._deliver(row, clock)
+                hold = outcome.extra.get("hold") if outcome.status == "retry" else None
+                if hold is not None:
+                    assert outcome.next_attempt_at is not None
+                    held[(row.platform, row.destination if hold == "destination" else None)] = (
+                        outcome.next_attempt_at
+                    )
+                if outcome.report is not None and outcome.report.scope == "destination":
+                    broken[(row.platform, row.destination)] = f"destination_dead: see outbox {row.id}"
+            await self._record_held(claim, row, outcome, clock, stats)
+
+    def _put_back(self, clock: Clock, seconds: float) -> _Outcome:
+        """Back to pending, due when its pace or hold allows; the run loop wakes for it then."""
+        due = self.pacer.monotonic() + seconds
+        self.due_again = due if self.due_again is None else min(self.due_again, due)
+        return _Outcome("released", next_attempt_at=clock() + timedelta(seconds=seconds), counted=False)
+
+    async def _record_held(
+        self, claim: _Claim, row: OutboxMessage, outcome: _Outcome, clock: Clock, stats: RunStats
+    ) -> None:
+        row_id = row.id
         async with claim.lock:
             await self._record(row, outcome, claim.until, clock(), stats)
             claim.rows.pop(row_id, None)
@@ -340,7 +395,7 @@ class OutboxWorker:
         try:
             result = await notifier.deliver(delivery)
         except TransientDeliveryError as error:  # Retry-After counts from when the answer arrived
-            outcome = self._transient(row, clock(), str(error), error.retry_after)
+            outcome = self._transient(row, clock(), str(error), error.retry_after, error.hold)
             outcome.message_ref = _ref(error.result)
             return outcome
         except PermanentDeliveryError as error:
@@ -355,7 +410,12 @@ class OutboxWorker:
         return outcome
 
     def _transient(
-        self, row: OutboxMessage, now: datetime, error: str, retry_after: float | None
+        self,
+        row: OutboxMessage,
+        now: datetime,
+        error: str,
+        retry_after: float | None,
+        hold: str = "destination",
     ) -> _Outcome:
         attempt = row.attempts + 1
         if attempt >= self.retry.max_attempts:
@@ -363,8 +423,8 @@ class OutboxWorker:
             return _Outcome("dead", error=f"gave_up: {error}", report=gave_up)
         when = now + self.retry.delay(attempt, retry_after)
         outcome = _Outcome("retry", error=error, next_attempt_at=when)
-        # A rate limit applies to the whole workspace: hold the platform's other rows, don't hammer it.
-        outcome.extra["platform_paused"] = retry_after is not None
+        # A rate limit holds what it limits (the destination, or the platform): not everything else.
+        outcome.extra["hold"] = hold if retry_after is not None else None
         return outcome
 
     async def _prepare(self, row: OutboxMessage, now: datetime) -> tuple[Delivery, list[int]]:
@@ -432,8 +492,10 @@ class OutboxWorker:
                 log.warning("outbox %s was claimed again after its lease ran out; leaving it", row.id)
                 stats.fenced += 1
                 return
-            if outcome.status == "retry" and outcome.extra.get("platform_paused"):
-                await _hold_platform(session, row.platform, until=values["next_attempt_at"])
+            hold = outcome.extra.get("hold") if outcome.status == "retry" else None
+            if hold is not None:
+                destination = row.destination if hold == "destination" else None
+                await _hold_rows(session, row.platform, destination, until=values["next_attempt_at"])
             if outcome.message_ref and row.case_id is not None and row.destination is not None:
                 await _bind_post(session, row, outcome.message_ref, now)
             if outcome.status == "sent" and outcome.extra.get("supersedes"):
@@ -548,12 +610,18 @@ async def _supersede(session: AsyncSession, row: OutboxMessage, ids: list[int], 
     return len(closed.all())
 
 
-async def _hold_platform(session: AsyncSession, platform: str, *, until: datetime) -> None:
-    """A platform's Retry-After holds all of its queued rows (for every worker), not just the one."""
+async def _hold_rows(
+    session: AsyncSession, platform: str, destination: str | None, *, until: datetime
+) -> None:
+    """A Retry-After holds the queued rows of what it limits (one destination, or with None the whole
+    platform) for every worker, not just the row that got it."""
+    limited = [OutboxMessage.platform == platform]
+    if destination is not None:
+        limited.append(OutboxMessage.destination == destination)
     await session.execute(
         update(OutboxMessage)
         .where(
-            OutboxMessage.platform == platform,
+            *limited,
             OutboxMessage.status == "pending",
             OutboxMessage.next_attempt_at < until,
         )
