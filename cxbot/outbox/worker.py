@@ -525,8 +525,12 @@ class OutboxWorker:
         counter = {"sent": "sent", "dead": "dead", "retry": "retried", "released": "released"}[outcome.status]
         setattr(stats, counter, getattr(stats, counter) + 1)
         if outcome.status in ("sent", "dead"):
-            self.runtime.counters.inc(
-                f"cxbot_outbox_{outcome.status}_total", platform=row.platform, kind=row.kind
+            name = "delivered" if outcome.status == "sent" else "dead"
+            self.runtime.counters.inc(f"cxbot_outbox_{name}_total", platform=row.platform, kind=row.kind)
+        if outcome.status == "sent" and row.created_at is not None:  # queued to delivered, for /metrics
+            waited = (now - row.created_at).total_seconds()
+            self.runtime.counters.observe(
+                "cxbot_outbox_delivery_seconds", max(0.0, waited), platform=row.platform
             )
 
     async def _queue_report(
