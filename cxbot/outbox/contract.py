@@ -87,6 +87,8 @@ class TransientDeliveryError(DeliveryError):
     With a `retry_after`, the outbox holds `hold` (by default only this destination) until then.
     """
 
+    hold: HoldScope = "destination"
+
     def __init__(
         self, message: str, *, retry_after: float | None = None, hold: HoldScope = "destination"
     ) -> None:

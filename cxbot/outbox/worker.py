@@ -44,11 +44,11 @@ from sqlalchemy.orm import aliased
 
 from cxbot import markup
 from cxbot.cases.view import load_case_view
-from cxbot.db import insert_for, transaction
+from cxbot.db import transaction
 from cxbot.models import CasePost, OutboxMessage
 from cxbot.outbox.contract import (
-    CASE_CARD,
     CASE_KINDS,
+    CHAT_KINDS,
     OPEN_STATUSES,
     REPORT,
     Delivery,
@@ -60,6 +60,7 @@ from cxbot.outbox.contract import (
 from cxbot.outbox.inbox import KEEP_INBOUND_EVENTS, forget_inbound_events
 from cxbot.outbox.pacing import CHANNEL_PACE, MAX_WAIT_SECONDS, Pace, Pacer
 from cxbot.outbox.queue import queue_message
+from cxbot.outbox.rows import bind_post, bury_destination, hold_rows, later_refreshes, result_ref, supersede
 
 if TYPE_CHECKING:  # runtime → ingest → outbox: only the type is needed here
     from cxbot.runtime import Runtime
@@ -153,9 +154,11 @@ class OutboxWorker:
         self.max_rounds = max_rounds
         #: Posts in flight at once in a round (each to a different case or destination).
         self.concurrency = concurrency
-        #: Sends per destination (a notifier's `pace`, a chat channel's if it names none).
+        #: Sends per destination: a notifier's `pace`, else a chat channel's for chat kinds (contacts
+        #: go to a provider, whose limits its own Retry-After tells).
         self.paces: dict[str, Pace | None] = {
-            platform: getattr(notifier, "pace", CHANNEL_PACE) for platform, notifier in self.notifiers.items()
+            platform: getattr(notifier, "pace", CHANNEL_PACE if notifier.kinds & CHAT_KINDS else None)
+            for platform, notifier in self.notifiers.items()
         }
         self.pacer = pacer or Pacer()
         self.max_pace_wait = max_pace_wait
@@ -396,16 +399,16 @@ class OutboxWorker:
             result = await notifier.deliver(delivery)
         except TransientDeliveryError as error:  # Retry-After counts from when the answer arrived
             outcome = self._transient(row, clock(), str(error), error.retry_after, error.hold)
-            outcome.message_ref = _ref(error.result)
+            outcome.message_ref = result_ref(error.result)
             return outcome
         except PermanentDeliveryError as error:
             return _Outcome(
-                "dead", error=f"{error.code}: {error}", report=error, message_ref=_ref(error.result)
+                "dead", error=f"{error.code}: {error}", report=error, message_ref=result_ref(error.result)
             )
         except Exception as error:  # a bug or an unmapped network failure: retry, loudly
             log.exception("outbox %s: unexpected delivery failure", row.id)
             return self._transient(row, clock(), f"{type(error).__name__}: {error}", None)
-        outcome = _Outcome("sent", result=result, message_ref=_ref(result))
+        outcome = _Outcome("sent", result=result, message_ref=result_ref(result))
         outcome.extra["supersedes"] = supersedes
         return outcome
 
@@ -440,7 +443,7 @@ class OutboxWorker:
         if row.case_id is not None and row.kind in CASE_KINDS:
             async with self.runtime.sessions() as session:
                 if row.kind == "case.card":
-                    supersedes = await _later_refreshes(session, row)
+                    supersedes = await later_refreshes(session, row)
                 case_view = await load_case_view(session, row.case_id, config=self.runtime.config, now=now)
                 if row.destination is not None:
                     message_ref = await session.scalar(
@@ -495,11 +498,11 @@ class OutboxWorker:
             hold = outcome.extra.get("hold") if outcome.status == "retry" else None
             if hold is not None:
                 destination = row.destination if hold == "destination" else None
-                await _hold_rows(session, row.platform, destination, until=values["next_attempt_at"])
+                await hold_rows(session, row.platform, destination, until=values["next_attempt_at"])
             if outcome.message_ref and row.case_id is not None and row.destination is not None:
-                await _bind_post(session, row, outcome.message_ref, now)
+                await bind_post(session, row, outcome.message_ref, now)
             if outcome.status == "sent" and outcome.extra.get("supersedes"):
-                stats.superseded += await _supersede(session, row, outcome.extra["supersedes"], now)
+                stats.superseded += await supersede(session, row, outcome.extra["supersedes"], now)
             # A notifier may keep its own record (customer contacts: the contact row and the case card),
             # in this transaction; it then also owns telling people about a dead message.
             notifier = self.notifiers.get(row.platform)
@@ -521,7 +524,7 @@ class OutboxWorker:
                 if outcome.report is not None and recorder is None:
                     stats.reports += await self._queue_report(session, row, outcome.report, now)
                     if outcome.report.scope == "destination":
-                        stats.dead += await _bury_destination(session, row, now)
+                        stats.dead += await bury_destination(session, row, now)
         counter = {"sent": "sent", "dead": "dead", "retry": "retried", "released": "released"}[outcome.status]
         setattr(stats, counter, getattr(stats, counter) + 1)
         if outcome.status in ("sent", "dead"):
@@ -585,90 +588,3 @@ async def first_of(*events: asyncio.Event, timeout: float) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
-
-
-async def _later_refreshes(session: AsyncSession, row: OutboxMessage) -> list[int]:
-    """Card refreshes of the same case and destination queued after `row` and not yet claimed."""
-    later = await session.execute(
-        select(OutboxMessage.id).where(
-            OutboxMessage.kind == CASE_CARD,
-            OutboxMessage.case_id == row.case_id,
-            OutboxMessage.platform == row.platform,
-            OutboxMessage.destination == row.destination,
-            OutboxMessage.id > row.id,
-            OutboxMessage.status == "pending",
-        )
-    )
-    return list(later.scalars())
-
-
-async def _supersede(session: AsyncSession, row: OutboxMessage, ids: list[int], now: datetime) -> int:
-    """Close refreshes that the card just sent already showed; still pending only, so none is lost."""
-    closed = await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "pending")
-        .values(status="sent", sent_at=now, result={"superseded_by": row.id}, last_error=None)
-        .returning(OutboxMessage.id)
-        .execution_options(synchronize_session=False)
-    )
-    return len(closed.all())
-
-
-async def _hold_rows(
-    session: AsyncSession, platform: str, destination: str | None, *, until: datetime
-) -> None:
-    """A Retry-After holds the queued rows of what it limits (one destination, or with None the whole
-    platform) for every worker, not just the row that got it."""
-    limited = [OutboxMessage.platform == platform]
-    if destination is not None:
-        limited.append(OutboxMessage.destination == destination)
-    await session.execute(
-        update(OutboxMessage)
-        .where(
-            *limited,
-            OutboxMessage.status == "pending",
-            OutboxMessage.next_attempt_at < until,
-        )
-        .values(next_attempt_at=until)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def _ref(result: dict[str, Any] | None) -> str | None:
-    ref = (result or {}).get("message_ref")
-    return str(ref) if ref else None
-
-
-async def _bury_destination(session: AsyncSession, row: OutboxMessage, now: datetime) -> int:
-    """A destination that does not exist fails every message the same way: one report, not one each."""
-    buried = await session.execute(
-        update(OutboxMessage)
-        .where(
-            OutboxMessage.platform == row.platform,
-            OutboxMessage.destination == row.destination,
-            OutboxMessage.status == "pending",
-            OutboxMessage.kind != REPORT,
-            OutboxMessage.id != row.id,
-        )
-        .values(status="dead", last_error=f"destination_dead: see outbox {row.id}")
-        .returning(OutboxMessage.id)
-        .execution_options(synchronize_session=False)
-    )
-    return len(buried.all())
-
-
-async def _bind_post(session: AsyncSession, row: OutboxMessage, message_ref: str, now: datetime) -> None:
-    stmt = insert_for(session, CasePost).values(
-        case_id=row.case_id,
-        platform=row.platform,
-        destination=row.destination,
-        message_ref=message_ref,
-        created_at=now,
-        updated_at=now,
-    )
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[CasePost.case_id, CasePost.platform, CasePost.destination],
-            set_={"message_ref": message_ref, "updated_at": now},
-        )
-    )
