@@ -119,7 +119,7 @@ async def bot(database_url: str) -> AsyncIterator[tuple[Runtime, httpx.AsyncClie
             await runtime.close()
 
 
-async def open_cases(http: httpx.AsyncClient, touchpoint: str, count: int) -> list[str]:
+async def open_cases(http: httpx.AsyncClient, touchpoint: str, count: int, first: int = 0) -> list[str]:
     items = [
         {
             "external_id": f"{touchpoint}-{n}",
@@ -128,7 +128,7 @@ async def open_cases(http: httpx.AsyncClient, touchpoint: str, count: int) -> li
             "score": 1,
             "touchpoint": touchpoint,
         }
-        for n in range(count)
+        for n in range(first, first + count)
     ]
     response = await http.post("/feedback", json=items)
     return [result["case"] for result in response.json()["results"]]
@@ -188,12 +188,19 @@ async def test_a_busy_channel_is_paced_and_what_waits_is_put_back_for_its_slot(
     assert {row.attempts for row in waiting} == {0}  # put back, not tried
     assert worker.due_again == monotonic.now + 1.0  # `serve` wakes for them then
 
+    # While the channel has no slot, its new rows are not even claimed (no put-back churn).
+    await open_cases(http, "Phone", 1, first=6)
+    await worker.run_once()
+    assert len(channels.to(BUSY)) == 4
+    newest = (await outbox(runtime, BUSY))[-1]
+    assert (newest.status, newest.attempts, newest.next_attempt_at) == ("pending", 0, OPENED)
+
     monotonic.now += 1.0
     clock.advance(seconds=1)
     await worker.run_once()
 
     busy = channels.to(BUSY)
-    assert len(busy) == 6 and most_in_any([s.at for s in busy], 1.0) <= 4
+    assert len(busy) == 7 and most_in_any([s.at for s in busy], 1.0) <= 4
     assert all(row.status == "sent" for row in await outbox(runtime, BUSY))
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -59,7 +59,7 @@ class Pacer:
 
     def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.monotonic = monotonic
-        self._lanes: dict[Hashable, deque[float]] = {}
+        self._lanes: dict[tuple[str, str], deque[float]] = {}
 
     def reserve(self, platform: str, destination: str | None, pace: Pace | None, *, max_wait: float) -> float:
         """Seconds until a send to `destination` may go; reserved only if that is at most `max_wait`.
@@ -78,6 +78,20 @@ class Pacer:
         if wait <= max_wait:
             sent.append(start)  # reservations only move forward in time, so the log stays sorted
         return wait
+
+    def saturated(self, platform: str, pace: Pace | None, *, beyond: float) -> dict[str, float]:
+        """Destinations of `platform` whose next slot is more than `beyond` seconds off, with the wait."""
+        if pace is None:
+            return {}
+        now = self.monotonic()
+        found: dict[str, float] = {}
+        for (lane_platform, destination), sent in self._lanes.items():
+            if lane_platform != platform or not sent:
+                continue
+            wait = max(self._free_at(sent, count, seconds) for count, seconds in pace.windows) - now
+            if wait > beyond:
+                found[str(destination)] = wait
+        return found
 
     @staticmethod
     def _free_at(sent: deque[float], count: int, seconds: float) -> float:

@@ -352,10 +352,22 @@ class OutboxWorker:
             claim.until = until
 
     def _claimable(self) -> Any:
-        conditions = [
-            and_(OutboxMessage.platform == platform, OutboxMessage.kind.in_(sorted(notifier.kinds)))
-            for platform, notifier in self.notifiers.items()
-        ]
+        """Rows a notifier here delivers, except to destinations whose pace has no slot soon: claimed,
+        they would only be put back (an UPDATE each, round after round, while the backlog grows)."""
+        conditions = []
+        for platform, notifier in self.notifiers.items():
+            condition = and_(
+                OutboxMessage.platform == platform, OutboxMessage.kind.in_(sorted(notifier.kinds))
+            )
+            full = self.pacer.saturated(platform, self.paces.get(platform), beyond=self.max_pace_wait)
+            if full:
+                condition = and_(
+                    condition,
+                    or_(OutboxMessage.destination.is_(None), OutboxMessage.destination.not_in(sorted(full))),
+                )
+                due = self.pacer.monotonic() + min(full.values())
+                self.due_again = due if self.due_again is None else min(self.due_again, due)
+            conditions.append(condition)
         return or_(*conditions)
 
     async def _claim(self, clock: Clock) -> _Claim:
