@@ -76,12 +76,25 @@ class DeliveryError(Exception):
     result: dict[str, Any] | None = None
 
 
-class TransientDeliveryError(DeliveryError):
-    """Try again later: rate limited, a 5xx, a timeout. `retry_after` is the platform's own wish."""
+#: What a Retry-After holds: the destination that got it (a channel's or conversation's limit, the
+#: usual case), or every destination of the platform (a limit on the app or the method as a whole).
+HoldScope = Literal["destination", "platform"]
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+
+class TransientDeliveryError(DeliveryError):
+    """Try again later: rate limited, a 5xx, a timeout. `retry_after` is the platform's own wish.
+
+    With a `retry_after`, the outbox holds `hold` (by default only this destination) until then.
+    """
+
+    hold: HoldScope = "destination"
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, hold: HoldScope = "destination"
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.hold = hold
 
 
 class PermanentDeliveryError(DeliveryError):
@@ -111,7 +124,12 @@ class Delivery:
 
 
 class Notifier(Protocol):
-    """A platform's way out. `kinds` are the outbox kinds it delivers; others stay queued for others."""
+    """A platform's way out. `kinds` are the outbox kinds it delivers; others stay queued for others.
+
+    A notifier may also have a `pace` (:class:`cxbot.outbox.pacing.Pace`, or None for no pacing):
+    how fast one destination may be sent to. Without one, the outbox paces it as a chat channel
+    (`pacing.CHANNEL_PACE`).
+    """
 
     platform: str
     kinds: frozenset[str]

@@ -12,9 +12,13 @@ later. The order of work per batch is what makes it safe:
    destination) is claimable, so a case's card is posted before its thread lines and never twice by
    two workers.
 2. **Deliver** with no transaction open and no lock held.
+   Each send first takes its slot in its destination's pace (cxbot.outbox.pacing): sends to one
+   channel keep to its rate while other channels go on, and a send that would wait more than two
+   seconds goes back to `pending` with the time its slot comes, so the round is not held up.
 3. **Record** the result in a second short transaction: `sent`; back to `pending` after a backoff
-   that honours Retry-After; or `dead` for a permanent error (or too many attempts), with a report
-   queued for the team's channel or the admins. Dead rows are never retried.
+   that honours Retry-After (which also holds the rest of that destination, or of the platform
+   when the notifier says the limit was the platform's); or `dead` for a permanent error (or too
+   many attempts), with a report queued for the team's channel or the admins. Dead rows are never retried.
 
 Delivery is at least once: a crash between a successful call and step 3 sends that row again once
 its lease expires.
@@ -40,11 +44,11 @@ from sqlalchemy.orm import aliased
 
 from cxbot import markup
 from cxbot.cases.view import load_case_view
-from cxbot.db import insert_for, transaction
+from cxbot.db import transaction
 from cxbot.models import CasePost, OutboxMessage
 from cxbot.outbox.contract import (
-    CASE_CARD,
     CASE_KINDS,
+    CHAT_KINDS,
     OPEN_STATUSES,
     REPORT,
     Delivery,
@@ -54,7 +58,9 @@ from cxbot.outbox.contract import (
     TransientDeliveryError,
 )
 from cxbot.outbox.inbox import KEEP_INBOUND_EVENTS, forget_inbound_events
+from cxbot.outbox.pacing import CHANNEL_PACE, MAX_WAIT_SECONDS, Pace, Pacer
 from cxbot.outbox.queue import queue_message
+from cxbot.outbox.rows import bind_post, bury_destination, hold_rows, later_refreshes, result_ref, supersede
 
 if TYPE_CHECKING:  # runtime → ingest → outbox: only the type is needed here
     from cxbot.runtime import Runtime
@@ -137,6 +143,8 @@ class OutboxWorker:
         retry: RetryPolicy | None = None,
         max_rounds: int = 20,
         concurrency: int = 8,
+        pacer: Pacer | None = None,
+        max_pace_wait: float = MAX_WAIT_SECONDS,
     ) -> None:
         self.runtime = runtime
         self.notifiers = dict(notifiers)
@@ -146,6 +154,16 @@ class OutboxWorker:
         self.max_rounds = max_rounds
         #: Posts in flight at once in a round (each to a different case or destination).
         self.concurrency = concurrency
+        #: Sends per destination: a notifier's `pace`, else a chat channel's for chat kinds (contacts
+        #: go to a provider, whose limits its own Retry-After tells).
+        self.paces: dict[str, Pace | None] = {
+            platform: getattr(notifier, "pace", CHANNEL_PACE if notifier.kinds & CHAT_KINDS else None)
+            for platform, notifier in self.notifiers.items()
+        }
+        self.pacer = pacer or Pacer()
+        self.max_pace_wait = max_pace_wait
+        #: When (pacer seconds) the soonest row put back for its pace or hold falls due again.
+        self.due_again: float | None = None
 
     async def run_once(self, *, now: datetime | None = None) -> RunStats:
         """Deliver everything due, round after round (a card unblocks its thread lines).
@@ -155,6 +173,7 @@ class OutboxWorker:
         """
         clock = self._clock_from(now)
         total = RunStats()
+        self.due_again = None
         for _ in range(self.max_rounds):
             stats = await self._round(clock)
             total.add(stats)
@@ -180,10 +199,14 @@ class OutboxWorker:
                 now = self.runtime.clock()
                 if pruned_at is None or now - pruned_at >= PRUNE_EVERY:
                     await forget_inbound_events(self.runtime, before=now - KEEP_INBOUND_EVENTS)
+                    self.pacer.forget_idle()
                     pruned_at = now
             except Exception:  # one bad round must not stop delivery for good
                 log.exception("outbox round failed")
-            await first_of(stop, queued, timeout=idle_seconds)
+            wait = idle_seconds
+            if self.due_again is not None:  # a row put back for its pace falls due before the poll
+                wait = min(wait, max(0.0, self.due_again - self.pacer.monotonic()))
+            await first_of(stop, queued, timeout=wait)
             rest = started + gap - loop.time()
             if rest > 0 and not stop.is_set():
                 await first_of(stop, timeout=rest)
@@ -216,9 +239,10 @@ class OutboxWorker:
     async def _deliver_claimed(self, claim: _Claim, clock: Clock, stats: RunStats) -> None:
         """Deliver the round's rows, up to `concurrency` at once: one lane per case and destination
         (the claim holds at most one row of each card and thread, so their order is kept), so a
-        slow post or a busy database connection holds up one lane, not the whole round."""
-        paused_until: dict[str, datetime] = {}
+        slow post or a busy database connection holds up one lane, not the whole round. A lane waits
+        for its destination's pace before it takes one of the `concurrency` slots."""
         broken: dict[tuple[str, str | None], str] = {}
+        held: dict[tuple[str, str | None], datetime] = {}
         lanes: dict[tuple[str, str | None, int | None], list[int]] = {}
         for row_id in sorted(claim.rows):
             row = claim.rows[row_id]
@@ -227,8 +251,7 @@ class OutboxWorker:
 
         async def lane(row_ids: list[int]) -> None:
             for row_id in row_ids:
-                async with slots:
-                    await self._deliver_held(claim, row_id, clock, stats, paused_until, broken)
+                await self._deliver_held(claim, row_id, clock, stats, slots, broken, held)
 
         await asyncio.gather(*(lane(row_ids) for row_ids in lanes.values()))
 
@@ -238,26 +261,61 @@ class OutboxWorker:
         row_id: int,
         clock: Clock,
         stats: RunStats,
-        paused_until: dict[str, datetime],
+        slots: asyncio.Semaphore,
         broken: dict[tuple[str, str | None], str],
+        held: dict[tuple[str, str | None], datetime],
     ) -> None:
-        if claim.until - clock() < self.lease / 2:  # a slow round: keep what it still holds
-            await self._renew(claim, clock, stats)
+        """One row: its pace, then a slot, then the post and the record.
+
+        `held` is this round's Retry-After holds by (platform, destination), with None for a whole
+        platform: the database holds the queued rows; this holds the ones this round already has."""
         row = claim.rows.get(row_id)
         if row is None:
-            return  # the lease ran out anyway and another worker has it now
-        pause = paused_until.get(row.platform)
+            return
+        outcome = None
         if (row.platform, row.destination) in broken:
             outcome = _Outcome("dead", error=broken[(row.platform, row.destination)], counted=False)
-        elif pause is not None:
-            outcome = _Outcome("released", next_attempt_at=pause, counted=False)
         else:
-            outcome = await self._deliver(row, clock)
-            if outcome.status == "retry" and outcome.extra.get("platform_paused"):
-                assert outcome.next_attempt_at is not None
-                paused_until[row.platform] = outcome.next_attempt_at
-            if outcome.report is not None and outcome.report.scope == "destination":
-                broken[(row.platform, row.destination)] = f"destination_dead: see outbox {row.id}"
+            wait = self.pacer.reserve(
+                row.platform, row.destination, self.paces.get(row.platform), max_wait=self.max_pace_wait
+            )
+            if wait > self.max_pace_wait:  # its slot is far off: put it back for then, move on
+                outcome = self._put_back(clock, wait)
+            elif wait > 0:
+                await asyncio.sleep(wait)
+        async with slots:
+            until = max(
+                (t for t in (held.get((row.platform, row.destination)), held.get((row.platform, None))) if t),
+                default=None,
+            )
+            if outcome is None and until is not None and until > clock():  # a Retry-After came meanwhile
+                outcome = self._put_back(clock, (until - clock()).total_seconds())
+            if claim.until - clock() < self.lease / 2:  # a slow round: keep what it still holds
+                await self._renew(claim, clock, stats)
+            if row_id not in claim.rows:
+                return  # the lease ran out anyway and another worker has it now
+            if outcome is None:
+                outcome = await self._deliver(row, clock)
+                hold = outcome.extra.get("hold") if outcome.status == "retry" else None
+                if hold is not None:
+                    assert outcome.next_attempt_at is not None
+                    held[(row.platform, row.destination if hold == "destination" else None)] = (
+                        outcome.next_attempt_at
+                    )
+                if outcome.report is not None and outcome.report.scope == "destination":
+                    broken[(row.platform, row.destination)] = f"destination_dead: see outbox {row.id}"
+            await self._record_held(claim, row, outcome, clock, stats)
+
+    def _put_back(self, clock: Clock, seconds: float) -> _Outcome:
+        """Back to pending, due when its pace or hold allows; the run loop wakes for it then."""
+        due = self.pacer.monotonic() + seconds
+        self.due_again = due if self.due_again is None else min(self.due_again, due)
+        return _Outcome("released", next_attempt_at=clock() + timedelta(seconds=seconds), counted=False)
+
+    async def _record_held(
+        self, claim: _Claim, row: OutboxMessage, outcome: _Outcome, clock: Clock, stats: RunStats
+    ) -> None:
+        row_id = row.id
         async with claim.lock:
             await self._record(row, outcome, claim.until, clock(), stats)
             claim.rows.pop(row_id, None)
@@ -294,10 +352,22 @@ class OutboxWorker:
             claim.until = until
 
     def _claimable(self) -> Any:
-        conditions = [
-            and_(OutboxMessage.platform == platform, OutboxMessage.kind.in_(sorted(notifier.kinds)))
-            for platform, notifier in self.notifiers.items()
-        ]
+        """Rows a notifier here delivers, except to destinations whose pace has no slot soon: claimed,
+        they would only be put back (an UPDATE each, round after round, while the backlog grows)."""
+        conditions = []
+        for platform, notifier in self.notifiers.items():
+            condition = and_(
+                OutboxMessage.platform == platform, OutboxMessage.kind.in_(sorted(notifier.kinds))
+            )
+            full = self.pacer.saturated(platform, self.paces.get(platform), beyond=self.max_pace_wait)
+            if full:
+                condition = and_(
+                    condition,
+                    or_(OutboxMessage.destination.is_(None), OutboxMessage.destination.not_in(sorted(full))),
+                )
+                due = self.pacer.monotonic() + min(full.values())
+                self.due_again = due if self.due_again is None else min(self.due_again, due)
+            conditions.append(condition)
         return or_(*conditions)
 
     async def _claim(self, clock: Clock) -> _Claim:
@@ -340,22 +410,27 @@ class OutboxWorker:
         try:
             result = await notifier.deliver(delivery)
         except TransientDeliveryError as error:  # Retry-After counts from when the answer arrived
-            outcome = self._transient(row, clock(), str(error), error.retry_after)
-            outcome.message_ref = _ref(error.result)
+            outcome = self._transient(row, clock(), str(error), error.retry_after, error.hold)
+            outcome.message_ref = result_ref(error.result)
             return outcome
         except PermanentDeliveryError as error:
             return _Outcome(
-                "dead", error=f"{error.code}: {error}", report=error, message_ref=_ref(error.result)
+                "dead", error=f"{error.code}: {error}", report=error, message_ref=result_ref(error.result)
             )
         except Exception as error:  # a bug or an unmapped network failure: retry, loudly
             log.exception("outbox %s: unexpected delivery failure", row.id)
             return self._transient(row, clock(), f"{type(error).__name__}: {error}", None)
-        outcome = _Outcome("sent", result=result, message_ref=_ref(result))
+        outcome = _Outcome("sent", result=result, message_ref=result_ref(result))
         outcome.extra["supersedes"] = supersedes
         return outcome
 
     def _transient(
-        self, row: OutboxMessage, now: datetime, error: str, retry_after: float | None
+        self,
+        row: OutboxMessage,
+        now: datetime,
+        error: str,
+        retry_after: float | None,
+        hold: str = "destination",
     ) -> _Outcome:
         attempt = row.attempts + 1
         if attempt >= self.retry.max_attempts:
@@ -363,8 +438,8 @@ class OutboxWorker:
             return _Outcome("dead", error=f"gave_up: {error}", report=gave_up)
         when = now + self.retry.delay(attempt, retry_after)
         outcome = _Outcome("retry", error=error, next_attempt_at=when)
-        # A rate limit applies to the whole workspace: hold the platform's other rows, don't hammer it.
-        outcome.extra["platform_paused"] = retry_after is not None
+        # A rate limit holds what it limits (the destination, or the platform): not everything else.
+        outcome.extra["hold"] = hold if retry_after is not None else None
         return outcome
 
     async def _prepare(self, row: OutboxMessage, now: datetime) -> tuple[Delivery, list[int]]:
@@ -380,7 +455,7 @@ class OutboxWorker:
         if row.case_id is not None and row.kind in CASE_KINDS:
             async with self.runtime.sessions() as session:
                 if row.kind == "case.card":
-                    supersedes = await _later_refreshes(session, row)
+                    supersedes = await later_refreshes(session, row)
                 case_view = await load_case_view(session, row.case_id, config=self.runtime.config, now=now)
                 if row.destination is not None:
                     message_ref = await session.scalar(
@@ -432,12 +507,14 @@ class OutboxWorker:
                 log.warning("outbox %s was claimed again after its lease ran out; leaving it", row.id)
                 stats.fenced += 1
                 return
-            if outcome.status == "retry" and outcome.extra.get("platform_paused"):
-                await _hold_platform(session, row.platform, until=values["next_attempt_at"])
+            hold = outcome.extra.get("hold") if outcome.status == "retry" else None
+            if hold is not None:
+                destination = row.destination if hold == "destination" else None
+                await hold_rows(session, row.platform, destination, until=values["next_attempt_at"])
             if outcome.message_ref and row.case_id is not None and row.destination is not None:
-                await _bind_post(session, row, outcome.message_ref, now)
+                await bind_post(session, row, outcome.message_ref, now)
             if outcome.status == "sent" and outcome.extra.get("supersedes"):
-                stats.superseded += await _supersede(session, row, outcome.extra["supersedes"], now)
+                stats.superseded += await supersede(session, row, outcome.extra["supersedes"], now)
             # A notifier may keep its own record (customer contacts: the contact row and the case card),
             # in this transaction; it then also owns telling people about a dead message.
             notifier = self.notifiers.get(row.platform)
@@ -459,12 +536,16 @@ class OutboxWorker:
                 if outcome.report is not None and recorder is None:
                     stats.reports += await self._queue_report(session, row, outcome.report, now)
                     if outcome.report.scope == "destination":
-                        stats.dead += await _bury_destination(session, row, now)
+                        stats.dead += await bury_destination(session, row, now)
         counter = {"sent": "sent", "dead": "dead", "retry": "retried", "released": "released"}[outcome.status]
         setattr(stats, counter, getattr(stats, counter) + 1)
         if outcome.status in ("sent", "dead"):
-            self.runtime.counters.inc(
-                f"cxbot_outbox_{outcome.status}_total", platform=row.platform, kind=row.kind
+            name = "delivered" if outcome.status == "sent" else "dead"
+            self.runtime.counters.inc(f"cxbot_outbox_{name}_total", platform=row.platform, kind=row.kind)
+        if outcome.status == "sent" and row.created_at is not None:  # queued to delivered, for /metrics
+            waited = (now - row.created_at).total_seconds()
+            self.runtime.counters.observe(
+                "cxbot_outbox_delivery_seconds", max(0.0, waited), platform=row.platform
             )
 
     async def _queue_report(
@@ -519,84 +600,3 @@ async def first_of(*events: asyncio.Event, timeout: float) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
-
-
-async def _later_refreshes(session: AsyncSession, row: OutboxMessage) -> list[int]:
-    """Card refreshes of the same case and destination queued after `row` and not yet claimed."""
-    later = await session.execute(
-        select(OutboxMessage.id).where(
-            OutboxMessage.kind == CASE_CARD,
-            OutboxMessage.case_id == row.case_id,
-            OutboxMessage.platform == row.platform,
-            OutboxMessage.destination == row.destination,
-            OutboxMessage.id > row.id,
-            OutboxMessage.status == "pending",
-        )
-    )
-    return list(later.scalars())
-
-
-async def _supersede(session: AsyncSession, row: OutboxMessage, ids: list[int], now: datetime) -> int:
-    """Close refreshes that the card just sent already showed; still pending only, so none is lost."""
-    closed = await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "pending")
-        .values(status="sent", sent_at=now, result={"superseded_by": row.id}, last_error=None)
-        .returning(OutboxMessage.id)
-        .execution_options(synchronize_session=False)
-    )
-    return len(closed.all())
-
-
-async def _hold_platform(session: AsyncSession, platform: str, *, until: datetime) -> None:
-    """A platform's Retry-After holds all of its queued rows (for every worker), not just the one."""
-    await session.execute(
-        update(OutboxMessage)
-        .where(
-            OutboxMessage.platform == platform,
-            OutboxMessage.status == "pending",
-            OutboxMessage.next_attempt_at < until,
-        )
-        .values(next_attempt_at=until)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def _ref(result: dict[str, Any] | None) -> str | None:
-    ref = (result or {}).get("message_ref")
-    return str(ref) if ref else None
-
-
-async def _bury_destination(session: AsyncSession, row: OutboxMessage, now: datetime) -> int:
-    """A destination that does not exist fails every message the same way: one report, not one each."""
-    buried = await session.execute(
-        update(OutboxMessage)
-        .where(
-            OutboxMessage.platform == row.platform,
-            OutboxMessage.destination == row.destination,
-            OutboxMessage.status == "pending",
-            OutboxMessage.kind != REPORT,
-            OutboxMessage.id != row.id,
-        )
-        .values(status="dead", last_error=f"destination_dead: see outbox {row.id}")
-        .returning(OutboxMessage.id)
-        .execution_options(synchronize_session=False)
-    )
-    return len(buried.all())
-
-
-async def _bind_post(session: AsyncSession, row: OutboxMessage, message_ref: str, now: datetime) -> None:
-    stmt = insert_for(session, CasePost).values(
-        case_id=row.case_id,
-        platform=row.platform,
-        destination=row.destination,
-        message_ref=message_ref,
-        created_at=now,
-        updated_at=now,
-    )
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[CasePost.case_id, CasePost.platform, CasePost.destination],
-            set_={"message_ref": message_ref, "updated_at": now},
-        )
-    )

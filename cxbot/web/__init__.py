@@ -16,9 +16,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from cxbot.runtime import Runtime
-from cxbot.web.api import get_cases, get_scores, healthz, metrics
+from cxbot.web.api import get_cases, get_scores, healthz
 from cxbot.web.common import BodyLimit, HttpError
 from cxbot.web.ingest import post_feedback, post_webhook
+from cxbot.web.metrics import metrics
 from cxbot.web.resurvey import get_resurvey, post_resurvey
 
 log = logging.getLogger(__name__)

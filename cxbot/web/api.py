@@ -1,18 +1,18 @@
-"""`GET /api/scores`, `GET /api/cases`, `/healthz` and `/metrics` for dashboards and operators."""
+"""`GET /api/scores`, `GET /api/cases`, and `/healthz` for dashboards and operators."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse
 
 from cxbot.commands.grammar import case_ref
 from cxbot.limits import parse_id
 from cxbot.loop.recovery import recovery_stats
-from cxbot.models import CASE_STATES, OPEN_CASE_STATES, Case
+from cxbot.models import CASE_STATES, Case
 from cxbot.pii import mask_text
 from cxbot.scores.queries import WINDOWS, list_cases, parse_window, window_scores
 from cxbot.scores.stats import METRICS, Change, Score, compare
@@ -194,17 +194,4 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-async def metrics(request: Request) -> PlainTextResponse:
-    runtime = runtime_of(request)
-    async with runtime.sessions() as session:
-        rows = await session.execute(
-            select(Case.team_key, func.count())
-            .where(Case.state.in_(OPEN_CASE_STATES))
-            .group_by(Case.team_key)
-        )
-        open_cases = [({"team": team}, float(count)) for team, count in rows.all()]
-    gauges = {"cxbot_open_cases": ("Cases not yet resolved, by team.", open_cases)}
-    return PlainTextResponse(runtime.counters.render(gauges), media_type="text/plain; version=0.0.4")
-
-
-__all__ = ["WINDOWS", "get_cases", "get_scores", "healthz", "metrics"]
+__all__ = ["WINDOWS", "get_cases", "get_scores", "healthz"]

@@ -32,6 +32,8 @@ from handlers.slack.renderers import contact_modal, new_case_modal, reply_messag
 SLACK_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 FAILED = "Sorry, that did not work; the error is in cxbot's log. Nothing was changed."
 REPLAYED = "That exact command was already received and ran once; nothing changed this time."
+QUEUED = "cxbot is busy: your command is queued and will run shortly; its answer will follow here."
+REFUSED = "cxbot is too busy to take that command right now; nothing was changed. Try again in a minute."
 
 
 def register(app: AsyncApp, deps: SlackDeps) -> None:
@@ -56,7 +58,13 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             return
         # Answer Slack now; the transaction and the response_url reply run after (design.md §10).
         key = replay_key(request)
-        deps.runtime.background.start(answer_command(deps, command, respond, key), name="slack-command")
+        accepted = deps.runtime.background.start(
+            answer_command(deps, command, respond, key),
+            name="slack-command",
+            busy=lambda: send_reply(respond, Reply(QUEUED, ok=True)),
+        )
+        if not accepted:  # the queue is full: say so now rather than leave the user waiting
+            await send_reply(respond, Reply(REFUSED, ok=False))
 
     app.command(deps.runtime.config.slash_command)(cx_command)
 

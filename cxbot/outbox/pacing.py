@@ -1,0 +1,108 @@
+"""Pacing the outbox per destination (design.md §9, issue #15): what each channel or conversation can take.
+
+Chat platforms limit posts per destination, not per app: about one message a second per channel
+(short bursts allowed), or a few per second per conversation. A worker that posts as fast as it
+can earns 429s, and a 429 that pauses the whole platform makes every channel wait for the one that
+was busy. So each (platform, destination) has its own sliding-window pace (and the worker holds
+only the destination that got a Retry-After, or the platform when the error says the limit was
+the platform's, measured from when that answer arrived).
+
+A send *reserves* its slot before it waits, so sends to one destination keep the order in which
+they asked, and a send that would wait too long is not reserved at all: the worker puts its row
+back with the time it may go, and the round moves on.
+
+The pace is the process's own: replicas do not share it (each paces what it sends; a 429 still
+reaches the database as the retry time of the destination's rows, which every replica obeys).
+Times here are monotonic seconds from an injectable clock, so tests can pace without sleeping.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """At most `count` sends in any `seconds`, for every (count, seconds) window at once."""
+
+    windows: tuple[tuple[int, float], ...]
+
+    def __post_init__(self) -> None:
+        if not self.windows or any(count < 1 or seconds <= 0 for count, seconds in self.windows):
+            raise ValueError(f"a pace needs windows of at least one send per positive time: {self.windows}")
+
+    @property
+    def longest(self) -> tuple[int, float]:
+        return max(self.windows, key=lambda window: window[1])
+
+
+CHANNEL_PACE: Final = Pace(((4, 1.0), (10, 10.0)))
+"""A chat channel: about one message a second sustained (10 in any 10 s), bursts of up to 4 in a
+second. Slack documents "1 message per second per channel, short bursts allowed" for
+chat.postMessage without a burst size; this is the default for a notifier that names no pace."""
+
+CONVERSATION_PACE: Final = Pace(((7, 1.0), (8, 2.0), (60, 30.0), (1800, 3600.0)))
+"""A Microsoft Teams conversation: the Bot Framework's per-bot, per-conversation limits for sending
+to a conversation (7 per second, 8 per 2 s, 60 per 30 s, 1,800 per hour), from Microsoft's "Rate
+limiting for bots" page. A Teams notifier names it as its `pace`."""
+
+#: A send that would wait longer than this is put back rather than held in a round.
+MAX_WAIT_SECONDS: Final = 2.0
+
+
+class Pacer:
+    """Per-destination sliding windows and holds, for one worker process."""
+
+    def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.monotonic = monotonic
+        self._lanes: dict[tuple[str, str], deque[float]] = {}
+
+    def reserve(self, platform: str, destination: str | None, pace: Pace | None, *, max_wait: float) -> float:
+        """Seconds until a send to `destination` may go; reserved only if that is at most `max_wait`.
+
+        A destination of None or a pace of None is not paced. Holds (Retry-After) are the worker's:
+        they live on the rows, in the database, so every replica obeys them.
+        """
+        if destination is None or pace is None:
+            return 0.0
+        now = self.monotonic()
+        sent = self._lanes.setdefault((platform, destination), deque())
+        while sent and sent[0] <= now - pace.longest[1]:
+            sent.popleft()
+        start = max(now, *(self._free_at(sent, count, seconds) for count, seconds in pace.windows))
+        wait = start - now
+        if wait <= max_wait:
+            sent.append(start)  # reservations only move forward in time, so the log stays sorted
+        return wait
+
+    def saturated(self, platform: str, pace: Pace | None, *, beyond: float) -> dict[str, float]:
+        """Destinations of `platform` whose next slot is more than `beyond` seconds off, with the wait."""
+        if pace is None:
+            return {}
+        now = self.monotonic()
+        found: dict[str, float] = {}
+        for (lane_platform, destination), sent in self._lanes.items():
+            if lane_platform != platform or not sent:
+                continue
+            wait = max(self._free_at(sent, count, seconds) for count, seconds in pace.windows) - now
+            if wait > beyond:
+                found[str(destination)] = wait
+        return found
+
+    @staticmethod
+    def _free_at(sent: deque[float], count: int, seconds: float) -> float:
+        """When one more send fits in this window: `count` sends back, plus the window."""
+        if len(sent) < count:
+            return 0.0
+        return sent[-count] + seconds
+
+    def forget_idle(self) -> None:
+        """Drop destinations with nothing in their windows and no hold, so memory follows activity."""
+        now = self.monotonic()
+        for key, sent in list(self._lanes.items()):
+            if not sent or sent[-1] <= now - 3600.0:
+                del self._lanes[key]
