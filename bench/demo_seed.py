@@ -29,11 +29,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cxbot import demo
-from cxbot.clock import ManualClock
 from cxbot.config import load_config
-from cxbot.db import upgrade
-from cxbot.demo_cache import DemoSnapshots, snapshot_key
-from cxbot.runtime import Runtime
+from cxbot.demo_cache import DemoSnapshots, build_demo_database, snapshot_key
 from cxbot.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,12 +48,8 @@ def timed(phases: dict[str, float], name: str, function: Callable[..., Any]) -> 
 
 
 async def one_run(directory: Path) -> tuple[float, float, dict[str, float], demo.SeedReport]:
-    url = f"sqlite:///{directory / 'demo.db'}"
-    await upgrade(url)
-    settings = Settings(_env_file=None, DATABASE_URL=url)  # type: ignore[call-arg]
-    runtime = Runtime.build(
-        settings=settings, config=load_config(ROOT / "cxbot.example.yaml"), clock=ManualClock(demo.DEMO_NOW)
-    )
+    settings = Settings(_env_file=None, DATABASE_URL="sqlite://")  # type: ignore[call-arg]
+    config = load_config(ROOT / "cxbot.example.yaml")
     phases: dict[str, float] = defaultdict(float)
     originals = (demo.ingest_items, demo._act, demo.escalation.tick)
     demo.ingest_items = timed(phases, "ingest", demo.ingest_items)
@@ -64,11 +57,10 @@ async def one_run(directory: Path) -> tuple[float, float, dict[str, float], demo
     demo.escalation.tick = timed(phases, "escalation ticks", demo.escalation.tick)
     try:
         cpu, wall = time.process_time(), time.perf_counter()
-        report = await demo.seed_demo(runtime)
+        report = await build_demo_database(directory / "demo.db", settings=settings, config=config)
         return time.perf_counter() - wall, time.process_time() - cpu, dict(phases), report
     finally:
         demo.ingest_items, demo._act, demo.escalation.tick = originals
-        await runtime.close()
 
 
 def copy_run(directory: Path, report: demo.SeedReport) -> tuple[float, float]:

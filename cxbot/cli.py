@@ -367,8 +367,8 @@ def cmd_console(args: argparse.Namespace, settings: Settings, console: PlatformC
     """The shell adapter; with --demo on a fresh SQLite file and a demo clock that moves on `:advance`."""
     from cxbot.clock import ManualClock
     from cxbot.db import upgrade
-    from cxbot.demo import DEMO_NOW, SeedReport, seed_demo
-    from cxbot.demo_cache import DemoSnapshots, default_cache_dir, remove_sqlite, snapshot_key
+    from cxbot.demo import DEMO_NOW, SeedReport
+    from cxbot.demo_cache import DemoSnapshots, build_demo_database, default_cache_dir, snapshot_key
     from cxbot.runtime import Runtime, system_clock
 
     if console is None:
@@ -388,7 +388,13 @@ def cmd_console(args: argparse.Namespace, settings: Settings, console: PlatformC
         started = time.perf_counter()
         report = snapshots.restore(key, database)
         if report is None:
-            remove_sqlite(database)
+            columns = shutil.get_terminal_size().columns - 1
+            note = f"Seeding demo data into {database} (built on the first run, copied on later ones) ..."
+            print(textwrap.fill(note, width=max(40, columns)), file=sys.stderr, flush=True)
+            report = asyncio.run(
+                build_demo_database(database, settings=settings, config=config, progress=True)
+            )
+            snapshots.store(key, database, report)
         else:
             report.seconds = time.perf_counter() - started
         settings = settings.model_copy(update={"database_url": f"sqlite:///{database}"})
@@ -402,13 +408,7 @@ def cmd_console(args: argparse.Namespace, settings: Settings, console: PlatformC
     try:
         loop.run_until_complete(upgrade(settings.database_url))
         summary = None
-        if snapshots is not None:
-            if report is None:
-                columns = shutil.get_terminal_size().columns - 1
-                note = f"Seeding demo data into {database} (built on the first run, copied on later ones) ..."
-                print(textwrap.fill(note, width=max(40, columns)), file=sys.stderr, flush=True)
-                report = loop.run_until_complete(seed_demo(runtime, progress=True))
-                snapshots.store(key, database, report)
+        if report is not None:
             how = "copied" if report.copied else "seeded"
             summary = f"{report.summary()}; {how} in {report.seconds:.1f} s into {database}"
         else:

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from tqdm import tqdm
 
-from cxbot.authz import Denied, actor_for
+from cxbot.authz import Actor, Denied, actor_for
 from cxbot.cases import escalation, flows
 from cxbot.cases.flows import COULD_NOT_CONTACT
 from cxbot.cases.sla import policy_of
@@ -433,8 +433,7 @@ def _can_email(config: Config, team: str) -> bool:
     return name is not None and name in getattr(config, "contact_providers", {})
 
 
-async def _act(runtime: Runtime, session: Any, action: _Action) -> None:
-    actor = actor_for(runtime.config, DEMO_ACTOR_PLATFORM, action.actor)
+async def _act(runtime: Runtime, session: Any, action: _Action, actor: Actor) -> None:
     common = {"config": runtime.config, "case_id": action.case_id, "actor": actor, "now": action.at}
     if action.verb == "ack":
         await flows.acknowledge(session, **common)
@@ -497,6 +496,7 @@ async def seed_demo(
     bar.update(HISTORY_WEIGHT)
 
     queue: list[_Action] = []
+    actors: dict[str, Actor] = {}
     seq = 0
     position = 0
     hour = live_from
@@ -510,8 +510,11 @@ async def seed_demo(
             # What people did during this hour, in order, each at its own instant...
             while queue and queue[0].at <= tick:
                 action = heapq.heappop(queue)
+                actor = actors.get(action.actor)
+                if actor is None:  # resolving a person scans `people:`; the demo has a handful of actors
+                    actor = actors[action.actor] = actor_for(config, DEMO_ACTOR_PLATFORM, action.actor)
                 try:
-                    await _act(runtime, session, action)
+                    await _act(runtime, session, action, actor)
                     report.actions += 1
                 except (flows.InvalidTransition, flows.CaseNotFound, Denied):
                     report.refused += 1
