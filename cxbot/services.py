@@ -52,7 +52,7 @@ async def serving(
     tasks = [asyncio.create_task(fetcher.run_forever(stop, idle_seconds=idle_seconds), name="cxbot-fetch")]
     notifiers = outbox_notifiers(runtime, platforms)
     if notifiers:
-        worker = OutboxWorker(runtime, notifiers)
+        worker = OutboxWorker(runtime, notifiers, paced=True)
         tasks.append(
             asyncio.create_task(worker.run_forever(stop, idle_seconds=idle_seconds), name="cxbot-outbox")
         )

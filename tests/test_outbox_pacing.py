@@ -174,7 +174,9 @@ async def test_a_busy_channel_is_paced_and_what_waits_is_put_back_for_its_slot(
     runtime, http, clock = bot
     monotonic = Monotonic()
     channels = Channels(monotonic)
-    worker = OutboxWorker(runtime, {PLATFORM: channels}, pacer=Pacer(monotonic=monotonic), max_pace_wait=0)
+    worker = OutboxWorker(
+        runtime, {PLATFORM: channels}, pacer=Pacer(monotonic=monotonic), max_pace_wait=0, paced=True
+    )
     await open_cases(http, "Phone", 6)
     await open_cases(http, "Chat", 2)
 

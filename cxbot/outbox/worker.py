@@ -145,6 +145,7 @@ class OutboxWorker:
         concurrency: int = 8,
         pacer: Pacer | None = None,
         max_pace_wait: float = MAX_WAIT_SECONDS,
+        paced: bool = False,
     ) -> None:
         self.runtime = runtime
         self.notifiers = dict(notifiers)
@@ -154,10 +155,14 @@ class OutboxWorker:
         self.max_rounds = max_rounds
         #: Posts in flight at once in a round (each to a different case or destination).
         self.concurrency = concurrency
-        #: Sends per destination: a notifier's `pace`, else a chat channel's for chat kinds (contacts
-        #: go to a provider, whose limits its own Retry-After tells).
+        #: Sends per destination when `paced` (as `serve` runs it; a worker driven round by round on
+        #: a test's frozen clock is not): a notifier's `pace`, else a chat channel's for chat kinds
+        #: (contacts go to a provider, whose limits its own Retry-After tells). Retry-After holds
+        #: apply either way.
         self.paces: dict[str, Pace | None] = {
             platform: getattr(notifier, "pace", CHANNEL_PACE if notifier.kinds & CHAT_KINDS else None)
+            if paced
+            else None
             for platform, notifier in self.notifiers.items()
         }
         self.pacer = pacer or Pacer()

@@ -21,6 +21,7 @@ from typing import Any
 from cxbot.config import PERSON_ID_PATTERNS
 from cxbot.digest.serialize import digest_from_json
 from cxbot.outbox.contract import CHAT_KINDS, ESCALATION_DM, Delivery, DeliveryError, PermanentDeliveryError
+from cxbot.outbox.pacing import CONVERSATION_PACE
 from cxbot.pii import mask_text
 from handlers.teams.cards import attachment, case_card, clip, fallback_text
 from handlers.teams.connector import BotConnector
@@ -43,6 +44,8 @@ def split_ref(message_ref: str) -> tuple[str, str] | None:
 class TeamsNotifier:
     platform = PLATFORM
     kinds = CHAT_KINDS
+    #: Teams' per-conversation limits, not a Slack channel's one a second.
+    pace = CONVERSATION_PACE
 
     def __init__(
         self,
