@@ -38,7 +38,7 @@ from cxbot.cases.flows import COULD_NOT_CONTACT
 from cxbot.cases.sla import policy_of
 from cxbot.config import Config
 from cxbot.db import transaction
-from cxbot.ingest.service import ingest_items
+from cxbot.ingest.service import ingest_items, ingestor_for
 from cxbot.loop.contact import flows as contact_flows
 from cxbot.models import Case, Feedback
 from cxbot.runtime import Runtime
@@ -492,7 +492,7 @@ async def seed_demo(
         disable=None if progress else True,
     )
     async with transaction(runtime.sessions) as session:
-        await ingest_items(session, runtime.ingestor, history, now=live_from, open_cases=False)
+        await ingest_items(session, ingestor_for(runtime.config), history, now=live_from, open_cases=False)
     bar.update(HISTORY_WEIGHT)
 
     queue: list[_Action] = []
@@ -519,7 +519,7 @@ async def seed_demo(
                 except (flows.InvalidTransition, flows.CaseNotFound, Denied):
                     report.refused += 1
             # ...then the hour's feedback arrives, and its negative items open cases.
-            results = await ingest_items(session, runtime.ingestor, batch, now=tick)
+            results = await ingest_items(session, ingestor_for(runtime.config), batch, now=tick)
             opened = [int(r.case[3:]) for r in results if r.case]
             if opened:
                 rows = await session.execute(select(Case.id, Case.team_key).where(Case.id.in_(opened)))

@@ -17,8 +17,6 @@ from cxbot.background import BackgroundWork
 from cxbot.config import Config
 from cxbot.db import create_engine, session_factory, transaction
 from cxbot.directory import sync_directory
-from cxbot.ingest.routing import Router
-from cxbot.ingest.service import Ingestor
 from cxbot.observability import Counters
 from cxbot.settings import Settings
 
@@ -33,8 +31,6 @@ class Runtime:
     config: Config
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    router: Router
-    ingestor: Ingestor
     clock: Callable[[], datetime] = system_clock
     counters: Counters = field(default_factory=Counters)
     #: Work requests handed off so they could answer at once (Slack's acknowledgement); drained on close.
@@ -49,15 +45,12 @@ class Runtime:
         cls, *, settings: Settings, config: Config, clock: Callable[[], datetime] = system_clock
     ) -> Runtime:
         engine = create_engine(settings.database_url)
-        router = Router(config)
         queued = asyncio.Event()
         return cls(
             settings=settings,
             config=config,
             engine=engine,
             sessions=session_factory(engine, outbox_wakeup=queued),
-            router=router,
-            ingestor=Ingestor(router),
             clock=clock,
             outbox_queued=queued,
         )

@@ -24,7 +24,7 @@ from cxbot.authz import actor_for
 from cxbot.clock import ManualClock
 from cxbot.config import Config
 from cxbot.db import transaction
-from cxbot.ingest.service import ingest_items
+from cxbot.ingest.service import ingest_items, ingestor_for
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
 from handlers.console.commands import PROMPT, Console, repl
@@ -131,7 +131,7 @@ async def demo_runtime(settings: Settings, example_config: Config) -> AsyncItera
         "customer": {"id": "c-1", "name": "Ada Lovelace", "email": "ada@example.com"},
     }
     async with transaction(built.sessions) as session:
-        [result] = await ingest_items(session, built.ingestor, [item], now=clock())
+        [result] = await ingest_items(session, ingestor_for(built.config), [item], now=clock())
     assert result.case == "CX-1"
     try:
         yield built

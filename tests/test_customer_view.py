@@ -28,7 +28,7 @@ from cxbot.commands.dispatch import Reply, Where, run_text
 from cxbot.config import RepeatDetractor
 from cxbot.db import transaction
 from cxbot.ingest.csv_import import ImportOptions, import_csv
-from cxbot.ingest.service import ingest_items
+from cxbot.ingest.service import ingest_items, ingestor_for
 from cxbot.models import AuditEvent, Case, Customer
 from cxbot.pii import mask_text
 from cxbot.runtime import Runtime
@@ -345,7 +345,7 @@ def generated_items(count: int, *, customer: str, start: datetime, prefix: str) 
 
 async def store(runtime: Runtime, items: list[dict[str, Any]], now: datetime) -> list[int]:
     async with transaction(runtime.sessions) as session:
-        results = await ingest_items(session, runtime.ingestor, items, now=now)
+        results = await ingest_items(session, ingestor_for(runtime.config), items, now=now)
     assert all(r.status == "created" for r in results), [r for r in results if r.status != "created"][:3]
     return [r.feedback_id for r in results if r.feedback_id is not None]
 

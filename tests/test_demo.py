@@ -15,7 +15,7 @@ from cxbot.config import Config
 from cxbot.db import transaction
 from cxbot.demo import DEMO_DAYS, DEMO_NOW, SeedReport, generate_feedback, seed_demo
 from cxbot.demo_cache import DemoSnapshots, snapshot_key
-from cxbot.ingest.service import ingest_items
+from cxbot.ingest.service import ingest_items, ingestor_for
 from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, Feedback
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
@@ -141,7 +141,7 @@ async def test_the_demo_database_is_built_once_then_copied_with_its_report(
     try:
         await runtime.sync_directory()
         async with transaction(runtime.sessions) as session:
-            results = await ingest_items(session, runtime.ingestor, items, now=DEMO_NOW)
+            results = await ingest_items(session, ingestor_for(runtime.config), items, now=DEMO_NOW)
         seeded = await _cases_and_feedback(runtime)
         report = SeedReport(feedback=seeded[1], cases=len(seeded[0]), states=Counter(new=len(seeded[0])))
         snapshots = DemoSnapshots(tmp_path / "cache")

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from cxbot.db import transaction
 from cxbot.ingest.csv_import import ImportOptions, ImportReport, _Converter, _RowError, import_csv
 from cxbot.ingest.schema import ItemError, validate_item
-from cxbot.ingest.service import ingest_items
+from cxbot.ingest.service import ingest_items, ingestor_for
 from cxbot.models import Base
 from cxbot.runtime import Runtime
 from tests.support.databases import truncate_sql
@@ -163,7 +163,7 @@ async def run_scenario(
     await reset(runtime)
     async with transaction(runtime.sessions) as session:
         results = await ingest_items(
-            session, runtime.ingestor, EXISTING, now=runtime.clock(), default_source=SOURCE
+            session, ingestor_for(runtime.config), EXISTING, now=runtime.clock(), default_source=SOURCE
         )
     assert [r.status for r in results] == ["created"] * len(EXISTING)
     options = replace(OPTIONS, bulk=bulk, batch_size=batch)
@@ -239,11 +239,16 @@ async def test_bulk_ingest_answers_like_the_portable_path(runtime: Runtime) -> N
         await reset(runtime)
         async with transaction(runtime.sessions) as session:
             await ingest_items(
-                session, runtime.ingestor, EXISTING, now=runtime.clock(), default_source=SOURCE
+                session, ingestor_for(runtime.config), EXISTING, now=runtime.clock(), default_source=SOURCE
             )
         async with transaction(runtime.sessions) as session:
             results = await ingest_items(
-                session, runtime.ingestor, items, now=runtime.clock(), default_source=SOURCE, bulk=bulk
+                session,
+                ingestor_for(runtime.config),
+                items,
+                now=runtime.clock(),
+                default_source=SOURCE,
+                bulk=bulk,
             )
         answers.append(([r.as_dict() for r in results], await dump(runtime)))
     assert answers[1] == answers[0]

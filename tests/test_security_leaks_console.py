@@ -16,7 +16,7 @@ from cxbot.authz import Actor
 from cxbot.clock import ManualClock
 from cxbot.config import Config
 from cxbot.db import transaction
-from cxbot.ingest.service import ingest_items
+from cxbot.ingest.service import ingest_items, ingestor_for
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
 from handlers.console.commands import Console
@@ -42,7 +42,7 @@ async def leaky_runtime(settings: Settings, example_config: Config) -> AsyncIter
         "customer": {"id": ADA_EMAIL, "name": "Ada Lovelace", "email": ADA_EMAIL, "phone": ADA_PHONE},
     }
     async with transaction(built.sessions) as session:
-        [result] = await ingest_items(session, built.ingestor, [item], now=clock())
+        [result] = await ingest_items(session, ingestor_for(built.config), [item], now=clock())
     assert result.case == "CX-1"
     try:
         yield built

@@ -36,7 +36,7 @@ from typing import Any
 from cxbot.db import transaction
 from cxbot.ingest.csv_lean import LeanRows
 from cxbot.ingest.schema import METRICS, ItemError, parse_timestamp
-from cxbot.ingest.service import ingest_items
+from cxbot.ingest.service import ingest_items, ingestor_for
 from cxbot.runtime import Runtime
 
 #: Fields a `--map` or `--set` may name.
@@ -486,7 +486,7 @@ async def _store(
     async with transaction(runtime.sessions) as session:
         results = await ingest_items(
             session,
-            runtime.ingestor,
+            ingestor_for(runtime.config),
             items,
             now=runtime.clock(),
             default_source=source,

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cxbot.db import insert_for, transaction
 from cxbot.ingest.fetching import Fetcher, FetchError, FetchSkip
 from cxbot.ingest.providers import PROVIDERS
-from cxbot.ingest.service import ingest_items
+from cxbot.ingest.service import ingest_items, ingestor_for
 from cxbot.models import ProviderFetch
 from cxbot.outbox.worker import RetryPolicy
 
@@ -205,7 +205,7 @@ class FetchWorker:
         async with transaction(self.runtime.sessions) as session:
             if values["status"] == "done":
                 results = await ingest_items(
-                    session, self.runtime.ingestor, items, now=now, default_source=row.provider
+                    session, ingestor_for(self.runtime.config), items, now=now, default_source=row.provider
                 )
                 errors = [r.reason for r in results if r.status == "error"]
                 if errors or not results:

@@ -8,6 +8,7 @@ same item meet on unique keys (`ON CONFLICT DO NOTHING`) and the loser treats th
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from operator import attrgetter
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cxbot import limits
 from cxbot.cases.detractors import raise_priority
 from cxbot.cases.sla import deadlines
+from cxbot.config import Config
 from cxbot.db import insert_for
 from cxbot.ingest.bulk import BulkWriter
 from cxbot.ingest.common import (
@@ -110,7 +112,11 @@ async def _customer_ids(session: AsyncSession, customers: list[CustomerIn], *, n
 
 
 class Ingestor:
-    """Stores validated feedback and opens cases for the negative items, for one configuration."""
+    """Stores validated feedback and opens cases for the negative items, for one configuration.
+
+    Built from the configuration, not by the runtime: :func:`ingestor_for` keeps one per loaded
+    configuration, so its compiled rules and route cache are shared by every request.
+    """
 
     def __init__(self, router: Router) -> None:
         self.router = router
@@ -487,3 +493,23 @@ async def ingest_items(
             errors.append(ItemResult(index=index, status="error", reason=str(error)))
     stored = await ingestor.store(session, valid, now=now, open_cases=open_cases, bulk=bulk) if valid else []
     return sorted([*stored, *errors], key=_BY_INDEX) if errors else stored
+
+
+#: Configurations whose ingestor is kept: a process runs one, a test suite a few at a time.
+KEPT_INGESTORS = 8
+_ingestors: OrderedDict[int, tuple[Config, Ingestor]] = OrderedDict()
+
+
+def ingestor_for(config: Config) -> Ingestor:
+    """The ingestor of a loaded configuration, built on first use (the entry holds the config, so
+    its id is not reused while the entry is kept)."""
+    key = id(config)
+    kept = _ingestors.get(key)
+    if kept is not None and kept[0] is config:
+        _ingestors.move_to_end(key)
+        return kept[1]
+    ingestor = Ingestor(Router(config))
+    _ingestors[key] = (config, ingestor)
+    while len(_ingestors) > KEPT_INGESTORS:
+        _ingestors.popitem(last=False)
+    return ingestor

@@ -44,7 +44,7 @@ from cxbot.ingest.intercom import IntercomOptions, conversation_items
 from cxbot.ingest.providers import PROVIDERS
 from cxbot.ingest.qualtrics import QualtricsOptions
 from cxbot.ingest.qualtrics import response_items as qualtrics_items
-from cxbot.ingest.service import ingest_items
+from cxbot.ingest.service import ingest_items, ingestor_for
 from cxbot.ingest.surveymonkey import SurveyMonkeyOptions, response_items
 from cxbot.ingest.webhook_base import DailySyncOptions, PayloadError
 from cxbot.ingest.zendesk import ZendeskOptions, rating_items
@@ -273,7 +273,7 @@ async def sync_provider(
             if items:
                 async with transaction(runtime.sessions) as session:
                     results = await ingest_items(
-                        session, runtime.ingestor, items, now=now, default_source=name
+                        session, ingestor_for(runtime.config), items, now=now, default_source=name
                     )
                 report.statuses.update(r.status for r in results)
             if progress is not None:

@@ -25,7 +25,7 @@ from cxbot.authz import Actor, require_member
 from cxbot.cases.flows import ActionResult, InvalidTransition, get_case, record_event, transition
 from cxbot.config import Config, parse_duration
 from cxbot.ingest.routing import METRIC_LABELS
-from cxbot.ingest.service import ingest_items
+from cxbot.ingest.service import ingest_items, ingestor_for
 from cxbot.limits import MAX_RESURVEY_COMMENT_CHARS, parse_id, parse_unix_seconds, text_problem
 from cxbot.loop.contact.flows import channels_for, queue_contact
 from cxbot.loop.recovery import recovery_outcome
@@ -433,7 +433,7 @@ async def answer(
         "received_at": now.astimezone(UTC).isoformat(),
         **({"customer": {"id": customer.external_id}} if customer is not None else {}),
     }
-    [result] = await ingest_items(session, runtime.ingestor, [item], now=now, open_cases=False)
+    [result] = await ingest_items(session, ingestor_for(runtime.config), [item], now=now, open_cases=False)
     if result.feedback_id is None:
         raise LinkInvalid(f"the answer could not be stored ({result.reason})")
     await session.execute(

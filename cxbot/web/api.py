@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from cxbot.commands.grammar import case_ref
+from cxbot.ingest.service import ingestor_for
 from cxbot.limits import parse_id
 from cxbot.loop.recovery import recovery_stats
 from cxbot.models import CASE_STATES, Case
@@ -56,7 +57,7 @@ async def get_scores(request: Request) -> JSONResponse:
             400, f"team: {team!r} is not a team (teams are: {', '.join(runtime.config.team_keys)})"
         )
     if touchpoint is not None:
-        found = runtime.router.touchpoint(touchpoint)
+        found = ingestor_for(runtime.config).router.touchpoint(touchpoint)
         if found is None:
             raise HttpError(400, f"touchpoint: {touchpoint!r} is not a configured touchpoint")
         touchpoint = found.key

@@ -12,7 +12,7 @@ from cxbot.db import transaction
 from cxbot.ingest.common import ItemResult
 from cxbot.ingest.fetch_queue import queue_fetches
 from cxbot.ingest.providers import PROVIDERS, PayloadError, SignatureError
-from cxbot.ingest.service import ingest_items
+from cxbot.ingest.service import ingest_items, ingestor_for
 from cxbot.limits import MAX_ITEMS_PER_DELIVERY
 from cxbot.runtime import Runtime
 from cxbot.web.common import HttpError, parse_form, parse_json, read_body, require_api_key, runtime_of
@@ -23,7 +23,9 @@ MAX_ITEMS_PER_REQUEST = MAX_ITEMS_PER_DELIVERY
 async def _store(runtime: Runtime, items: list, *, default_source: str | None = None) -> list[ItemResult]:
     now = runtime.clock()
     async with transaction(runtime.sessions) as session:
-        results = await ingest_items(session, runtime.ingestor, items, now=now, default_source=default_source)
+        results = await ingest_items(
+            session, ingestor_for(runtime.config), items, now=now, default_source=default_source
+        )
     for result in results:
         runtime.counters.inc("cxbot_feedback_items_total", status=result.status)
     return results
