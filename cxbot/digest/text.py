@@ -92,14 +92,31 @@ def format_percent(value: float | None, n: int) -> str:
     return NA if value is None else f"{value:.0f}% (n={n})"
 
 
-def _day(value: date) -> str:
+def format_day(value: date) -> str:
+    """`Mon 2 Nov 2026`: the digest's day, on every platform."""
     return f"{value:%a} {value.day} {value:%b %Y}"
 
 
-def _distribution(score: Score) -> str:
+def format_distribution(score: Score) -> str:
+    """`1: 3 · 2: 1 · …`: how many answered each value."""
     if not score.distribution:
         return NA
     return " · ".join(f"{value:g}: {count}" for value, count in score.distribution)
+
+
+def format_ci(score: Score) -> str:
+    """The 95% confidence interval as `low – high` in the metric's unit."""
+    if score.ci_low is None or score.ci_high is None:
+        return NA
+    return f"{format_value(score.metric, score.ci_low)} – {format_value(score.metric, score.ci_high)}"
+
+
+def format_pooled(score: Score) -> str:
+    """A pooled score with its sample size, for the 7/28-day fields of the chat digests."""
+    if score.score is None:
+        return f"{NA} (n=0)"
+    flag = ", low sample" if score.low_sample else ""
+    return f"{format_value(score.metric, score.score)} (n={score.n}{flag})"
 
 
 def _metric_lines(item: MetricDigest, *, report_date: date, min_n: int) -> list[str]:
@@ -115,7 +132,7 @@ def _metric_lines(item: MetricDigest, *, report_date: date, min_n: int) -> list[
         f"  7 days: {format_score(item.last_7_days)}  {sparkline([p.score for p in item.trend_7d])}",
         f"  28 days: {format_score(item.last_28_days)}  {sparkline([p.score for p in item.trend_28d])}"
         + (f"  ({low_days} of 28 days below n={min_n})" if low_days else ""),
-        f"  distribution: {_distribution(item.day)}",
+        f"  distribution: {format_distribution(item.day)}",
     ]
     return lines
 
@@ -180,7 +197,7 @@ def annotation_lines(effects: Sequence[AnnotationEffect]) -> list[str]:
 
 def render_team_digest(digest: TeamDigest) -> str:
     """The whole digest as plain text, as a chat would show it."""
-    head = f"CX digest · {digest.team_name} · {_day(digest.report_date)} ({digest.timezone})"
+    head = f"CX digest · {digest.team_name} · {format_day(digest.report_date)} ({digest.timezone})"
     if digest.quiet:
         return "\n".join(
             [
@@ -213,7 +230,7 @@ def render_team_digest(digest: TeamDigest) -> str:
 
 def render_leadership_digest(digest: LeadershipDigest) -> str:
     """All teams side by side: one line per team and metric, then one line of case health each."""
-    lines = [f"CX leadership digest · {_day(digest.report_date)} (each team's local day)", ""]
+    lines = [f"CX leadership digest · {format_day(digest.report_date)} (each team's local day)", ""]
     for team in digest.teams:
         if team.quiet:
             lines.append(f"{team.team_name}: quiet day, no feedback")

@@ -28,11 +28,14 @@ from slack_sdk.models.blocks import (
 
 from cxbot.digest.model import CaseHealth, LeadershipDigest, MetricDigest, TeamDigest
 from cxbot.digest.text import (
-    NA,
     effect_verdict,
     format_change,
+    format_ci,
+    format_day,
+    format_distribution,
     format_duration,
     format_percent,
+    format_pooled,
     format_value,
     render_leadership_digest,
     render_team_digest,
@@ -40,7 +43,7 @@ from cxbot.digest.text import (
 )
 from cxbot.scores.annotations import AnnotationEffect, describe_window
 from cxbot.scores.report import ScoreReport, kpi_line, render_score_report
-from cxbot.scores.stats import VERDICT_SIGNIFICANT, Change, Score
+from cxbot.scores.stats import VERDICT_SIGNIFICANT, Change
 from handlers.slack.blocks import (
     MAX_BLOCKS,
     MAX_FALLBACK_TEXT,
@@ -65,16 +68,6 @@ def _field(title: str, body: str) -> MarkdownTextObject:
     return md(f"*{title}*\n{body}", MAX_FIELD)
 
 
-def _day(value: Any) -> str:
-    return f"{value:%a} {value.day} {value:%b %Y}"
-
-
-def _ci(score: Score) -> str:
-    if score.ci_low is None or score.ci_high is None:
-        return NA
-    return f"{format_value(score.metric, score.ci_low)} – {format_value(score.metric, score.ci_high)}"
-
-
 def _change(metric: str, change: Change) -> str:
     """The change with its verdict in words, bold only when the CIs back it up."""
     words = format_change(metric, change)
@@ -84,19 +77,6 @@ def _change(metric: str, change: Change) -> str:
     return words
 
 
-def _pooled(score: Score) -> str:
-    if score.score is None:
-        return f"{NA} (n=0)"
-    flag = ", low sample" if score.low_sample else ""
-    return f"{format_value(score.metric, score.score)} (n={score.n}{flag})"
-
-
-def _distribution(score: Score) -> str:
-    if not score.distribution:
-        return NA
-    return " · ".join(f"{value:g}: {count}" for value, count in score.distribution)
-
-
 def metric_blocks(item: MetricDigest, *, report_date: Any, min_n: int) -> list[Block]:
     """A section with fields for a score worth reading; a grey context line for a low sample."""
     day = item.day
@@ -104,14 +84,14 @@ def metric_blocks(item: MetricDigest, *, report_date: Any, min_n: int) -> list[B
         value = format_value(item.metric, day.score) if day.score is not None else "no responses"
         text = (
             f"*{escape(item.label)}*: {value} · low sample (n={day.n} < {min_n}), no trend · "
-            f"28 days: {_pooled(item.last_28_days)} · distribution: {_distribution(day)}"
+            f"28 days: {format_pooled(item.last_28_days)} · distribution: {format_distribution(day)}"
         )
         return [ContextBlock(elements=[md(text)])]
     week_ago = report_date - timedelta(days=7)
     fields = [
         _field("Score", format_value(item.metric, day.score)),
         _field("n", str(day.n)),
-        _field("95% CI", _ci(day)),
+        _field("95% CI", format_ci(day)),
         _field(
             "vs previous day",
             f"{_change(item.metric, item.vs_previous_day)}\n"
@@ -123,13 +103,17 @@ def metric_blocks(item: MetricDigest, *, report_date: Any, min_n: int) -> list[B
             f"(was {format_value(item.metric, item.same_weekday_last_week.score)}, "
             f"n={item.same_weekday_last_week.n})",
         ),
-        _field("7 days", f"{_pooled(item.last_7_days)}\n`{sparkline([p.score for p in item.trend_7d])}`"),
-        _field("28 days", f"{_pooled(item.last_28_days)}\n`{sparkline([p.score for p in item.trend_28d])}`"),
+        _field(
+            "7 days", f"{format_pooled(item.last_7_days)}\n`{sparkline([p.score for p in item.trend_7d])}`"
+        ),
+        _field(
+            "28 days", f"{format_pooled(item.last_28_days)}\n`{sparkline([p.score for p in item.trend_28d])}`"
+        ),
     ]
     if day.share_easy is not None:
         fields.append(_field("Easy (≥5)", f"{day.share_easy:.0f}%"))
     low_days = sum(1 for point in item.daily if point.n and point.low_sample)
-    notes = [f"Distribution: {_distribution(day)}"]
+    notes = [f"Distribution: {format_distribution(day)}"]
     if low_days:
         notes.append(
             f"{low_days} of 28 days below n={min_n} (sparklines show them anyway; read them with care)"
@@ -210,7 +194,7 @@ def team_digest_blocks(digest: TeamDigest) -> list[dict[str, Any]]:
     blocks: list[Block] = [
         HeaderBlock(
             text=PlainTextObject(
-                text=clip(f"CX digest · {digest.team_name} · {_day(digest.report_date)}", MAX_HEADER)
+                text=clip(f"CX digest · {digest.team_name} · {format_day(digest.report_date)}", MAX_HEADER)
             )
         ),
         ContextBlock(
@@ -279,7 +263,7 @@ def leadership_rows(digest: LeadershipDigest) -> list[str]:
 def leadership_digest_blocks(digest: LeadershipDigest) -> list[dict[str, Any]]:
     """All teams side by side: a monospace table over as many sections as it needs, within 50 blocks."""
     blocks: list[Block] = [
-        HeaderBlock(text=PlainTextObject(text=f"CX leadership digest · {_day(digest.report_date)}")),
+        HeaderBlock(text=PlainTextObject(text=f"CX leadership digest · {format_day(digest.report_date)}")),
         ContextBlock(
             elements=[
                 md(
@@ -331,7 +315,7 @@ def score_blocks(report: ScoreReport) -> list[dict[str, Any]]:
         fields = [
             _field("Score", format_value(item.metric, current.score)),
             _field("n", str(current.n)),
-            _field("95% CI", _ci(current)),
+            _field("95% CI", format_ci(current)),
             _field("vs the window before", f"{_change(item.metric, item.change)}\n(was {before})"),
         ]
         if current.share_easy is not None:

@@ -23,11 +23,14 @@ from typing import Any
 from cxbot.digest.chart import trend_chart_png
 from cxbot.digest.model import CaseHealth, LeadershipDigest, MetricDigest, TeamDigest
 from cxbot.digest.text import (
-    NA,
     effect_verdict,
     format_change,
+    format_ci,
+    format_day,
+    format_distribution,
     format_duration,
     format_percent,
+    format_pooled,
     format_value,
     render_leadership_digest,
     render_team_digest,
@@ -35,7 +38,7 @@ from cxbot.digest.text import (
 )
 from cxbot.scores.annotations import AnnotationEffect, describe_window
 from cxbot.scores.report import ScoreReport, kpi_line, render_score_report
-from cxbot.scores.stats import VERDICT_SIGNIFICANT, Change, Score
+from cxbot.scores.stats import VERDICT_SIGNIFICANT, Change
 from handlers.teams.cards import (
     MAX_ACTIVITY_BYTES,
     MAX_FACT,
@@ -82,35 +85,12 @@ def subtle(text: str, **options: Any) -> dict[str, Any]:
     return text_block(text, isSubtle=True, size="Small", **options)
 
 
-def day_label(value: date) -> str:
-    return f"{value:%a} {value.day} {value:%b %Y}"
-
-
-def ci_text(score: Score) -> str:
-    if score.ci_low is None or score.ci_high is None:
-        return NA
-    return f"{format_value(score.metric, score.ci_low)} – {format_value(score.metric, score.ci_high)}"
-
-
 def change_text(metric: str, change: Change) -> str:
     """The change in words, with an arrow only when the CIs back it up."""
     words = format_change(metric, change)
     if change.verdict == VERDICT_SIGNIFICANT:
         return f"{'▲' if change.direction == 'up' else '▼'} {words}"
     return words
-
-
-def pooled(score: Score) -> str:
-    if score.score is None:
-        return f"{NA} (n=0)"
-    flag = ", low sample" if score.low_sample else ""
-    return f"{format_value(score.metric, score.score)} (n={score.n}{flag})"
-
-
-def distribution(score: Score) -> str:
-    if not score.distribution:
-        return NA
-    return " · ".join(f"{value:g}: {count}" for value, count in score.distribution)
 
 
 def metric_elements(item: MetricDigest, *, report_date: date, min_n: int) -> list[dict[str, Any]]:
@@ -120,14 +100,14 @@ def metric_elements(item: MetricDigest, *, report_date: date, min_n: int) -> lis
         value = format_value(item.metric, day.score) if day.score is not None else "no responses"
         line = (
             f"{value} · low sample (n={day.n} < {min_n}), no trend · 28 days: "
-            f"{pooled(item.last_28_days)} · distribution: {distribution(day)}"
+            f"{format_pooled(item.last_28_days)} · distribution: {format_distribution(day)}"
         )
         return [subtle(f"{bold(item.label)}: {card_text(line)}", spacing="Medium")]
     week_ago = report_date - timedelta(days=7)
     pairs = [
         ("Score", format_value(item.metric, day.score)),
         ("n", str(day.n)),
-        ("95% CI", ci_text(day)),
+        ("95% CI", format_ci(day)),
         (
             "vs previous day",
             f"{change_text(item.metric, item.vs_previous_day)} "
@@ -139,12 +119,12 @@ def metric_elements(item: MetricDigest, *, report_date: date, min_n: int) -> lis
             f"(was {format_value(item.metric, item.same_weekday_last_week.score)}, "
             f"n={item.same_weekday_last_week.n})",
         ),
-        ("7 days", f"{pooled(item.last_7_days)} {sparkline([p.score for p in item.trend_7d])}"),
-        ("28 days", f"{pooled(item.last_28_days)} {sparkline([p.score for p in item.trend_28d])}"),
+        ("7 days", f"{format_pooled(item.last_7_days)} {sparkline([p.score for p in item.trend_7d])}"),
+        ("28 days", f"{format_pooled(item.last_28_days)} {sparkline([p.score for p in item.trend_28d])}"),
     ]
     if day.share_easy is not None:
         pairs.append(("Easy (≥5)", f"{day.share_easy:.0f}%"))
-    notes = [f"Distribution: {distribution(day)}"]
+    notes = [f"Distribution: {format_distribution(day)}"]
     low_days = sum(1 for point in item.daily if point.n and point.low_sample)
     if low_days:
         notes.append(f"{low_days} of 28 days below n={min_n} (sparklines show them anyway; read with care)")
@@ -233,7 +213,7 @@ def team_digest_body(digest: TeamDigest, *, details: bool = True) -> list[dict[s
     """The card's elements; `details=False` leaves out comments and annotations (the size fallback)."""
     body: list[dict[str, Any]] = [
         text_block(
-            card_text(f"CX digest · {digest.team_name} · {day_label(digest.report_date)}", MAX_FACT),
+            card_text(f"CX digest · {digest.team_name} · {format_day(digest.report_date)}", MAX_FACT),
             size="Large",
             weight="Bolder",
         ),
@@ -305,7 +285,7 @@ def trend_chart_pngs(digest: TeamDigest) -> list[bytes]:
 def team_digest_activity(digest: TeamDigest, charts: Sequence[bytes] = ()) -> dict[str, Any]:
     """The team digest as a message activity within Teams' size: the first chart in `charts` that
     fits, or none (with a line saying so); without room even for the details, a shorter card."""
-    summary = f"CX digest · {digest.team_name} · {day_label(digest.report_date)}"
+    summary = f"CX digest · {digest.team_name} · {format_day(digest.report_date)}"
     fallback = render_team_digest(digest)
     body = team_digest_body(digest)
     activity = card_message(adaptive_card(body, fallback=fallback), summary=summary)
@@ -399,7 +379,7 @@ def leadership_summary(digest: LeadershipDigest) -> dict[str, Any]:
 def leadership_digest_activity(digest: LeadershipDigest) -> dict[str, Any]:
     """All teams side by side in a Table; when they do not all fit in a Teams message, the summary of
     all teams comes first and the rows shown are those needing attention, with how many were left out."""
-    title = f"CX leadership digest · {day_label(digest.report_date)}"
+    title = f"CX leadership digest · {format_day(digest.report_date)}"
     legend = (
         "Each team's own local day. ▲/▼ significant change vs the previous day · = no real change · "
         "(…) low sample, not judged · — no responses"
@@ -473,7 +453,7 @@ def score_card(report: ScoreReport) -> dict[str, Any]:
         pairs = [
             ("Score", format_value(item.metric, current.score)),
             ("n", str(current.n)),
-            ("95% CI", ci_text(current)),
+            ("95% CI", format_ci(current)),
             ("vs the window before", f"{change_text(item.metric, item.change)} (was {before})"),
         ]
         if current.share_easy is not None:
