@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -278,25 +278,22 @@ async def answer_invoke(
     if activity.get("name") == "task/fetch":
         data = {key: data[key] for key in (DIALOG_KEY, CASE_KEY) if key in data}
         data[TOKEN_KEY] = secrets.token_hex(16)
-        try:
-            return await open_dialog(runtime, data, actor)
-        except (CaseNotFound, InvalidTransition) as error:
-            return task_message(str(error))
-        except Denied as error:
-            return task_message(f"Not allowed: {error}")
-        except Exception:
-            log.exception("a Teams dialog (%s) could not be opened", data.get(DIALOG_KEY))
-            return task_message(FAILED)
+        return await answered(open_dialog(runtime, data, actor), f"({data.get(DIALOG_KEY)}) opening")
     if not first:  # a redelivered submit: the first one acted and answered
         return task_message("Already done.")
+    return await answered(submitted(runtime, data, actor, where), f"({data.get(DIALOG_KEY)}) submit")
+
+
+async def answered(work: Awaitable[dict[str, Any]], what: str) -> dict[str, Any]:
+    """The dialog's answer, or the refusal as a message (a failure is logged, never a 500)."""
     try:
-        return await submitted(runtime, data, actor, where)
+        return await work
     except (CaseNotFound, InvalidTransition) as error:
         return task_message(str(error))
     except Denied as error:
         return task_message(f"Not allowed: {error}")
     except Exception:
-        log.exception("a Teams dialog submit (%s) failed", data.get(DIALOG_KEY))
+        log.exception("a Teams dialog %s failed", what)
         return task_message(FAILED)
 
 
