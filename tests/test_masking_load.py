@@ -2,7 +2,9 @@
 
 `/cx customer` over 15 comments of 10,000 characters with no separator took ~10 s, and `forget` over
 a 60 KB note ~70 s, holding the event loop and the one SQLite connection. With linear masking both
-are a matter of milliseconds; the bound below leaves a wide margin for a loaded machine.
+are a matter of milliseconds. The bound is on this process's CPU time, not the wall clock: the old
+patterns burnt seconds of CPU, while a wall-clock bound also counts the other suites sharing the machine
+(one run at 1.15 s wall for ~0.04 s of work).
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ async def test_customer_view_over_long_comments_is_quick(runtime: Runtime, clien
         for n in range(15)
     ]
     assert (await client.post("/feedback", json=items)).status_code == 200
-    started = time.perf_counter()
+    started = time.process_time()
     reply = await say(runtime, "customer c-long", user=ADMIN)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert reply.ok and "a***@b***.c" in reply.text
     assert elapsed < 1.0
 
@@ -63,8 +65,8 @@ async def test_forget_over_a_60_kb_note_is_quick(runtime: Runtime, client: httpx
                 detail="x" * 60_000 + " note@example.com",
             )
         )
-    started = time.perf_counter()
+    started = time.process_time()
     reply = await say(runtime, "forget c-note", user=ADMIN)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert reply.ok, reply.text
     assert elapsed < 1.0
