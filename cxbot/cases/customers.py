@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot.authz import Actor, may_see_customer
 from cxbot.cases.detractors import flag, window_of
-from cxbot.cases.view import customer_label
+from cxbot.cases.view import customer_label, customer_ref
 from cxbot.config import Config
 from cxbot.ingest.routing import METRIC_LABELS
 from cxbot.models import OPEN_CASE_STATES, AuditEvent, Case, Customer, Feedback
@@ -220,9 +220,11 @@ class CustomerPage:
         return "\n".join(lines)
 
 
-def customer_ref(customer_id: int) -> str:
-    """The internal reference `customer` resolves server-side: `cust:17`."""
-    return f"cust:{customer_id}"
+async def case_history_command(session: AsyncSession, case_id: int) -> str:
+    """`customer cust:17` for a case's own customer: what a card posted before cards carried the row
+    ref means by its "Customer history" (`customer CX-42` would first look for an external id `CX-42`)."""
+    customer_id = await session.scalar(select(Case.customer_id).where(Case.id == case_id))
+    return f"customer {customer_ref(customer_id)}" if customer_id else f"customer CX-{case_id}"
 
 
 async def customer_owner_teams(session: AsyncSession, customer_id: int) -> set[str]:

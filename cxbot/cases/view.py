@@ -87,10 +87,18 @@ class CaseView:
     #: The last attempt to reach the customer, as the card says it (`email failed: 400 invalid email`).
     last_contact: str | None = None
     contact_failed: bool = False
+    #: Our row id of the case's customer: what a card's "Customer history" button names.
+    customer_id: int | None = None
 
     @property
     def ref(self) -> str:
         return f"CX-{self.id}"
+
+    @property
+    def history_command(self) -> str:
+        """The command behind "Customer history": the customer by our row ref (`customer cust:17`), so
+        an external id that happens to read `CX-42` never stands in for the case's own customer."""
+        return f"customer {customer_ref(self.customer_id)}" if self.customer_id else f"customer {self.ref}"
 
     @property
     def is_open(self) -> bool:
@@ -152,6 +160,11 @@ def customer_label(customer: Customer | None) -> str | None:
     return " · ".join(parts)
 
 
+def customer_ref(customer_id: int) -> str:
+    """The internal reference `customer` resolves server-side: `cust:17`."""
+    return f"cust:{customer_id}"
+
+
 async def load_case_view(
     session: AsyncSession, case_id: int, *, config: Config, now: datetime
 ) -> CaseView | None:
@@ -200,6 +213,7 @@ async def load_case_view(
         outcome=case.outcome,
         now=now,
         priority=case.priority,
+        customer_id=case.customer_id,
         **await _last_contact(session, case.id),
     )
 

@@ -17,6 +17,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from cxbot.authz import Actor, actor_for
+from cxbot.cases.customers import CUSTOMER_REF, case_history_command
 from cxbot.commands.dispatch import Reply, Where, run, run_text
 from cxbot.commands.forms import FormRejected, new_case_form, resolve_form, snooze_form
 from cxbot.commands.grammar import Command, CommandError, parse
@@ -130,8 +131,19 @@ def _customer_history(deps: SlackDeps) -> Any:
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
     ) -> None:
         await ack()
-        text = f"customer CX-{case_id_from(action['action_id'])}"
-        _after_ack(deps, _answer(deps, text, body, respond), name="slack-customer")
+        ref = (action.get("value") or "").removeprefix("customer ")
+        case_id = case_id_from(action["action_id"])
+
+        async def answer() -> None:
+            # The card names the customer by our row ref; one posted before it did carries the case id.
+            if CUSTOMER_REF.match(ref):
+                text = f"customer {ref}"
+            else:
+                async with deps.runtime.sessions() as session:
+                    text = await case_history_command(session, case_id)
+            await _answer(deps, text, body, respond)
+
+        _after_ack(deps, answer(), name="slack-customer")
 
     return on_customer_history
 

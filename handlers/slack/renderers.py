@@ -131,7 +131,9 @@ def case_card(case: CaseView) -> list[dict[str, Any]]:
             SectionBlock(
                 text=md(f"*Customer history:* {escape(summary)}"),
                 accessory=ButtonElement(
-                    text="Customer history", action_id=action_id(CUSTOMER, case.id), value=str(case.id)
+                    text="Customer history",
+                    action_id=action_id(CUSTOMER, case.id),
+                    value=case.history_command,
                 ),
             )
         )

@@ -152,7 +152,7 @@ def case_actions(case: CaseView) -> list[dict[str, Any]]:
         else []
     )
     if case.history is not None:  # the case has a customer: the whole of their history, as on Slack
-        reveal.append(execute("Customer history", f"customer {case.ref}"))
+        reveal.append(execute("Customer history", case.history_command))
     if not case.is_open:
         return [execute("Reopen", f"reopen {case.ref}"), *reveal]
     actions = [execute("Acknowledge", f"ack {case.ref}", style="positive")] if case.state == "new" else []

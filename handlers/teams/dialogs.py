@@ -20,11 +20,9 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
 from cxbot import limits, markup
 from cxbot.authz import Actor, Denied, assignable, require_member, teams_of
-from cxbot.cases.customers import customer_ref
+from cxbot.cases.customers import case_history_command
 from cxbot.cases.flows import CaseNotFound, InvalidTransition, get_case
 from cxbot.commands.dispatch import Reply, Where, run
 from cxbot.commands.forms import (
@@ -125,8 +123,7 @@ async def card_command(runtime: Runtime, text: str) -> str:
     if case_id is None or command.args.get("before") or command.args.get("after"):
         return text
     async with runtime.sessions() as session:
-        customer_id = await session.scalar(select(Case.customer_id).where(Case.id == case_id))
-    return f"customer {customer_ref(customer_id)}" if customer_id else text
+        return await case_history_command(session, case_id)
 
 
 # -- drawing a form ----------------------------------------------------------------------------

@@ -131,10 +131,32 @@ async def test_the_case_card_links_to_the_full_history(
         in history["text"]["text"]
     )
     assert history["accessory"]["action_id"] == f"cx_customer:{refs[-1].removeprefix('CX-')}"
+    assert history["accessory"]["value"].startswith("customer cust:")  # our row ref, never an external id
     assert "*Priority*\nhigh" in json.dumps(blocks, ensure_ascii=False).replace("\\n", "\n")
 
-    await slack.click(history["accessory"]["action_id"], user=LOGISTICS_AGENT)
+    await slack.click(
+        history["accessory"]["action_id"], user=LOGISTICS_AGENT, value=history["accessory"]["value"]
+    )
     [reply] = fake_slack.responses()
     assert reply["response_type"] == "ephemeral" and reply["replace_original"] is False
     assert reply["blocks"][0]["text"]["text"] == "Customer c-9 · Carol Danvers · carol@example.net"
     assert "repeat detractor: 3 negatives in 90 days" in json.dumps(reply["blocks"], ensure_ascii=False)
+
+
+@pytest.mark.parametrize("posted", ["now", "before cards carried the row ref"])
+async def test_history_is_the_cases_own_customer_even_when_another_ones_id_reads_like_the_case(
+    slack: SlackSender, fake_slack: FakeSlack, runtime: Runtime, clock: FrozenClock, posted: str
+) -> None:
+    results = await feed(slack, clock, 1)
+    ref = results[0]["case"]
+    impostor = {"external_id": "x-1", "source": "survey", "metric": "csat", "score": 5,
+                "touchpoint": "delivery", "customer": {"id": ref, "name": "Mallory Impostor"}}  # fmt: skip
+    assert (await slack.http.post("/feedback", json=impostor)).status_code in (200, 201)
+    await OutboxWorker(runtime, platform_notifiers(runtime)).run_once(now=clock.now)
+    card = next(c.body for c in fake_slack.calls("chat.postMessage") if ref in c.body["text"])
+    blocks = card["blocks"] if isinstance(card["blocks"], list) else json.loads(card["blocks"])
+    history = next(b for b in blocks if "Customer history" in b.get("text", {}).get("text", ""))
+    value = history["accessory"]["value"] if posted == "now" else None  # None: the case id, as then
+    await slack.click(history["accessory"]["action_id"], user=ADMIN, value=value)
+    [reply] = fake_slack.responses()
+    assert "Carol Danvers" in json.dumps(reply["blocks"]) and "Mallory" not in json.dumps(reply["blocks"])

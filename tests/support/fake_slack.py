@@ -372,8 +372,12 @@ class SlackSender:
         )
         return urlencode({"payload": json.dumps(payload)})
 
-    async def click(self, action_id: str, *, user: str, **options: Any) -> httpx.Response:
-        body = self.block_action(action_id, user=user, value=action_id.partition(":")[2])
+    async def click(
+        self, action_id: str, *, user: str, value: str | None = None, **options: Any
+    ) -> httpx.Response:
+        """Click a button; its value is the card's (`value`), else the id after the action's colon."""
+        value = action_id.partition(":")[2] if value is None else value
+        body = self.block_action(action_id, user=user, value=value)
         return await self.post(body, "application/x-www-form-urlencoded", **options)
 
     def app_home_opened(self, *, user: str, event_id: str) -> str:
