@@ -7,7 +7,8 @@ inserting new feedback, and opening cases with their events. The portable path b
 statements and lets SQLAlchemy convert three timestamps and a JSON list per row. Here each row is a
 plain tuple already in the form the driver stores (SQLite's timestamp text, JSON text), and a batch
 goes as one multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING` per 30,000 values through
-`exec_driver_sql`. With the lean row check, that halved the CSV import's CPU (docs/performance.md,
+`exec_driver_sql` on SQLite, and through COPY into a temporary table and one `INSERT … SELECT` on
+PostgreSQL. With the lean row check, that halved the CSV import's CPU (docs/performance.md,
 Ingest). What is written is the same, column for column: tests/test_ingest_bulk.py compares both
 paths on both backends.
 """
