@@ -4,6 +4,10 @@ and signed helpdesk webhooks (Zendesk, Intercom) against the same items posted o
 
     python bench/ingest.py                      # SQLite files in a temporary directory
     python bench/ingest.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
+    python bench/ingest.py --changed-pii --skip baseline --skip webhooks
+
+With `--changed-pii` the customers are stored before each leg and every item carries a name and an
+email that differ from what is stored, so every batch refreshes the PII of each of its customers.
 
 The HTTP leg runs the real server (`python bot.py serve`) as a subprocess, so it measures what a
 deployment gets: JSON parsing, validation, routing, sentiment, case creation and the database. The
@@ -40,6 +44,7 @@ from tests.support.server import ServerProcess  # noqa: E402
 CONFIG = ROOT / "cxbot.example.yaml"
 API_KEY = "bench-api-key-0123456789abcdef"
 SOURCE = "bench"
+CUSTOMERS = 10_000
 CSV_COLUMNS = (
     "id",
     "metric",
@@ -94,8 +99,23 @@ def touchpoint_names() -> list[str]:
     return names
 
 
-def generate(count: int, *, seed: int, customers: int = 10_000, days: int = 90) -> list[dict[str, Any]]:
-    """`count` realistic `POST /feedback` items; the same seed gives the same items."""
+def stored_customer(number: int) -> dict[str, str]:
+    """Customer `number` as `--changed-pii` stores them before a leg."""
+    return {
+        "external_id": f"cust-{number:05d}",
+        "name": f"Customer {number}",
+        "email": f"customer{number}@example.com",
+    }
+
+
+def generate(
+    count: int, *, seed: int, customers: int = CUSTOMERS, days: int = 90, changed_pii: bool = False
+) -> list[dict[str, Any]]:
+    """`count` realistic `POST /feedback` items; the same seed gives the same items.
+
+    `changed_pii`: every item names its customer with a name and email of its own (never the stored
+    ones of :func:`stored_customer`, never another item's).
+    """
     rng = random.Random(seed)
     touchpoints = touchpoint_names()
     end = datetime(2026, 11, 1, tzinfo=UTC)
@@ -111,7 +131,10 @@ def generate(count: int, *, seed: int, customers: int = 10_000, days: int = 90) 
             comment = rng.choice(pool)
         customer_number = rng.randrange(customers)
         customer: dict[str, Any] = {"id": f"cust-{customer_number:05d}"}
-        if customer_number % 3 == 0:
+        if changed_pii:
+            customer["name"] = f"Customer {customer_number} ({i})"
+            customer["email"] = f"customer{customer_number}.{i}@example.com"
+        elif customer_number % 3 == 0:
             customer["name"] = f"Customer {customer_number}"
             customer["email"] = f"customer{customer_number}@example.com"
         item: dict[str, Any] = {
@@ -183,17 +206,27 @@ class Databases:
             )
 
 
-async def _migrated(url: str) -> None:
-    """Schema plus the configured teams and touchpoints, which feedback rows reference."""
+async def _migrated(url: str, *, customers: int = 0) -> None:
+    """Schema plus the configured teams and touchpoints, which feedback rows reference, and the first
+    `customers` customers as :func:`stored_customer` has them (`--changed-pii`)."""
+    from sqlalchemy import insert
+
     from cxbot.config import load_config
     from cxbot.db import create_engine, session_factory, transaction, upgrade
     from cxbot.directory import sync_directory
+    from cxbot.models import Customer
 
     await upgrade(url)
     engine = create_engine(url)
     try:
         async with transaction(session_factory(engine)) as session:
             await sync_directory(session, config=load_config(CONFIG))
+            if customers:
+                now = datetime.now(UTC)
+                rows = [
+                    {**stored_customer(n), "created_at": now, "updated_at": now} for n in range(customers)
+                ]
+                await session.execute(insert(Customer.__table__), rows)
     finally:
         await engine.dispose()
 
@@ -232,8 +265,13 @@ async def post_all(base: str, items: list[dict[str, Any]], *, batch: int, connec
     return seconds
 
 
-def run_http(items: list[dict[str, Any]], databases: Databases, *, batch: int, connections: int) -> float:
-    env = {"DATABASE_URL": databases.fresh("http"), "CXBOT_API_KEY": API_KEY, "CXBOT_CONFIG": str(CONFIG)}
+def run_http(
+    items: list[dict[str, Any]], databases: Databases, *, batch: int, connections: int, customers: int = 0
+) -> float:
+    """POST the items to a real server on a fresh database holding `customers` stored customers."""
+    url = databases.fresh("http")
+    asyncio.run(_migrated(url, customers=customers))
+    env = {"DATABASE_URL": url, "CXBOT_API_KEY": API_KEY, "CXBOT_CONFIG": str(CONFIG)}
     with ServerProcess(env) as server:
         return asyncio.run(post_all(server.url, items, batch=batch, connections=connections))
 
@@ -381,13 +419,13 @@ def run_webhooks(
 # --------------------------------------------------------------------------- (b) CSV
 
 
-async def import_file(path: Path, database_url: str, *, batch: int) -> tuple[float, Any]:
+async def import_file(path: Path, database_url: str, *, batch: int, customers: int = 0) -> tuple[float, Any]:
     from cxbot.config import load_config
     from cxbot.ingest.csv_import import ImportOptions, import_csv
     from cxbot.runtime import Runtime
     from cxbot.settings import Settings
 
-    await _migrated(database_url)
+    await _migrated(database_url, customers=customers)
     settings = Settings(_env_file=None, DATABASE_URL=database_url)  # type: ignore[call-arg]
     runtime = Runtime.build(settings=settings, config=load_config(CONFIG))
     options = ImportOptions(
@@ -491,16 +529,23 @@ def main(argv: list[str] | None = None) -> int:
         "--webhook-concurrency", type=int, default=8, help="concurrent webhook deliveries (default 8)"
     )
     parser.add_argument(
+        "--changed-pii",
+        action="store_true",
+        help="store the customers first; every item then carries a changed name and email",
+    )
+    parser.add_argument(
         "--skip", action="append", default=[], choices=["http", "csv", "baseline", "webhooks"]
     )
     args = parser.parse_args(argv)
     if args.database_url and not args.database_url.startswith(("postgresql", "postgres")):
         parser.error("--database-url must be a PostgreSQL URL (SQLite is the default)")
 
-    items = generate(args.items, seed=args.seed)
+    items = generate(args.items, seed=args.seed, changed_pii=args.changed_pii)
+    seeded = CUSTOMERS if args.changed_pii else 0
     backend = "PostgreSQL" if args.database_url else "SQLite"
     print(
         f"{len(items):,} items, seed {args.seed}, {backend}, {os.cpu_count()} CPUs, "
+        f"{'changed PII on every item, ' if args.changed_pii else ''}"
         f"Python {sys.version.split()[0]}"
     )
     rates: dict[str, float] = {}
@@ -514,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
                     databases,
                     batch=args.batch,
                     connections=args.connections,
+                    customers=seeded,
                 )
                 rates["http"] = len(items) / seconds
                 print(
@@ -523,7 +569,9 @@ def main(argv: list[str] | None = None) -> int:
             if "csv" not in args.skip:
                 path = directory / "feedback.csv"
                 write_csv(items, path)
-                seconds, report = asyncio.run(import_file(path, databases.fresh("csv"), batch=args.csv_batch))
+                seconds, report = asyncio.run(
+                    import_file(path, databases.fresh("csv"), batch=args.csv_batch, customers=seeded)
+                )
                 if report.errors or report.created != len(items):
                     raise RuntimeError(f"CSV import did not create every row: {report.summary()}")
                 rates["csv"] = len(items) / seconds

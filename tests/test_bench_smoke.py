@@ -85,3 +85,22 @@ def test_ingest_bench_runs_every_leg() -> None:
         "webhooks/feedback:",
     ):
         assert line in finished.stdout, finished.stdout
+
+
+def test_ingest_bench_changed_pii_mode_stores_every_item() -> None:
+    """`--changed-pii` (every item renames its stored customer) still creates every item on both legs."""
+    finished = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "ingest.py"),
+            *("--items", "300", "--batch", "100", "--csv-batch", "128", "--changed-pii"),
+            *("--skip", "baseline", "--skip", "webhooks"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert "changed PII on every item" in finished.stdout
+    assert "(a) HTTP POST /feedback:" in finished.stdout and "(b) CSV import:" in finished.stdout

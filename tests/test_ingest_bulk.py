@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,15 +20,21 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import event, select, text
 
+from cxbot.config import Config
 from cxbot.db import transaction
+from cxbot.ingest.bulk import BulkWriter
+from cxbot.ingest.common import ItemResult, PendingItem
 from cxbot.ingest.csv_import import ImportOptions, ImportReport, _Converter, _RowError, import_csv
+from cxbot.ingest.routing import Router
 from cxbot.ingest.schema import ItemError, validate_item
 from cxbot.ingest.service import ingest_items, ingestor_for
 from cxbot.models import Base
 from cxbot.runtime import Runtime
-from tests.support.databases import truncate_sql
+from cxbot.settings import Settings
+from tests.support.clock import FrozenClock
+from tests.support.databases import fresh_sqlite, postgres_admin_url, truncate_sql
 
 SOURCE = "shop"
 OPTIONS = ImportOptions(
@@ -153,6 +161,35 @@ async def dump(runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+@contextmanager
+def statements(runtime: Runtime) -> Iterator[list[str]]:
+    """The SQL SQLAlchemy sends inside the block (a COPY goes by the driver, so it is not among them)."""
+    sent: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(runtime.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(runtime.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def typed_dump(runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
+    """Every row of the tables ingest writes, read back through the models' types (so comparable
+    across backends); `cases.updated_at` is left out, as SQLAlchemy's onupdate takes the wall clock."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    async with runtime.engine.connect() as connection:
+        for name in TABLES:
+            table = Base.metadata.tables[name]
+            rows = (await connection.execute(select(table).order_by(table.c.id))).mappings().all()
+            out[name] = [
+                {k: v for k, v in row.items() if (name, k) != ("cases", "updated_at")} for row in rows
+            ]
+    return out
+
+
 def counts(report: ImportReport) -> tuple[Any, ...]:
     return (report.rows, report.created, report.updated, report.duplicate, report.cases, report.errors)
 
@@ -178,7 +215,11 @@ async def test_bulk_import_writes_exactly_what_the_portable_path_writes(
 ) -> None:
     path = write_file(tmp_path)
     portable = await run_scenario(runtime, path, bulk=False, batch=batch)
-    bulk = await run_scenario(runtime, path, bulk=True, batch=batch)
+    with statements(runtime) as sent:
+        bulk = await run_scenario(runtime, path, bulk=True, batch=batch)
+    if runtime.engine.dialect.name == "postgresql":  # the rows went through COPY, not bound values
+        for table in ("customers", "feedback", "cases"):
+            assert any(f"FROM cxbot_copy_{table}" in s for s in sent), table
 
     assert counts(bulk[0]) == counts(portable[0])
     assert counts(bulk[1]) == counts(portable[1])
@@ -210,6 +251,67 @@ async def test_bulk_import_writes_exactly_what_the_portable_path_writes(
     feedback = {f["external_id"]: f for f in stored["feedback"]}
     assert feedback["r15"]["score"] == 5.5 and feedback["r15"]["raw_score"] == 2.0
     assert feedback["r14"]["score"] == 7.0 and "\n" in feedback["r14"]["comment"]
+
+
+@pytest.mark.skipif(not postgres_admin_url(), reason="PostgreSQL not configured (CXBOT_TEST_POSTGRES_URL)")
+async def test_the_postgresql_copy_import_stores_what_the_sqlite_import_stores(
+    sqlite_template: Path, postgres_database: str, tmp_path: Path, example_config: Config
+) -> None:
+    """The same file, the same clock: PostgreSQL's COPY path and SQLite's bound INSERTs store equal rows."""
+    path = write_file(tmp_path)
+    outcomes = []
+    for url in (fresh_sqlite(sqlite_template, tmp_path), postgres_database):
+        database = Settings(_env_file=None, DATABASE_URL=url)  # type: ignore[call-arg]
+        runtime = Runtime.build(settings=database, config=example_config, clock=FrozenClock())
+        try:
+            first, again, _ = await run_scenario(runtime, path, bulk=True, batch=1000)
+            outcomes.append((counts(first), counts(again), await typed_dump(runtime)))
+        finally:
+            await runtime.close()
+    sqlite, postgresql = outcomes
+    assert postgresql[:2] == sqlite[:2]
+    for table in TABLES:
+        if table == "outbox":  # queue_case_cards reads the team's destinations in no set order
+            for stored in (sqlite, postgresql):
+                stored[2][table] = sorted(
+                    ({k: v for k, v in row.items() if k != "id"} for row in stored[2][table]),
+                    key=lambda row: row["dedupe_key"],
+                )
+        assert postgresql[2][table] == sqlite[2][table], table
+    assert len(sqlite[2]["feedback"]) == 20 and len(sqlite[2]["cases"]) > 5
+
+
+async def test_keys_another_writer_stored_first_come_back_as_raced(
+    runtime: Runtime,
+) -> None:
+    """Between the probe for stored keys and the insert, another writer may store the same response:
+    the bulk insert (COPY on PostgreSQL) keeps that row and hands the item back to become an update."""
+    async with transaction(runtime.sessions) as session:
+        await ingest_items(
+            session, ingestor_for(runtime.config), EXISTING[:1], now=runtime.clock(), default_source=SOURCE
+        )
+    items = [validate_item({**EXISTING[0], "score": 3}, now=NOW, default_source=SOURCE)]
+    items.append(
+        validate_item({"external_id": "new-1", "metric": "nps", "score": 9}, now=NOW, default_source=SOURCE)
+    )
+    writer = BulkWriter(Router(runtime.config))
+    pending = [
+        PendingItem(
+            n,
+            item,
+            writer.router.route(touchpoint=item.touchpoint, comment=item.comment),
+            ItemResult(n, "created"),
+        )
+        for n, item in enumerate(items)
+    ]
+    negatives: list[Any] = []
+    async with transaction(runtime.sessions) as session:
+        raced = await writer.insert(session, pending, {}, now=runtime.clock(), negatives=negatives)
+    assert [p.item.external_id for p in raced] == ["e1"]
+    assert pending[1].result.feedback_id is not None and not negatives
+    async with runtime.sessions() as session:
+        scores = dict((await session.execute(text("SELECT external_id, score FROM feedback"))).all())
+    assert scores == {"e1": 9.0, "new-1": 9.0}
 
 
 async def test_bulk_ingest_answers_like_the_portable_path(runtime: Runtime) -> None:
