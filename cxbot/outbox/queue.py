@@ -123,10 +123,15 @@ async def queue_case_cards(
     if not by_team:
         return
     destinations = await session.execute(
-        select(TeamDestination.team_key, TeamDestination.platform, TeamDestination.address).where(
-            TeamDestination.team_key.in_(sorted(by_team))
-        )
+        select(TeamDestination.team_key, TeamDestination.platform, TeamDestination.address)
+        .where(TeamDestination.team_key.in_(sorted(by_team)))
+        .order_by(TeamDestination.platform, TeamDestination.address)
     )
+    # In case order, then platform and channel: the oldest case's cards are claimed first, and the
+    # outbox ids come out the same on every database.
+    addresses: dict[str, list[tuple[str, str]]] = {}
+    for team, platform, address in destinations.all():
+        addresses.setdefault(team, []).append((platform, address))
     rows = [
         outbox_row(
             kind=CASE_CARD,
@@ -137,8 +142,8 @@ async def queue_case_cards(
             now=now,
             case_id=case_id,
         )
-        for team, platform, address in destinations.all()
-        for case_id in by_team[team]
+        for case_id, team in sorted((c, t) for t, cases in by_team.items() for c in cases)
+        for platform, address in addresses.get(team, ())
     ]
     if rows:
         mark_outbox_queued(session)
