@@ -16,7 +16,6 @@ the previous snapshot is removed then, so the cache holds one database.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import gc
 import hashlib
