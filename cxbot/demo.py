@@ -492,7 +492,9 @@ async def seed_demo(
         disable=None if progress else True,
     )
     async with transaction(runtime.sessions) as session:
-        await ingest_items(session, ingestor_for(runtime.config), history, now=live_from, open_cases=False)
+        await ingest_items(
+            session, ingestor_for(runtime.config), history, now=live_from, open_cases=False, bulk=True
+        )
     bar.update(HISTORY_WEIGHT)
 
     queue: list[_Action] = []

@@ -35,6 +35,7 @@ from sqlalchemy import event, pool
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import await_
 
 from cxbot.clock import ManualClock
 from cxbot.config import Config
@@ -190,6 +191,20 @@ def _build_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+async def _nothing() -> None:
+    """An awaitable that completes at once."""
+
+
+def _await_once_for_driver_sql(
+    _connection: Any, _cursor: Any, _statement: str, _parameters: Any, context: Any, _many: bool
+) -> None:
+    """`exec_driver_sql` (the ingest's bulk writer, for the history) refuses a driver that never awaited,
+    a guard against a sync driver used by mistake; this one is sync on purpose, so such a statement
+    (no compiled form: driver-level SQL) awaits once. Compiled statements, all the rest, never do."""
+    if context is not None and context.compiled is None:
+        await_(_nothing())
+
+
 def build_engine(path: Path) -> AsyncEngine:
     """An engine on the build file: one connection, sqlite3 called inline, no journal (BUILD_PRAGMAS)."""
     engine = create_async_engine(
@@ -199,6 +214,7 @@ def build_engine(path: Path) -> AsyncEngine:
         max_overflow=0,
     )
     event.listen(engine.sync_engine, "connect", _build_pragmas)
+    event.listen(engine.sync_engine, "before_cursor_execute", _await_once_for_driver_sql)
     return engine
 
 
