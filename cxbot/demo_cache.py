@@ -4,10 +4,11 @@ Seeding runs the real ingest, case flows and escalation ticks hour by hour over 
 6,000 ORM statements and 24,000 driver calls (profiled in docs/performance.md). Doing that through bulk
 inserts instead would mean a second implementation of the flows whose results could drift from the
 real ones, so the flows stay and the build cuts what is around them: :func:`build_demo_database`
-seeds a throwaway file with no journal and no fsync, through an aiosqlite connection that runs each
-call on the calling thread instead of handing it to a worker thread and back (nothing else shares the
-build's loop), with the cyclic garbage collector paused. Then the database that the real flows built
-is kept in the user's cache and copied on every later `console --demo` (a file copy: milliseconds).
+seeds a throwaway file with no journal and no fsync, through sqlite3 called inline in SQLAlchemy's
+greenlet (:class:`InlineSQLiteDialect`: no event-loop round trip per driver call; nothing else shares
+the build's loop), with the cyclic garbage collector paused. Then the database that the real flows
+built is kept in the user's cache and copied on every later `console --demo` (a file copy:
+milliseconds).
 
 The snapshot's key covers everything the data depends on: the code (every source file of the `cxbot`
 package and the migrations), the configuration, and the demo's parameters. Any change builds anew;
