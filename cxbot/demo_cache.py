@@ -36,7 +36,7 @@ from sqlalchemy import event, pool
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.util import await_
+from sqlalchemy.util import await_only  # `await_` from 2.1 on; this name works on 2.0 too
 
 from cxbot.clock import ManualClock
 from cxbot.config import Config
@@ -203,7 +203,7 @@ def _await_once_for_driver_sql(
     a guard against a sync driver used by mistake; this one is sync on purpose, so such a statement
     (no compiled form: driver-level SQL) awaits once. Compiled statements, all the rest, never do."""
     if context is not None and context.compiled is None:
-        await_(_nothing())
+        await_only(_nothing())
 
 
 def build_engine(path: Path) -> AsyncEngine:
