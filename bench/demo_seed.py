@@ -7,7 +7,7 @@
 later runs (cxbot.demo_cache); both are timed here. The build: each run migrates a fresh SQLite
 file and seeds it (cxbot.demo.seed_demo: the history imported in one transaction, then 7 live days
 hour by hour through the ingest, the case flows and the escalation tick). Printed per run: wall time
-and this process's CPU time (aiosqlite's worker thread included), so a busy machine shows up as
+and this process's CPU time (every thread's), so a busy machine shows up as
 wall ≫ CPU. The phases are timed by wrapping the three entry points the seeding calls, which leaves
 the code under test as it is. The copy: the built database is stored as the snapshot, then restored
 into a new file as `console --demo` does, timed the same way.

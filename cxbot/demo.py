@@ -295,6 +295,7 @@ def generate_feedback(
                 quality -= COURIER_DROP
             for metric, mean in VOLUME.get(tp.key, DEFAULT_VOLUME).items():
                 weekend = day.weekday() >= 5
+                limit = config.threshold(metric, team=team, touchpoint=tp.key)
                 for _ in range(_poisson(rng, mean * (WEEKEND_SHARE if weekend else 1.0))):
                     hour = min(23.99, max(0.0, rng.gauss(13.5, 3.5)))
                     local = datetime(day.year, day.month, day.day, tzinfo=zone) + timedelta(hours=hour)
@@ -302,7 +303,6 @@ def generate_feedback(
                     if received > now:
                         continue
                     score = None if metric == "comment" else _score(rng, metric, quality)
-                    limit = config.threshold(metric, team=team, touchpoint=tp.key)
                     items.append(
                         {
                             "external_id": f"demo-{len(items) + 1:06d}",
@@ -492,7 +492,9 @@ async def seed_demo(
         disable=None if progress else True,
     )
     async with transaction(runtime.sessions) as session:
-        await ingest_items(session, ingestor_for(runtime.config), history, now=live_from, open_cases=False)
+        await ingest_items(
+            session, ingestor_for(runtime.config), history, now=live_from, open_cases=False, bulk=True
+        )
     bar.update(HISTORY_WEIGHT)
 
     queue: list[_Action] = []

@@ -4,10 +4,11 @@ Seeding runs the real ingest, case flows and escalation ticks hour by hour over 
 6,000 ORM statements and 24,000 driver calls (profiled in docs/performance.md). Doing that through bulk
 inserts instead would mean a second implementation of the flows whose results could drift from the
 real ones, so the flows stay and the build cuts what is around them: :func:`build_demo_database`
-seeds a throwaway file with no journal and no fsync, through an aiosqlite connection that runs each
-call on the calling thread instead of handing it to a worker thread and back (nothing else shares the
-build's loop), with the cyclic garbage collector paused. Then the database that the real flows built
-is kept in the user's cache and copied on every later `console --demo` (a file copy: milliseconds).
+seeds a throwaway file with no journal and no fsync, through sqlite3 called inline in SQLAlchemy's
+greenlet (:class:`InlineSQLiteDialect`: no event-loop round trip per driver call; nothing else shares
+the build's loop), with the cyclic garbage collector paused. Then the database that the real flows
+built is kept in the user's cache and copied on every later `console --demo` (a file copy:
+milliseconds).
 
 The snapshot's key covers everything the data depends on: the code (every source file of the `cxbot`
 package and the migrations), the configuration, and the demo's parameters. Any change builds anew;
@@ -16,7 +17,6 @@ the previous snapshot is removed then, so the cache holds one database.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import gc
 import hashlib
@@ -27,15 +27,16 @@ import shutil
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-from sqlalchemy import event
+from sqlalchemy import event, pool
+from sqlalchemy.dialects import registry
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import await_only  # `await_` from 2.1 on; this name works on 2.0 too
 
 from cxbot.clock import ManualClock
 from cxbot.config import Config
@@ -148,35 +149,40 @@ class DemoSnapshots:
         meta.write_text(json.dumps({**fields, "states": dict(report.states)}), encoding="utf-8")
 
 
-class _RunAtOnce:
-    """Stands in for aiosqlite's queue to its worker thread: each queued call runs as it is queued."""
+class BuildCursor(sqlite3.Cursor):
+    """sqlite3's cursor, with the one call AsyncSession makes on an async driver's cursor."""
 
-    def put_nowait(self, job: tuple[asyncio.Future[Any] | None, Callable[[], Any]]) -> None:
-        future, function = job
-        try:
-            result = function()
-        except BaseException as error:  # handed to the awaiting coroutine, as the worker thread does
-            if future is not None:
-                future.set_exception(error)
-            return
-        if future is not None:
-            future.set_result(result)
+    async def _async_soft_close(self) -> None:
+        """Nothing to let go of: sqlite3 reads rows on the calling thread as they are fetched."""
 
 
-class InlineConnection(aiosqlite.Connection):
-    """aiosqlite's connection with every call run on the calling thread, for a single-user build.
+class BuildConnection(sqlite3.Connection):
+    """sqlite3's connection, handing out :class:`BuildCursor`."""
 
-    The worker thread's hand-off (a queue, a thread switch and a loop wake-up per call) was half the
-    seed's CPU; the futures are already done when awaited, so the loop is never entered. Only for a
-    process that has nothing else to do meanwhile: every statement blocks the event loop.
+    def cursor(self, factory: Any = BuildCursor) -> Any:
+        return super().cursor(factory)
+
+
+class InlineSQLiteDialect(SQLiteDialect_pysqlite):
+    """The plain sqlite3 dialect, declared async so that AsyncEngine and AsyncSession accept it.
+
+    The flows are async code on AsyncSession; SQLAlchemy runs each of their statements in a greenlet,
+    and an async driver's every call (execute, fetch, commit: ~24,000 in a build) switches out of that
+    greenlet to the event loop and back, through aiosqlite's future and queue. A driver that never
+    awaits just runs inside the greenlet. Only for a process with nothing else to do meanwhile: every
+    statement blocks the event loop, which is why the console and `serve` keep aiosqlite.
     """
 
-    def __init__(self, connector: Callable[[], sqlite3.Connection]) -> None:
-        super().__init__(connector, iter_chunk_size=64)
-        self._tx = _RunAtOnce()  # type: ignore[assignment]
+    driver = "cxbot_build"
+    is_async = True
+    supports_statement_cache = True
 
-    def __await__(self) -> Any:
-        return self._connect().__await__()  # no worker thread to start
+    @classmethod
+    def get_pool_class(cls, url: Any) -> type[pool.Pool]:
+        return pool.AsyncAdaptedQueuePool
+
+
+registry.register(f"sqlite.{InlineSQLiteDialect.driver}", __name__, InlineSQLiteDialect.__name__)
 
 
 def _build_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -186,16 +192,30 @@ def _build_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+async def _nothing() -> None:
+    """An awaitable that completes at once."""
+
+
+def _await_once_for_driver_sql(
+    _connection: Any, _cursor: Any, _statement: str, _parameters: Any, context: Any, _many: bool
+) -> None:
+    """`exec_driver_sql` (the ingest's bulk writer, for the history) refuses a driver that never awaited,
+    a guard against a sync driver used by mistake; this one is sync on purpose, so such a statement
+    (no compiled form: driver-level SQL) awaits once. Compiled statements, all the rest, never do."""
+    if context is not None and context.compiled is None:
+        await_only(_nothing())
+
+
 def build_engine(path: Path) -> AsyncEngine:
-    """An engine on the build file: one connection, inline calls, no journal (BUILD_PRAGMAS)."""
-
-    async def connect() -> aiosqlite.Connection:
-        return await InlineConnection(lambda: sqlite3.connect(path, check_same_thread=False))
-
+    """An engine on the build file: one connection, sqlite3 called inline, no journal (BUILD_PRAGMAS)."""
     engine = create_async_engine(
-        f"sqlite+aiosqlite:///{path}", async_creator=connect, pool_size=1, max_overflow=0
+        f"sqlite+{InlineSQLiteDialect.driver}:///{path}",
+        creator=lambda: sqlite3.connect(path, factory=BuildConnection, check_same_thread=False),
+        pool_size=1,
+        max_overflow=0,
     )
     event.listen(engine.sync_engine, "connect", _build_pragmas)
+    event.listen(engine.sync_engine, "before_cursor_execute", _await_once_for_driver_sql)
     return engine
 
 

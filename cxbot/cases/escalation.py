@@ -33,12 +33,13 @@ happens here.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import and_, bindparam, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -179,12 +180,28 @@ def plan(clock: Clock, state: ClockState, *, case_id: int, policy: SlaPolicy, no
     return None
 
 
-def _candidates(config: Config, *, now: datetime) -> Any:
-    """Open, unsnoozed cases with a clock near or past its deadline and steps left (a prefilter)."""
+#: Configurations whose candidate query is kept: a process runs one, a test suite a few at a time.
+KEPT_QUERIES = 8
+_candidate_queries: OrderedDict[int, tuple[Config, Any]] = OrderedDict()
+
+
+def _candidates_query(config: Config) -> Any:
+    """Open, unsnoozed cases with a clock near or past its deadline and steps left (a prefilter).
+
+    Its shape follows the configuration (teams, their policies' repeats), its instants are bound
+    parameters (:func:`_candidates_params`): built once per loaded configuration, since building it
+    and its cache key anew cost more than running it, every tick.
+    """
+    key = id(config)
+    kept = _candidate_queries.get(key)
+    if kept is not None and kept[0] is config:
+        _candidate_queries.move_to_end(key)
+        return kept[1]
+    now = bindparam("now")
     per_team = []
-    for team in config.teams:
+    for index, team in enumerate(config.teams):
         policy = policy_of(config, team.key)
-        horizon = now + parse_duration(policy.warn_before)
+        horizon = bindparam(f"horizon_{index}")
         for clock in CLOCKS:
             per_team.append(
                 and_(
@@ -199,11 +216,23 @@ def _candidates(config: Config, *, now: datetime) -> Any:
                     ),
                 )
             )
-    return (
+    query = (
         select(Case)
         .where(or_(*per_team), or_(Case.snoozed_until.is_(None), Case.snoozed_until <= now))
         .order_by(Case.id)
     )
+    _candidate_queries[key] = (config, query)
+    while len(_candidate_queries) > KEPT_QUERIES:
+        _candidate_queries.popitem(last=False)
+    return query
+
+
+def _candidates_params(config: Config, *, now: datetime) -> dict[str, datetime]:
+    """The instants of :func:`_candidates_query` at `now`: each team's horizon is `warn_before` ahead."""
+    params = {"now": now}
+    for index, team in enumerate(config.teams):
+        params[f"horizon_{index}"] = now + parse_duration(policy_of(config, team.key).warn_before)
+    return params
 
 
 async def tick(runtime: Runtime, *, now: datetime | None = None) -> TickReport:
@@ -212,7 +241,8 @@ async def tick(runtime: Runtime, *, now: datetime | None = None) -> TickReport:
     config = runtime.config
     report = TickReport()
     async with runtime.sessions() as session:
-        rows = list((await session.execute(_candidates(config, now=now))).scalars())
+        query, params = _candidates_query(config), _candidates_params(config, now=now)
+        rows = list((await session.execute(query, params)).scalars())
     for row in rows:
         report.examined += 1
         policy = policy_of(config, row.team_key)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot import markup
@@ -107,21 +107,48 @@ async def timeline(session: AsyncSession, case_id: int) -> list[CaseEvent]:
     return list(rows.scalars())
 
 
+#: Compare-and-set UPDATEs by (states allowed from, columns set): the flows use a dozen such shapes.
+_transitions: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = {}
+
+
+def _transition_statement(allowed_from: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+    """The compare-and-set UPDATE … RETURNING of one shape, its values bound: built once per shape, since
+    building a statement and its cache key anew cost about as much as running it."""
+    key = (allowed_from, columns)
+    statement = _transitions.get(key)
+    if statement is None:
+        statement = _transitions[key] = (
+            update(Case)
+            .where(Case.id == bindparam("cas_case_id"), Case.state.in_(allowed_from))
+            .values({column: bindparam(f"cas_{column}") for column in columns})
+            .returning(Case)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+    return statement
+
+
 async def transition(
     session: AsyncSession, case: Case, *, allowed_from: tuple[str, ...], values: dict[str, Any]
 ) -> bool:
     """Compare-and-set: apply `values` only if the case is still in one of `allowed_from`.
 
     `UPDATE … RETURNING` refreshes `case` in the same round trip when it changed; only a lost race
-    reads it again, to say who won.
+    reads it again, to say who won. Values that are SQL expressions (a counter + 1) go into the
+    statement; plain values are bound parameters of a statement kept per shape.
     """
-    changed = await session.execute(
-        update(Case)
-        .where(Case.id == case.id, Case.state.in_(allowed_from))
-        .values(**values)
-        .returning(Case)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    )
+    if any(isinstance(value, ColumnElement) for value in values.values()):
+        statement = (
+            update(Case)
+            .where(Case.id == case.id, Case.state.in_(allowed_from))
+            .values(**values)
+            .returning(Case)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        changed = await session.execute(statement)
+    else:
+        statement = _transition_statement(allowed_from, tuple(values))
+        params = {f"cas_{column}": value for column, value in values.items()}
+        changed = await session.execute(statement, {"cas_case_id": case.id, **params})
     if changed.scalar_one_or_none() is None:
         await session.refresh(case)
         return False
