@@ -250,6 +250,41 @@ async def test_a_429_holds_only_its_channel_from_when_the_answer_arrived(
     assert len(channels.to(BUSY)) == 3
 
 
+async def test_rows_queued_after_a_429_wait_out_its_retry_after_too(
+    bot: tuple[Runtime, httpx.AsyncClient, FrozenClock],
+) -> None:
+    """The database holds the rows queued when the 429 came; a case opened afterwards in the same
+    channel (a row due at once) must not be posted before the time Slack gave either (bench/soak.py
+    found such posts 0.3-2.8 s into a 1-3 s Retry-After)."""
+    runtime, http, clock = bot
+    channels = Channels(Monotonic(), pace=None)
+    answered: list[datetime] = []
+
+    async def limited_once(delivery: Delivery) -> None:
+        if delivery.destination == BUSY and not answered:
+            answered.append(clock.now)
+            raise TransientDeliveryError("rate limited", retry_after=30)
+
+    channels.answer = limited_once
+    worker = OutboxWorker(runtime, {PLATFORM: channels}, concurrency=1)
+    await open_cases(http, "Phone", 1)
+    await worker.run_once()
+    assert channels.attempts == [BUSY]
+
+    clock.advance(seconds=10)
+    await open_cases(http, "Phone", 1, first=1)
+    await open_cases(http, "Chat", 1)
+    await worker.run_once()
+    assert channels.attempts.count(BUSY) == 1  # not 10 s into a 30 s Retry-After
+    assert len(channels.to(QUIET)) == 1  # the other channel is not held
+    newest = (await outbox(runtime, BUSY))[-1]
+    assert (newest.status, newest.attempts) == ("pending", 0)  # not even claimed
+
+    clock.advance(seconds=20)
+    await worker.run_once()
+    assert len(channels.to(BUSY)) == 2
+
+
 async def test_a_cards_posts_arrive_in_order_while_other_cards_post_concurrently(
     bot: tuple[Runtime, httpx.AsyncClient, FrozenClock],
 ) -> None:

@@ -33,12 +33,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -169,6 +170,11 @@ class OutboxWorker:
         self.max_pace_wait = max_pace_wait
         #: When (pacer seconds) the soonest row put back for its pace or hold falls due again.
         self.due_again: float | None = None
+        #: Retry-After holds this worker got, by (platform, destination; None for the whole platform),
+        #: on the runtime's clock. The database holds the rows queued when the 429 came; this also
+        #: holds rows queued after it (a new thread line to the same channel) and rows of the round
+        #: already past their check, until the time Slack gave.
+        self.holds: dict[tuple[str, str | None], datetime] = {}
 
     async def run_once(self, *, now: datetime | None = None) -> RunStats:
         """Deliver everything due, round after round (a card unblocks its thread lines).
@@ -247,7 +253,6 @@ class OutboxWorker:
         slow post or a busy database connection holds up one lane, not the whole round. A lane waits
         for its destination's pace before it takes one of the `concurrency` slots."""
         broken: dict[tuple[str, str | None], str] = {}
-        held: dict[tuple[str, str | None], datetime] = {}
         lanes: dict[tuple[str, str | None, int | None], list[int]] = {}
         for row_id in sorted(claim.rows):
             row = claim.rows[row_id]
@@ -256,7 +261,7 @@ class OutboxWorker:
 
         async def lane(row_ids: list[int]) -> None:
             for row_id in row_ids:
-                await self._deliver_held(claim, row_id, clock, stats, slots, broken, held)
+                await self._deliver_held(claim, row_id, clock, stats, slots, broken)
 
         await asyncio.gather(*(lane(row_ids) for row_ids in lanes.values()))
 
@@ -268,12 +273,11 @@ class OutboxWorker:
         stats: RunStats,
         slots: asyncio.Semaphore,
         broken: dict[tuple[str, str | None], str],
-        held: dict[tuple[str, str | None], datetime],
     ) -> None:
         """One row: its pace, then a slot, then the post and the record.
 
-        `held` is this round's Retry-After holds by (platform, destination), with None for a whole
-        platform: the database holds the queued rows; this holds the ones this round already has."""
+        A Retry-After that comes while the row waits (`self.holds`) puts it back, checked again just
+        before the post, after the case was read: that read can take a while under load."""
         row = claim.rows.get(row_id)
         if row is None:
             return
@@ -289,11 +293,8 @@ class OutboxWorker:
             elif wait > 0:
                 await asyncio.sleep(wait)
         async with slots:
-            until = max(
-                (t for t in (held.get((row.platform, row.destination)), held.get((row.platform, None))) if t),
-                default=None,
-            )
-            if outcome is None and until is not None and until > clock():  # a Retry-After came meanwhile
+            until = self._held_until(row.platform, row.destination, clock())
+            if outcome is None and until is not None:  # a Retry-After came meanwhile
                 outcome = self._put_back(clock, (until - clock()).total_seconds())
             if claim.until - clock() < self.lease / 2:  # a slow round: keep what it still holds
                 await self._renew(claim, clock, stats)
@@ -304,17 +305,28 @@ class OutboxWorker:
                 hold = outcome.extra.get("hold") if outcome.status == "retry" else None
                 if hold is not None:
                     assert outcome.next_attempt_at is not None
-                    held[(row.platform, row.destination if hold == "destination" else None)] = (
-                        outcome.next_attempt_at
-                    )
+                    key = (row.platform, row.destination if hold == "destination" else None)
+                    earlier = self.holds.get(key)
+                    self.holds[key] = max(outcome.next_attempt_at, earlier or outcome.next_attempt_at)
                 if outcome.report is not None and outcome.report.scope == "destination":
                     broken[(row.platform, row.destination)] = f"destination_dead: see outbox {row.id}"
             await self._record_held(claim, row, outcome, clock, stats)
 
+    def _held_until(self, platform: str, destination: str | None, now: datetime) -> datetime | None:
+        """When the Retry-After on this destination (or its whole platform) ends, if it has not yet."""
+        ends = [self.holds.get((platform, None))]
+        if destination is not None:
+            ends.append(self.holds.get((platform, destination)))
+        return max((end for end in ends if end is not None and end > now), default=None)
+
+    def _forget_holds(self, now: datetime) -> None:
+        for key, until in list(self.holds.items()):
+            if until <= now:
+                del self.holds[key]
+
     def _put_back(self, clock: Clock, seconds: float) -> _Outcome:
         """Back to pending, due when its pace or hold allows; the run loop wakes for it then."""
-        due = self.pacer.monotonic() + seconds
-        self.due_again = due if self.due_again is None else min(self.due_again, due)
+        self._due_in(seconds)
         return _Outcome("released", next_attempt_at=clock() + timedelta(seconds=seconds), counted=False)
 
     async def _record_held(
@@ -356,24 +368,36 @@ class OutboxWorker:
                 stats.fenced += 1
             claim.until = until
 
-    def _claimable(self) -> Any:
-        """Rows a notifier here delivers, except to destinations whose pace has no slot soon: claimed,
-        they would only be put back (an UPDATE each, round after round, while the backlog grows)."""
+    def _claimable(self, now: datetime) -> Any:
+        """Rows a notifier here delivers, except to destinations whose pace has no slot soon or that
+        are under a Retry-After: claimed, they would only be put back (an UPDATE each, round after
+        round, while the backlog grows)."""
         conditions = []
+        self._forget_holds(now)
         for platform, notifier in self.notifiers.items():
             condition = and_(
                 OutboxMessage.platform == platform, OutboxMessage.kind.in_(sorted(notifier.kinds))
             )
+            if (platform_hold := self._held_until(platform, None, now)) is not None:
+                self._due_in((platform_hold - now).total_seconds())
+                continue  # the whole platform is under a Retry-After
             full = self.pacer.saturated(platform, self.paces.get(platform), beyond=self.max_pace_wait)
+            for (held_platform, destination), until in self.holds.items():
+                if held_platform == platform and destination is not None:
+                    full[destination] = min(full.get(destination, math.inf), (until - now).total_seconds())
             if full:
                 condition = and_(
                     condition,
                     or_(OutboxMessage.destination.is_(None), OutboxMessage.destination.not_in(sorted(full))),
                 )
-                due = self.pacer.monotonic() + min(full.values())
-                self.due_again = due if self.due_again is None else min(self.due_again, due)
+                self._due_in(min(full.values()))
             conditions.append(condition)
-        return or_(*conditions)
+        return or_(*conditions) if conditions else false()
+
+    def _due_in(self, seconds: float) -> None:
+        """Wake the run loop in `seconds` (pacer time) for rows left out or put back until then."""
+        due = self.pacer.monotonic() + seconds
+        self.due_again = due if self.due_again is None else min(self.due_again, due)
 
     async def _claim(self, clock: Clock) -> _Claim:
         now = clock()
@@ -390,7 +414,7 @@ class OutboxWorker:
             .where(
                 OutboxMessage.status.in_(OPEN_STATUSES),
                 OutboxMessage.next_attempt_at <= now,
-                self._claimable(),
+                self._claimable(now),
                 ~blocked_by_earlier,
             )
             .order_by(OutboxMessage.id)
@@ -412,6 +436,8 @@ class OutboxWorker:
     async def _deliver(self, row: OutboxMessage, clock: Clock) -> _Outcome:
         notifier = self.notifiers[row.platform]
         delivery, supersedes = await self._prepare(row, clock())
+        if (until := self._held_until(row.platform, row.destination, clock())) is not None:
+            return self._put_back(clock, (until - clock()).total_seconds())  # a 429 came while it was read
         try:
             result = await notifier.deliver(delivery)
         except TransientDeliveryError as error:  # Retry-After counts from when the answer arrived
