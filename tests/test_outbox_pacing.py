@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from cxbot.authz import actor_for
 from cxbot.commands.dispatch import Where, run_text
@@ -283,6 +284,42 @@ async def test_rows_queued_after_a_429_wait_out_its_retry_after_too(
     clock.advance(seconds=20)
     await worker.run_once()
     assert len(channels.to(BUSY)) == 2
+
+
+async def test_a_post_is_recorded_once_the_database_is_back_and_not_posted_again(
+    bot: tuple[Runtime, httpx.AsyncClient, FrozenClock],
+) -> None:
+    """The database goes away between a post and its record (a PostgreSQL restart in bench/soak.py):
+    the record is tried again, so the row is `sent`, not left `sending` to be posted a second time
+    by whichever worker takes it once its lease runs out."""
+    runtime, http, _ = bot
+    channels = Channels(Monotonic(), pace=None)
+    sessions = runtime.sessions
+    away = 0
+
+    def sessions_while_away() -> Any:
+        nonlocal away
+        if away:
+            away -= 1
+            lost = ConnectionError("terminating connection due to administrator command")
+            raise DBAPIError("UPDATE outbox", {}, lost, connection_invalidated=True)
+        return sessions()
+
+    async def database_goes_away(_: Delivery) -> None:
+        nonlocal away
+        away = 2  # the post went out; the next two tries to record it fail
+
+    channels.answer = database_goes_away
+    await open_cases(http, "Chat", 1)
+    runtime.sessions = sessions_while_away  # type: ignore[assignment]
+    worker = OutboxWorker(runtime, {PLATFORM: channels}, record_retry_pauses=(0.0, 0.0, 0.0))
+
+    stats = await worker.run_once()
+
+    runtime.sessions = sessions
+    assert stats.sent == 1 and len(channels.to(QUIET)) == 1
+    [row] = await outbox(runtime, QUIET)
+    assert (row.status, row.attempts) == ("sent", 1)
 
 
 async def test_a_cards_posts_arrive_in_order_while_other_cards_post_concurrently(

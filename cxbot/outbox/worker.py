@@ -40,6 +40,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, exists, false, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -71,6 +72,8 @@ log = logging.getLogger(__name__)
 
 
 PRUNE_EVERY = timedelta(hours=1)
+#: Pauses between tries to record a row that was sent while the database is away (well inside the lease).
+RECORD_RETRY_PAUSES = (0.25, 0.5, 1.0, 2.0, 2.0)
 WAKE_GAP_SECONDS = 0.2
 
 Clock = Callable[[], datetime]
@@ -147,6 +150,7 @@ class OutboxWorker:
         pacer: Pacer | None = None,
         max_pace_wait: float = MAX_WAIT_SECONDS,
         paced: bool = False,
+        record_retry_pauses: tuple[float, ...] = RECORD_RETRY_PAUSES,
     ) -> None:
         self.runtime = runtime
         self.notifiers = dict(notifiers)
@@ -168,6 +172,7 @@ class OutboxWorker:
         }
         self.pacer = pacer or Pacer()
         self.max_pace_wait = max_pace_wait
+        self.record_retry_pauses = record_retry_pauses
         #: When (pacer seconds) the soonest row put back for its pace or hold falls due again.
         self.due_again: float | None = None
         #: Retry-After holds this worker got, by (platform, destination; None for the whole platform),
@@ -332,9 +337,24 @@ class OutboxWorker:
     async def _record_held(
         self, claim: _Claim, row: OutboxMessage, outcome: _Outcome, clock: Clock, stats: RunStats
     ) -> None:
+        """Record under the claim's lock. A sent row's record is tried again while the database is
+        briefly away (a PostgreSQL restart, a dropped connection): given up, the row would stay
+        `sending` until its lease ran out and then be posted a second time."""
         row_id = row.id
         async with claim.lock:
-            await self._record(row, outcome, claim.until, clock(), stats)
+            now = clock()
+            pauses = self.record_retry_pauses if outcome.status == "sent" else ()
+            for pause in (*pauses, None):
+                try:
+                    await self._record(row, outcome, claim.until, now, stats)
+                    break
+                except DBAPIError as error:
+                    if pause is None:
+                        raise
+                    log.warning(
+                        "outbox %s sent, recording it failed (%s); again in %s s", row_id, error, pause
+                    )
+                    await asyncio.sleep(pause)
             claim.rows.pop(row_id, None)
 
     async def _heartbeat(self, claim: _Claim, clock: Clock, stats: RunStats) -> None:
