@@ -286,6 +286,41 @@ async def test_rows_queued_after_a_429_wait_out_its_retry_after_too(
     assert len(channels.to(BUSY)) == 2
 
 
+async def test_another_replica_holds_off_a_channel_that_got_a_429_too(
+    bot: tuple[Runtime, httpx.AsyncClient, FrozenClock],
+) -> None:
+    """Two replicas, one database: the one that did not get the 429 knows of it from the row that
+    carries the hold, so it neither claims that channel's new rows nor posts one it had already
+    claimed (bench/soak.py found such posts 0.4-2.9 s into 1-3 s Retry-Afters)."""
+    runtime, http, clock = bot
+    limited = Channels(Monotonic(), pace=None)
+    other = Channels(Monotonic(), pace=None)
+
+    async def rate_limited(delivery: Delivery) -> None:
+        raise TransientDeliveryError("rate limited", retry_after=30)
+
+    limited.answer = rate_limited
+    first = OutboxWorker(runtime, {PLATFORM: limited}, concurrency=1)
+    second = OutboxWorker(runtime, {PLATFORM: other}, concurrency=1)
+    await open_cases(http, "Phone", 1)
+    await first.run_once()
+    assert limited.attempts == [BUSY] and not limited.sent
+
+    clock.advance(seconds=10)
+    await open_cases(http, "Phone", 1, first=1)
+    await open_cases(http, "Chat", 1)
+    await second.run_once()
+    assert other.attempts == [QUIET]  # the busy channel is held for the second replica as well
+    held, queued_later = await outbox(runtime, BUSY)
+    assert (held.next_attempt_at, held.result) == (OPENED + timedelta(seconds=30), {"hold": "destination"})
+    assert (queued_later.status, queued_later.attempts) == ("pending", 0)
+
+    clock.advance(seconds=20)
+    await second.run_once()
+    assert len(other.to(BUSY)) == 2
+    assert all(row.status == "sent" for row in await outbox(runtime, BUSY))
+
+
 async def test_a_post_is_recorded_once_the_database_is_back_and_not_posted_again(
     bot: tuple[Runtime, httpx.AsyncClient, FrozenClock],
 ) -> None:

@@ -62,7 +62,17 @@ from cxbot.outbox.contract import (
 from cxbot.outbox.inbox import KEEP_INBOUND_EVENTS, forget_inbound_events
 from cxbot.outbox.pacing import CHANNEL_PACE, MAX_WAIT_SECONDS, Pace, Pacer
 from cxbot.outbox.queue import queue_message
-from cxbot.outbox.rows import bind_post, bury_destination, hold_rows, later_refreshes, result_ref, supersede
+from cxbot.outbox.rows import (
+    bind_post,
+    bury_destination,
+    destination_held,
+    hold_ends,
+    hold_marker,
+    hold_rows,
+    later_refreshes,
+    result_ref,
+    supersede,
+)
 
 if TYPE_CHECKING:  # runtime → ingest → outbox: only the type is needed here
     from cxbot.runtime import Runtime
@@ -436,6 +446,7 @@ class OutboxWorker:
                 OutboxMessage.next_attempt_at <= now,
                 self._claimable(now),
                 ~blocked_by_earlier,
+                ~destination_held(now),  # a Retry-After another worker got
             )
             .order_by(OutboxMessage.id)
             .limit(self.batch_size)
@@ -455,9 +466,11 @@ class OutboxWorker:
 
     async def _deliver(self, row: OutboxMessage, clock: Clock) -> _Outcome:
         notifier = self.notifiers[row.platform]
-        delivery, supersedes = await self._prepare(row, clock())
-        if (until := self._held_until(row.platform, row.destination, clock())) is not None:
-            return self._put_back(clock, (until - clock()).total_seconds())  # a 429 came while it was read
+        delivery, supersedes, shared_hold = await self._prepare(row, clock())
+        now = clock()
+        holds = (self._held_until(row.platform, row.destination, now), shared_hold)
+        if (until := max((t for t in holds if t is not None and t > now), default=None)) is not None:
+            return self._put_back(clock, (until - now).total_seconds())  # a 429 came meanwhile
         try:
             result = await notifier.deliver(delivery)
         except TransientDeliveryError as error:  # Retry-After counts from when the answer arrived
@@ -493,8 +506,11 @@ class OutboxWorker:
         outcome.extra["hold"] = hold if retry_after is not None else None
         return outcome
 
-    async def _prepare(self, row: OutboxMessage, now: datetime) -> tuple[Delivery, list[int]]:
-        """Read what the notifier needs (case snapshot, card reference) in a short read-only session.
+    async def _prepare(
+        self, row: OutboxMessage, now: datetime
+    ) -> tuple[Delivery, list[int], datetime | None]:
+        """Read what the notifier needs (case snapshot, card reference) in a short read-only session,
+        and whether another worker got a Retry-After for the destination since this row was claimed.
 
         For a card refresh, also the later refreshes of the same card already queued: they are read
         first, so the snapshot read after them includes their changes, and once this card is sent
@@ -503,8 +519,11 @@ class OutboxWorker:
         case_view = None
         message_ref = None
         supersedes: list[int] = []
-        if row.case_id is not None and row.kind in CASE_KINDS:
-            async with self.runtime.sessions() as session:
+        held_until = None
+        async with self.runtime.sessions() as session:
+            if row.destination is not None:
+                held_until = await hold_ends(session, row.platform, row.destination, now)
+            if row.case_id is not None and row.kind in CASE_KINDS:
                 if row.kind == "case.card":
                     supersedes = await later_refreshes(session, row)
                 case_view = await load_case_view(session, row.case_id, config=self.runtime.config, now=now)
@@ -516,16 +535,20 @@ class OutboxWorker:
                             CasePost.destination == row.destination,
                         )
                     )
-        return Delivery(
-            id=row.id,
-            kind=row.kind,
-            platform=row.platform,
-            destination=row.destination,
-            payload=dict(row.payload or {}),
-            attempt=row.attempts + 1,
-            case=case_view,
-            message_ref=message_ref,
-        ), supersedes
+        return (
+            Delivery(
+                id=row.id,
+                kind=row.kind,
+                platform=row.platform,
+                destination=row.destination,
+                payload=dict(row.payload or {}),
+                attempt=row.attempts + 1,
+                case=case_view,
+                message_ref=message_ref,
+            ),
+            supersedes,
+            held_until,
+        )
 
     async def _record(
         self, row: OutboxMessage, outcome: _Outcome, held_until: datetime, now: datetime, stats: RunStats
@@ -536,7 +559,8 @@ class OutboxWorker:
         elif outcome.status == "dead":
             values.update(status="dead", last_error=outcome.error)
         else:
-            values.update(status="pending", next_attempt_at=outcome.next_attempt_at)
+            hold = outcome.extra.get("hold") if outcome.status == "retry" else None
+            values.update(status="pending", next_attempt_at=outcome.next_attempt_at, result=hold_marker(hold))
             if outcome.status == "retry":
                 values["last_error"] = outcome.error
         async with transaction(self.runtime.sessions) as session:
