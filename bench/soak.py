@@ -3,13 +3,14 @@
 (issue #15).
 
     python bench/soak.py                          # its own PostgreSQL (initdb in a temp dir), ~5 min
-    python bench/soak.py --quick                  # about a minute: short load, 10 s outage
+    python bench/soak.py --quick                  # under 2 min: 30 s load, 10 s outage, 12 teams
     python bench/soak.py --database-url postgresql://postgres@127.0.0.1:5432/postgres   # no PG restart
 
 Two replicas of the real server (`python bot.py serve`, subprocesses) share one database, behind a
-round-robin "load balancer" in this process, and get the latency bench's open-loop load: signed `/cx`
-commands (`note`, `take`, `list mine`) and `POST /feedback` items (one in five negative, spread over
-many teams, each with its own channel, so the per-channel pace is not what the run measures). The
+round-robin "load balancer" in this process, and get the latency bench's open-loop load at `--rate`
+(10 commands/s and 12.5 feedback items/s by default): signed `/cx` commands (`note`, `take`, `list
+mine`) and `POST /feedback` items (one in five negative, spread over 40 teams, each with its own
+channel, so that Slack's pace of about a message a second per channel is not what the run measures). The
 fake Slack (tests/support/fake_slack.py, in its own process) answers a share of posts 429 with
 Retry-After (and keeps answering 429 to that channel until it has passed, as Slack does), a share
 500, and `channel_not_found` for one team's channel. While the load runs:
@@ -1095,7 +1096,7 @@ def judge(
     resent = sum(len(s.answers) - 1 for s in sent if s.kind == "feedback")
     faults = Counter((r.status, r.error) for r in records if not r.ok)
     details = [
-        *timeline.events,
+        *sorted(timeline.events, key=lambda line: float(line.split(" s  ", 1)[0])),
         f"requests: {len(commands)} commands, {len(sent) - len(commands)} feedback items "
         f"({resent} resends); answers {dict(statuses)}",
         f"failures: {failures}",
@@ -1275,7 +1276,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep-logs", type=Path, help="write the replicas' logs into this directory")
     parser.add_argument(
-        "--quick", action="store_true", help="about a minute: 30 s load, 10 s outage, 12 teams"
+        "--quick", action="store_true", help="under 2 minutes: 30 s load, 10 s outage, 12 teams"
     )
     args = parser.parse_args(argv)
     if args.quick:

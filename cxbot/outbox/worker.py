@@ -19,9 +19,14 @@ later. The order of work per batch is what makes it safe:
    that honours Retry-After (which also holds the rest of that destination, or of the platform
    when the notifier says the limit was the platform's); or `dead` for a permanent error (or too
    many attempts), with a report queued for the team's channel or the admins. Dead rows are never retried.
+   A Retry-After is kept where every worker sees it until it has passed: the row that got it carries
+   the hold (`rows.hold_marker`), so no replica claims the destination's rows queued later, and a row
+   claimed before it is put back when it is read for delivery; the worker that got it also keeps it
+   in memory (`holds`). A sent row whose record fails because the database is briefly away is
+   recorded again, not left to its lease.
 
 Delivery is at least once: a crash between a successful call and step 3 sends that row again once
-its lease expires.
+its lease expires (bench/soak.py kills a replica mid-run and counts the duplicates).
 
 Every time the worker writes (lease, retry time, platform pause, `sent_at`) is read from the clock at
 that moment, not once per run: a round of slow posts takes seconds, and a Retry-After measured from
