@@ -13,6 +13,7 @@ from bench.soak import (
     PostCheck,
     Record,
     Sent,
+    Timeline,
     Window,
     check_cases,
     check_digests,
@@ -20,6 +21,7 @@ from bench.soak import (
     check_posts,
     classify_failures,
     doubled_firings,
+    first_tick_after,
     last_sure_tick,
     missed_steps,
     retry_after_undercuts,
@@ -155,3 +157,11 @@ def test_the_summary_is_one_line_that_says_pass_or_fail() -> None:
     assert line.startswith("soak: 1200 feedback 0 lost 0 doubled | 240 cases/240 negatives | ")
     assert "cards 240/240 posted, 1 duplicate (1 kill)" in line
     assert "5xx 0 (12 during PG restart)" in line and line.endswith("retry-after undercut 0 | PASS")
+
+
+def test_the_checks_wait_for_a_tick_after_postgres_is_back_and_after_the_digests() -> None:
+    timeline = Timeline(pg_restarts=[Window(NOON.timestamp() + 59.5, NOON.timestamp() + 65.0)])
+    digest_at = NOON + timedelta(minutes=1)
+    # The restart ended after the 12:01 tick had failed: the 12:02 tick is the one that makes up for it.
+    assert first_tick_after(timeline, digest_at, after_load=False) == NOON + timedelta(minutes=2)
+    assert first_tick_after(Timeline(), digest_at, after_load=False) == digest_at
