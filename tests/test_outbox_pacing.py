@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from cxbot.authz import actor_for
 from cxbot.commands.dispatch import Where, run_text
@@ -248,6 +249,112 @@ async def test_a_429_holds_only_its_channel_from_when_the_answer_arrived(
     clock.advance(seconds=30)
     await worker.run_once()
     assert len(channels.to(BUSY)) == 3
+
+
+async def test_rows_queued_after_a_429_wait_out_its_retry_after_too(
+    bot: tuple[Runtime, httpx.AsyncClient, FrozenClock],
+) -> None:
+    """The database holds the rows queued when the 429 came; a case opened afterwards in the same
+    channel (a row due at once) must not be posted before the time Slack gave either (bench/soak.py
+    found such posts 0.3-2.8 s into a 1-3 s Retry-After)."""
+    runtime, http, clock = bot
+    channels = Channels(Monotonic(), pace=None)
+    answered: list[datetime] = []
+
+    async def limited_once(delivery: Delivery) -> None:
+        if delivery.destination == BUSY and not answered:
+            answered.append(clock.now)
+            raise TransientDeliveryError("rate limited", retry_after=30)
+
+    channels.answer = limited_once
+    worker = OutboxWorker(runtime, {PLATFORM: channels}, concurrency=1)
+    await open_cases(http, "Phone", 1)
+    await worker.run_once()
+    assert channels.attempts == [BUSY]
+
+    clock.advance(seconds=10)
+    await open_cases(http, "Phone", 1, first=1)
+    await open_cases(http, "Chat", 1)
+    await worker.run_once()
+    assert channels.attempts.count(BUSY) == 1  # not 10 s into a 30 s Retry-After
+    assert len(channels.to(QUIET)) == 1  # the other channel is not held
+    newest = (await outbox(runtime, BUSY))[-1]
+    assert (newest.status, newest.attempts) == ("pending", 0)  # not even claimed
+
+    clock.advance(seconds=20)
+    await worker.run_once()
+    assert len(channels.to(BUSY)) == 2
+
+
+async def test_another_replica_holds_off_a_channel_that_got_a_429_too(
+    bot: tuple[Runtime, httpx.AsyncClient, FrozenClock],
+) -> None:
+    """Two replicas, one database: the one that did not get the 429 knows of it from the row that
+    carries the hold, so it neither claims that channel's new rows nor posts one it had already
+    claimed (bench/soak.py found such posts 0.4-2.9 s into 1-3 s Retry-Afters)."""
+    runtime, http, clock = bot
+    limited = Channels(Monotonic(), pace=None)
+    other = Channels(Monotonic(), pace=None)
+
+    async def rate_limited(delivery: Delivery) -> None:
+        raise TransientDeliveryError("rate limited", retry_after=30)
+
+    limited.answer = rate_limited
+    first = OutboxWorker(runtime, {PLATFORM: limited}, concurrency=1)
+    second = OutboxWorker(runtime, {PLATFORM: other}, concurrency=1)
+    await open_cases(http, "Phone", 1)
+    await first.run_once()
+    assert limited.attempts == [BUSY] and not limited.sent
+
+    clock.advance(seconds=10)
+    await open_cases(http, "Phone", 1, first=1)
+    await open_cases(http, "Chat", 1)
+    await second.run_once()
+    assert other.attempts == [QUIET]  # the busy channel is held for the second replica as well
+    held, queued_later = await outbox(runtime, BUSY)
+    assert (held.next_attempt_at, held.result) == (OPENED + timedelta(seconds=30), {"hold": "destination"})
+    assert (queued_later.status, queued_later.attempts) == ("pending", 0)
+
+    clock.advance(seconds=20)
+    await second.run_once()
+    assert len(other.to(BUSY)) == 2
+    assert all(row.status == "sent" for row in await outbox(runtime, BUSY))
+
+
+async def test_a_post_is_recorded_once_the_database_is_back_and_not_posted_again(
+    bot: tuple[Runtime, httpx.AsyncClient, FrozenClock],
+) -> None:
+    """The database goes away between a post and its record (a PostgreSQL restart in bench/soak.py):
+    the record is tried again, so the row is `sent`, not left `sending` to be posted a second time
+    by whichever worker takes it once its lease runs out."""
+    runtime, http, _ = bot
+    channels = Channels(Monotonic(), pace=None)
+    sessions = runtime.sessions
+    away = 0
+
+    def sessions_while_away() -> Any:
+        nonlocal away
+        if away:
+            away -= 1
+            lost = ConnectionError("terminating connection due to administrator command")
+            raise DBAPIError("UPDATE outbox", {}, lost, connection_invalidated=True)
+        return sessions()
+
+    async def database_goes_away(_: Delivery) -> None:
+        nonlocal away
+        away = 2  # the post went out; the next two tries to record it fail
+
+    channels.answer = database_goes_away
+    await open_cases(http, "Chat", 1)
+    runtime.sessions = sessions_while_away  # type: ignore[assignment]
+    worker = OutboxWorker(runtime, {PLATFORM: channels}, record_retry_pauses=(0.0, 0.0, 0.0))
+
+    stats = await worker.run_once()
+
+    runtime.sessions = sessions
+    assert stats.sent == 1 and len(channels.to(QUIET)) == 1
+    [row] = await outbox(runtime, QUIET)
+    assert (row.status, row.attempts) == ("sent", 1)
 
 
 async def test_a_cards_posts_arrive_in_order_while_other_cards_post_concurrently(

@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, exists, func, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from cxbot.db import insert_for
 from cxbot.models import CasePost, OutboxMessage
@@ -62,6 +63,44 @@ async def hold_rows(
         .values(next_attempt_at=until)
         .execution_options(synchronize_session=False)
     )
+
+
+#: A pending row's `result` names the hold its Retry-After put on its destination, so that every
+#: worker (another replica too) sees the destination is held until the row's `next_attempt_at`:
+#: rows queued after the 429 are not claimed before then, and rows claimed before it are put back.
+#: (A hold on a whole platform holds the row's destination this way; `hold_rows` holds the rest.)
+HOLD_KEY = "hold"
+
+
+def hold_marker(hold: str | None) -> Any:
+    """The `result` of a row put back to pending: the hold it carries, or none (SQL NULL)."""
+    return {HOLD_KEY: hold} if hold is not None else null()
+
+
+def destination_held(now: datetime) -> ColumnElement[bool]:
+    """True for an outbox row whose destination a pending row holds past `now` (a Retry-After)."""
+    holder = aliased(OutboxMessage)
+    return exists().where(
+        holder.platform == OutboxMessage.platform,
+        holder.destination == OutboxMessage.destination,
+        holder.status == "pending",
+        holder.next_attempt_at > now,
+        holder.result.is_not(None),
+    )
+
+
+async def hold_ends(session: AsyncSession, platform: str, destination: str, now: datetime) -> datetime | None:
+    """When the Retry-After some worker got for this destination ends, if it has not yet."""
+    ends = await session.scalar(
+        select(func.max(OutboxMessage.next_attempt_at)).where(
+            OutboxMessage.platform == platform,
+            OutboxMessage.destination == destination,
+            OutboxMessage.status == "pending",
+            OutboxMessage.next_attempt_at > now,
+            OutboxMessage.result.is_not(None),
+        )
+    )
+    return ends
 
 
 def result_ref(result: dict[str, Any] | None) -> str | None:

@@ -19,9 +19,14 @@ later. The order of work per batch is what makes it safe:
    that honours Retry-After (which also holds the rest of that destination, or of the platform
    when the notifier says the limit was the platform's); or `dead` for a permanent error (or too
    many attempts), with a report queued for the team's channel or the admins. Dead rows are never retried.
+   A Retry-After is kept where every worker sees it until it has passed: the row that got it carries
+   the hold (`rows.hold_marker`), so no replica claims the destination's rows queued later, and a row
+   claimed before it is put back when it is read for delivery; the worker that got it also keeps it
+   in memory (`holds`). A sent row whose record fails because the database is briefly away is
+   recorded again, not left to its lease.
 
 Delivery is at least once: a crash between a successful call and step 3 sends that row again once
-its lease expires.
+its lease expires (bench/soak.py kills a replica mid-run and counts the duplicates).
 
 Every time the worker writes (lease, retry time, platform pause, `sent_at`) is read from the clock at
 that moment, not once per run: a round of slow posts takes seconds, and a Retry-After measured from
@@ -33,12 +38,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, false, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -60,7 +67,17 @@ from cxbot.outbox.contract import (
 from cxbot.outbox.inbox import KEEP_INBOUND_EVENTS, forget_inbound_events
 from cxbot.outbox.pacing import CHANNEL_PACE, MAX_WAIT_SECONDS, Pace, Pacer
 from cxbot.outbox.queue import queue_message
-from cxbot.outbox.rows import bind_post, bury_destination, hold_rows, later_refreshes, result_ref, supersede
+from cxbot.outbox.rows import (
+    bind_post,
+    bury_destination,
+    destination_held,
+    hold_ends,
+    hold_marker,
+    hold_rows,
+    later_refreshes,
+    result_ref,
+    supersede,
+)
 
 if TYPE_CHECKING:  # runtime → ingest → outbox: only the type is needed here
     from cxbot.runtime import Runtime
@@ -70,6 +87,8 @@ log = logging.getLogger(__name__)
 
 
 PRUNE_EVERY = timedelta(hours=1)
+#: Pauses between tries to record a row that was sent while the database is away (well inside the lease).
+RECORD_RETRY_PAUSES = (0.25, 0.5, 1.0, 2.0, 2.0)
 WAKE_GAP_SECONDS = 0.2
 
 Clock = Callable[[], datetime]
@@ -146,6 +165,7 @@ class OutboxWorker:
         pacer: Pacer | None = None,
         max_pace_wait: float = MAX_WAIT_SECONDS,
         paced: bool = False,
+        record_retry_pauses: tuple[float, ...] = RECORD_RETRY_PAUSES,
     ) -> None:
         self.runtime = runtime
         self.notifiers = dict(notifiers)
@@ -167,8 +187,14 @@ class OutboxWorker:
         }
         self.pacer = pacer or Pacer()
         self.max_pace_wait = max_pace_wait
+        self.record_retry_pauses = record_retry_pauses
         #: When (pacer seconds) the soonest row put back for its pace or hold falls due again.
         self.due_again: float | None = None
+        #: Retry-After holds this worker got, by (platform, destination; None for the whole platform),
+        #: on the runtime's clock. The database holds the rows queued when the 429 came; this also
+        #: holds rows queued after it (a new thread line to the same channel) and rows of the round
+        #: already past their check, until the time Slack gave.
+        self.holds: dict[tuple[str, str | None], datetime] = {}
 
     async def run_once(self, *, now: datetime | None = None) -> RunStats:
         """Deliver everything due, round after round (a card unblocks its thread lines).
@@ -247,7 +273,6 @@ class OutboxWorker:
         slow post or a busy database connection holds up one lane, not the whole round. A lane waits
         for its destination's pace before it takes one of the `concurrency` slots."""
         broken: dict[tuple[str, str | None], str] = {}
-        held: dict[tuple[str, str | None], datetime] = {}
         lanes: dict[tuple[str, str | None, int | None], list[int]] = {}
         for row_id in sorted(claim.rows):
             row = claim.rows[row_id]
@@ -256,7 +281,7 @@ class OutboxWorker:
 
         async def lane(row_ids: list[int]) -> None:
             for row_id in row_ids:
-                await self._deliver_held(claim, row_id, clock, stats, slots, broken, held)
+                await self._deliver_held(claim, row_id, clock, stats, slots, broken)
 
         await asyncio.gather(*(lane(row_ids) for row_ids in lanes.values()))
 
@@ -268,12 +293,11 @@ class OutboxWorker:
         stats: RunStats,
         slots: asyncio.Semaphore,
         broken: dict[tuple[str, str | None], str],
-        held: dict[tuple[str, str | None], datetime],
     ) -> None:
         """One row: its pace, then a slot, then the post and the record.
 
-        `held` is this round's Retry-After holds by (platform, destination), with None for a whole
-        platform: the database holds the queued rows; this holds the ones this round already has."""
+        A Retry-After that comes while the row waits (`self.holds`) puts it back, checked again just
+        before the post, after the case was read: that read can take a while under load."""
         row = claim.rows.get(row_id)
         if row is None:
             return
@@ -289,11 +313,8 @@ class OutboxWorker:
             elif wait > 0:
                 await asyncio.sleep(wait)
         async with slots:
-            until = max(
-                (t for t in (held.get((row.platform, row.destination)), held.get((row.platform, None))) if t),
-                default=None,
-            )
-            if outcome is None and until is not None and until > clock():  # a Retry-After came meanwhile
+            until = self._held_until(row.platform, row.destination, clock())
+            if outcome is None and until is not None:  # a Retry-After came meanwhile
                 outcome = self._put_back(clock, (until - clock()).total_seconds())
             if claim.until - clock() < self.lease / 2:  # a slow round: keep what it still holds
                 await self._renew(claim, clock, stats)
@@ -304,25 +325,51 @@ class OutboxWorker:
                 hold = outcome.extra.get("hold") if outcome.status == "retry" else None
                 if hold is not None:
                     assert outcome.next_attempt_at is not None
-                    held[(row.platform, row.destination if hold == "destination" else None)] = (
-                        outcome.next_attempt_at
-                    )
+                    key = (row.platform, row.destination if hold == "destination" else None)
+                    earlier = self.holds.get(key)
+                    self.holds[key] = max(outcome.next_attempt_at, earlier or outcome.next_attempt_at)
                 if outcome.report is not None and outcome.report.scope == "destination":
                     broken[(row.platform, row.destination)] = f"destination_dead: see outbox {row.id}"
             await self._record_held(claim, row, outcome, clock, stats)
 
+    def _held_until(self, platform: str, destination: str | None, now: datetime) -> datetime | None:
+        """When the Retry-After on this destination (or its whole platform) ends, if it has not yet."""
+        ends = [self.holds.get((platform, None))]
+        if destination is not None:
+            ends.append(self.holds.get((platform, destination)))
+        return max((end for end in ends if end is not None and end > now), default=None)
+
+    def _forget_holds(self, now: datetime) -> None:
+        for key, until in list(self.holds.items()):
+            if until <= now:
+                del self.holds[key]
+
     def _put_back(self, clock: Clock, seconds: float) -> _Outcome:
         """Back to pending, due when its pace or hold allows; the run loop wakes for it then."""
-        due = self.pacer.monotonic() + seconds
-        self.due_again = due if self.due_again is None else min(self.due_again, due)
+        self._due_in(seconds)
         return _Outcome("released", next_attempt_at=clock() + timedelta(seconds=seconds), counted=False)
 
     async def _record_held(
         self, claim: _Claim, row: OutboxMessage, outcome: _Outcome, clock: Clock, stats: RunStats
     ) -> None:
+        """Record under the claim's lock. A sent row's record is tried again while the database is
+        briefly away (a PostgreSQL restart, a dropped connection): given up, the row would stay
+        `sending` until its lease ran out and then be posted a second time."""
         row_id = row.id
         async with claim.lock:
-            await self._record(row, outcome, claim.until, clock(), stats)
+            now = clock()
+            pauses = self.record_retry_pauses if outcome.status == "sent" else ()
+            for pause in (*pauses, None):
+                try:
+                    await self._record(row, outcome, claim.until, now, stats)
+                    break
+                except DBAPIError as error:
+                    if pause is None:
+                        raise
+                    log.warning(
+                        "outbox %s sent, recording it failed (%s); again in %s s", row_id, error, pause
+                    )
+                    await asyncio.sleep(pause)
             claim.rows.pop(row_id, None)
 
     async def _heartbeat(self, claim: _Claim, clock: Clock, stats: RunStats) -> None:
@@ -356,24 +403,36 @@ class OutboxWorker:
                 stats.fenced += 1
             claim.until = until
 
-    def _claimable(self) -> Any:
-        """Rows a notifier here delivers, except to destinations whose pace has no slot soon: claimed,
-        they would only be put back (an UPDATE each, round after round, while the backlog grows)."""
+    def _claimable(self, now: datetime) -> Any:
+        """Rows a notifier here delivers, except to destinations whose pace has no slot soon or that
+        are under a Retry-After: claimed, they would only be put back (an UPDATE each, round after
+        round, while the backlog grows)."""
         conditions = []
+        self._forget_holds(now)
         for platform, notifier in self.notifiers.items():
             condition = and_(
                 OutboxMessage.platform == platform, OutboxMessage.kind.in_(sorted(notifier.kinds))
             )
+            if (platform_hold := self._held_until(platform, None, now)) is not None:
+                self._due_in((platform_hold - now).total_seconds())
+                continue  # the whole platform is under a Retry-After
             full = self.pacer.saturated(platform, self.paces.get(platform), beyond=self.max_pace_wait)
+            for (held_platform, destination), until in self.holds.items():
+                if held_platform == platform and destination is not None:
+                    full[destination] = min(full.get(destination, math.inf), (until - now).total_seconds())
             if full:
                 condition = and_(
                     condition,
                     or_(OutboxMessage.destination.is_(None), OutboxMessage.destination.not_in(sorted(full))),
                 )
-                due = self.pacer.monotonic() + min(full.values())
-                self.due_again = due if self.due_again is None else min(self.due_again, due)
+                self._due_in(min(full.values()))
             conditions.append(condition)
-        return or_(*conditions)
+        return or_(*conditions) if conditions else false()
+
+    def _due_in(self, seconds: float) -> None:
+        """Wake the run loop in `seconds` (pacer time) for rows left out or put back until then."""
+        due = self.pacer.monotonic() + seconds
+        self.due_again = due if self.due_again is None else min(self.due_again, due)
 
     async def _claim(self, clock: Clock) -> _Claim:
         now = clock()
@@ -390,8 +449,9 @@ class OutboxWorker:
             .where(
                 OutboxMessage.status.in_(OPEN_STATUSES),
                 OutboxMessage.next_attempt_at <= now,
-                self._claimable(),
+                self._claimable(now),
                 ~blocked_by_earlier,
+                ~destination_held(now),  # a Retry-After another worker got
             )
             .order_by(OutboxMessage.id)
             .limit(self.batch_size)
@@ -411,7 +471,11 @@ class OutboxWorker:
 
     async def _deliver(self, row: OutboxMessage, clock: Clock) -> _Outcome:
         notifier = self.notifiers[row.platform]
-        delivery, supersedes = await self._prepare(row, clock())
+        delivery, supersedes, shared_hold = await self._prepare(row, clock())
+        now = clock()
+        holds = (self._held_until(row.platform, row.destination, now), shared_hold)
+        if (until := max((t for t in holds if t is not None and t > now), default=None)) is not None:
+            return self._put_back(clock, (until - now).total_seconds())  # a 429 came meanwhile
         try:
             result = await notifier.deliver(delivery)
         except TransientDeliveryError as error:  # Retry-After counts from when the answer arrived
@@ -447,8 +511,11 @@ class OutboxWorker:
         outcome.extra["hold"] = hold if retry_after is not None else None
         return outcome
 
-    async def _prepare(self, row: OutboxMessage, now: datetime) -> tuple[Delivery, list[int]]:
-        """Read what the notifier needs (case snapshot, card reference) in a short read-only session.
+    async def _prepare(
+        self, row: OutboxMessage, now: datetime
+    ) -> tuple[Delivery, list[int], datetime | None]:
+        """Read what the notifier needs (case snapshot, card reference) in a short read-only session,
+        and whether another worker got a Retry-After for the destination since this row was claimed.
 
         For a card refresh, also the later refreshes of the same card already queued: they are read
         first, so the snapshot read after them includes their changes, and once this card is sent
@@ -457,8 +524,11 @@ class OutboxWorker:
         case_view = None
         message_ref = None
         supersedes: list[int] = []
-        if row.case_id is not None and row.kind in CASE_KINDS:
-            async with self.runtime.sessions() as session:
+        held_until = None
+        async with self.runtime.sessions() as session:
+            if row.destination is not None:
+                held_until = await hold_ends(session, row.platform, row.destination, now)
+            if row.case_id is not None and row.kind in CASE_KINDS:
                 if row.kind == "case.card":
                     supersedes = await later_refreshes(session, row)
                 case_view = await load_case_view(session, row.case_id, config=self.runtime.config, now=now)
@@ -470,16 +540,20 @@ class OutboxWorker:
                             CasePost.destination == row.destination,
                         )
                     )
-        return Delivery(
-            id=row.id,
-            kind=row.kind,
-            platform=row.platform,
-            destination=row.destination,
-            payload=dict(row.payload or {}),
-            attempt=row.attempts + 1,
-            case=case_view,
-            message_ref=message_ref,
-        ), supersedes
+        return (
+            Delivery(
+                id=row.id,
+                kind=row.kind,
+                platform=row.platform,
+                destination=row.destination,
+                payload=dict(row.payload or {}),
+                attempt=row.attempts + 1,
+                case=case_view,
+                message_ref=message_ref,
+            ),
+            supersedes,
+            held_until,
+        )
 
     async def _record(
         self, row: OutboxMessage, outcome: _Outcome, held_until: datetime, now: datetime, stats: RunStats
@@ -490,7 +564,8 @@ class OutboxWorker:
         elif outcome.status == "dead":
             values.update(status="dead", last_error=outcome.error)
         else:
-            values.update(status="pending", next_attempt_at=outcome.next_attempt_at)
+            hold = outcome.extra.get("hold") if outcome.status == "retry" else None
+            values.update(status="pending", next_attempt_at=outcome.next_attempt_at, result=hold_marker(hold))
             if outcome.status == "retry":
                 values["last_error"] = outcome.error
         async with transaction(self.runtime.sessions) as session:

@@ -71,6 +71,7 @@ class FakeSlack:
         self._scripts: dict[str, list[Answer | None]] = {}
         self._holds: dict[str, threading.Event] = {}
         self._hooks: dict[str, Callable[[Call, Answer | None], None]] = {}
+        self._choosers: list[Callable[[Call], Answer | None]] = []
         self._ts = itertools.count(1)
         self._files = itertools.count(1)
         #: Bytes sent to upload URLs (files_upload_v2), by file id.
@@ -151,6 +152,15 @@ class FakeSlack:
         with self._lock:
             self._hooks[method] = hook
 
+    def answer_with(self, chooser: Callable[[Call], Answer | None]) -> None:
+        """Let `chooser(call)` answer every call not scripted (None: as usual), in the server's thread.
+
+        For a Slack that misbehaves at random or for a while (bench/soak.py: 429s, 500s, an outage);
+        a test that needs one answer in order uses :meth:`script`.
+        """
+        with self._lock:
+            self._choosers.append(chooser)
+
     def calls(self, method: str | None = None) -> list[Call]:
         with self._lock:
             return [c for c in self._calls if method is None or c.method == method]
@@ -189,6 +199,11 @@ class FakeSlack:
             answer = scripted.pop(0) if scripted else None
             gate = self._holds.get(method)
             hook = self._hooks.get(method)
+            choosers = list(self._choosers)
+        for chooser in choosers if answer is None else ():
+            answer = chooser(call)
+            if answer is not None:
+                break
         if gate is not None and not gate.wait(timeout=30):
             return Answer(500, {"ok": False, "error": "held_too_long"})
         if hook is not None:
