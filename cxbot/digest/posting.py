@@ -279,11 +279,22 @@ def team_slots(team: Team, *, now: datetime) -> list[Slot]:
     )
 
 
-async def build_leadership_digest(runtime: Runtime, *, report_date: date, now: datetime) -> LeadershipDigest:
-    """Every team's digest of the same local date (each in its own zone), side by side."""
+async def build_leadership_digest(
+    runtime: Runtime,
+    *,
+    report_date: date,
+    now: datetime,
+    known: Mapping[tuple[str, date], TeamDigest] | None = None,
+) -> LeadershipDigest:
+    """Every team's digest of the same local date (each in its own zone), side by side.
+
+    `known` holds team digests this tick already built, by (team, report date): with hundreds of
+    teams due at the leadership digest's minute, they are not built a second time."""
+    known = known or {}
     async with runtime.sessions() as session:
         teams = [
-            await build_team_digest(
+            known.get((team.key, report_date))
+            or await build_team_digest(
                 session, team=team, report_date=report_date, now=now, config=runtime.config
             )
             for team in runtime.config.teams
@@ -291,10 +302,16 @@ async def build_leadership_digest(runtime: Runtime, *, report_date: date, now: d
     return LeadershipDigest(report_date=report_date, generated_at=now, teams=tuple(teams))
 
 
-async def _build(runtime: Runtime, slot: Slot, team: Team | None, now: datetime) -> BuiltDigest:
+async def _build(
+    runtime: Runtime,
+    slot: Slot,
+    team: Team | None,
+    now: datetime,
+    known: Mapping[tuple[str, date], TeamDigest],
+) -> BuiltDigest:
     if team is None:
         digest: TeamDigest | LeadershipDigest = await build_leadership_digest(
-            runtime, report_date=slot.report_date, now=now
+            runtime, report_date=slot.report_date, now=now, known=known
         )
         return BuiltDigest(slot, digest)
     async with runtime.sessions() as session:
@@ -305,22 +322,28 @@ async def _build(runtime: Runtime, slot: Slot, team: Team | None, now: datetime)
 
 
 async def _build_batch(
-    runtime: Runtime, plans: Sequence[tuple[Slot, Team | None]], now: datetime
+    runtime: Runtime,
+    plans: Sequence[tuple[Slot, Team | None]],
+    now: datetime,
+    known: dict[tuple[str, date], TeamDigest],
 ) -> list[BuiltDigest]:
-    """The batch's digests, `BUILD_CONCURRENCY` at a time; one that fails is logged and left for the
-    next tick, and the others go on."""
+    """The batch's digests, `BUILD_CONCURRENCY` at a time, each team's kept in `known`; one that
+    fails is logged and left for the next tick, and the others go on."""
     slots = asyncio.Semaphore(BUILD_CONCURRENCY)
 
     async def one(slot: Slot, team: Team | None) -> BuiltDigest | None:
         async with slots:
             try:
-                return await _build(runtime, slot, team, now)
+                return await _build(runtime, slot, team, now, known)
             except Exception:  # one team's failure must not hold back the others; retried next tick
                 log.exception("digest %s for %s failed", slot.scope, slot.local_date)
                 return None
 
-    built = await asyncio.gather(*(one(slot, team) for slot, team in plans))
-    return [item for item in built if item is not None]
+    built = [item for item in await asyncio.gather(*(one(slot, team) for slot, team in plans)) if item]
+    for item in built:
+        if isinstance(item.digest, TeamDigest):
+            known[(item.digest.team_key, item.digest.report_date)] = item.digest
+    return built
 
 
 async def _claim_batch(
@@ -388,11 +411,12 @@ async def tick(
         except Exception:  # recorded by the next tick; the due digests below go out regardless
             log.exception("recording %d missed digests failed", len(missed))
     due = [(slot, team) for slot, team in plans if now <= slot.cutoff_at]
+    known: dict[tuple[str, date], TeamDigest] = {}
     for batch in _batches(due, claimed_by):
         async with runtime.sessions() as session:  # another replica may have got here first
             taken = await _recorded(session, [slot for slot, _ in batch])
         batch = [(slot, team) for slot, team in batch if (slot.scope, slot.local_date) not in taken]
         if batch:
-            built = await _build_batch(runtime, batch, now)
+            built = await _build_batch(runtime, batch, now, known)
             outcomes += await _claim_batch(runtime, built, now=now, claimed_by=claimed_by)
     return outcomes
