@@ -323,9 +323,9 @@ async def _build(
 
 def build_concurrency(runtime: Runtime) -> int:
     """Builders at once: on SQLite's single pooled connection, one. Four builders there only queue on
-    the connection and crowd out the outbox worker's writes: measured with 500 teams, 172 digests
-    were posted while the tick ran (p50 6.7 s) against 475 with one builder (p50 4.3 s), for the
-    same time to the last post."""
+    the connection and crowd out the outbox worker's writes: with 500 teams (tick and worker in one
+    process), 172 digests were posted while the tick ran (p50 6.7 s) against 475 with one builder
+    (p50 4.3 s), for the same time to the last post (docs/performance.md)."""
     pool_size = getattr(runtime.engine.pool, "size", lambda: BUILD_CONCURRENCY + 1)()
     return max(1, min(BUILD_CONCURRENCY, pool_size - 1))
 
