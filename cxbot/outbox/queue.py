@@ -8,6 +8,7 @@ or firing never queues the same message twice.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -79,6 +80,15 @@ async def queue_message(
     return inserted.first() is not None
 
 
+@dataclass(frozen=True, slots=True)
+class TeamMessage:
+    """One team-wide post (a digest): queued for every chat destination of `team_key`."""
+
+    team_key: str
+    payload: dict[str, Any]
+    subject: Sequence[object]
+
+
 async def enqueue_for_team(
     session: AsyncSession,
     *,
@@ -93,21 +103,46 @@ async def enqueue_for_team(
     For team-wide posts such as digests (`kind="digest"`, payload `{"text": ...}`): the same
     `subject` queued twice (a replayed job) is one message per destination. Returns rows added.
     """
+    return await enqueue_for_teams(session, [TeamMessage(team_key, payload, subject)], kind=kind, now=now)
+
+
+async def enqueue_for_teams(
+    session: AsyncSession, messages: Sequence[TeamMessage], *, kind: str, now: datetime
+) -> int:
+    """`enqueue_for_team` for many teams at once: one SELECT of their destinations and one INSERT,
+    so 500 digests due in the same minute cost two statements per batch, not two per team."""
+    if not messages:
+        return 0
     destinations = await session.execute(
-        select(TeamDestination.platform, TeamDestination.address).where(TeamDestination.team_key == team_key)
+        select(TeamDestination.team_key, TeamDestination.platform, TeamDestination.address).where(
+            TeamDestination.team_key.in_(sorted({m.team_key for m in messages}))
+        )
     )
-    added = 0
-    for platform, address in destinations.all():
-        added += await queue_message(
-            session,
+    by_team: dict[str, list[tuple[str, str]]] = {}
+    for team, platform, address in destinations.all():
+        by_team.setdefault(team, []).append((platform, address))
+    rows = [
+        outbox_row(
             kind=kind,
             platform=platform,
             destination=address,
-            payload=payload,
-            subject=subject,
+            payload=message.payload,
+            subject=message.subject,
             now=now,
         )
-    return added
+        for message in messages
+        for platform, address in by_team.get(message.team_key, [])
+    ]
+    if not rows:
+        return 0
+    mark_outbox_queued(session)
+    inserted = await session.execute(
+        insert_for(session, OutboxMessage.__table__)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key])
+        .returning(OutboxMessage.id)
+    )
+    return len(inserted.all())
 
 
 async def queue_case_cards(
