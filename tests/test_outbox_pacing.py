@@ -24,7 +24,7 @@ from cxbot.commands.dispatch import Where, run_text
 from cxbot.config import Config, parse_config
 from cxbot.models import OutboxMessage
 from cxbot.outbox.contract import CHAT_KINDS, Delivery, TransientDeliveryError
-from cxbot.outbox.pacing import CHANNEL_PACE, CONVERSATION_PACE, Pace, Pacer
+from cxbot.outbox.pacing import APP_PACE, CHANNEL_PACE, CONVERSATION_PACE, Pace, Pacer
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
@@ -167,6 +167,27 @@ def test_the_pacer_keeps_every_window_and_each_destination_to_itself() -> None:
     # A wait longer than the caller takes is reported, not reserved.
     busy_wait = pacer.reserve(PLATFORM, "fresh", CHANNEL_PACE, max_wait=0)
     assert busy_wait > 0 and pacer.reserve(PLATFORM, "fresh", CHANNEL_PACE, max_wait=0) == busy_wait
+
+
+def test_an_app_wide_pace_holds_every_conversation_together_and_each_to_its_own() -> None:
+    """Teams: 50 sends a second over all conversations, beside each conversation's 7 a second."""
+    monotonic = Monotonic()
+    pacer = Pacer(monotonic=monotonic)
+    times = [
+        monotonic.now
+        + pacer.reserve(PLATFORM, f"conv-{n % 200}", CONVERSATION_PACE, max_wait=1e9, app_pace=APP_PACE)
+        for n in range(400)
+    ]
+    assert most_in_any(times, 1.0) <= 50  # a fan-out to 200 conversations keeps to the app's limit
+    assert times[49] == monotonic.now and times[50] == monotonic.now + 1.0
+    one = [t for n, t in enumerate(times) if n % 200 == 0]
+    assert most_in_any(one, 1.0) <= 7
+    # A send refused for its wait takes no slot in either lane.
+    before = pacer.reserve(PLATFORM, "conv-new", CONVERSATION_PACE, max_wait=0, app_pace=APP_PACE)
+    assert before > 0
+    assert pacer.reserve(PLATFORM, "conv-new", CONVERSATION_PACE, max_wait=0, app_pace=APP_PACE) == before
+    # The app-wide lane is no destination: a claim never leaves it out as a saturated channel.
+    assert "all conversations" not in pacer.saturated(PLATFORM, CONVERSATION_PACE, beyond=0)
 
 
 async def test_a_busy_channel_is_paced_and_what_waits_is_put_back_for_its_slot(

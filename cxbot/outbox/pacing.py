@@ -50,6 +50,14 @@ CONVERSATION_PACE: Final = Pace(((7, 1.0), (8, 2.0), (60, 30.0), (1800, 3600.0))
 to a conversation (7 per second, 8 per 2 s, 60 per 30 s, 1,800 per hour), from Microsoft's "Rate
 limiting for bots" page. A Teams notifier names it as its `pace`."""
 
+APP_PACE: Final = Pace(((50, 1.0),))
+"""All of a Microsoft Teams bot's sends together: 50 requests a second per app per tenant, the Bot
+Framework's global limit beside the per-conversation ones (one tenant per installation here). A Teams
+notifier names it as its `app_pace`: a fan-out over many conversations would pass it otherwise."""
+
+#: The lane of a platform's app-wide pace (no destination is named so: ids have no spaces).
+APP_LANE: Final = "all conversations"
+
 #: A send that would wait longer than this is put back rather than held in a round.
 MAX_WAIT_SECONDS: Final = 2.0
 
@@ -61,22 +69,42 @@ class Pacer:
         self.monotonic = monotonic
         self._lanes: dict[tuple[str, str], deque[float]] = {}
 
-    def reserve(self, platform: str, destination: str | None, pace: Pace | None, *, max_wait: float) -> float:
+    def reserve(
+        self,
+        platform: str,
+        destination: str | None,
+        pace: Pace | None,
+        *,
+        max_wait: float,
+        app_pace: Pace | None = None,
+    ) -> float:
         """Seconds until a send to `destination` may go; reserved only if that is at most `max_wait`.
 
-        A destination of None or a pace of None is not paced. Holds (Retry-After) are the worker's:
-        they live on the rows, in the database, so every replica obeys them.
+        The send fits both its destination's `pace` and, if given, the platform's `app_pace` (every
+        destination together); it is reserved in both or in neither. A destination of None or a
+        pace of None is not paced by destination. Holds (Retry-After) are the worker's: they live on
+        the rows, in the database, so every replica obeys them.
         """
-        if destination is None or pace is None:
+        lanes = []
+        if destination is not None and pace is not None:
+            lanes.append(((platform, destination), pace))
+        if app_pace is not None:
+            lanes.append(((platform, APP_LANE), app_pace))
+        if not lanes:
             return 0.0
         now = self.monotonic()
-        sent = self._lanes.setdefault((platform, destination), deque())
-        while sent and sent[0] <= now - pace.longest[1]:
-            sent.popleft()
-        start = max(now, *(self._free_at(sent, count, seconds) for count, seconds in pace.windows))
+        start = now
+        logs = []
+        for key, lane_pace in lanes:
+            sent = self._lanes.setdefault(key, deque())
+            while sent and sent[0] <= now - lane_pace.longest[1]:
+                sent.popleft()
+            start = max(start, *(self._free_at(sent, count, seconds) for count, seconds in lane_pace.windows))
+            logs.append(sent)
         wait = start - now
         if wait <= max_wait:
-            sent.append(start)  # reservations only move forward in time, so the log stays sorted
+            for sent in logs:  # reservations only move forward in time, so each log stays sorted
+                sent.append(start)
         return wait
 
     def saturated(self, platform: str, pace: Pace | None, *, beyond: float) -> dict[str, float]:
@@ -86,7 +114,7 @@ class Pacer:
         now = self.monotonic()
         found: dict[str, float] = {}
         for (lane_platform, destination), sent in self._lanes.items():
-            if lane_platform != platform or not sent:
+            if lane_platform != platform or destination == APP_LANE or not sent:
                 continue
             wait = max(self._free_at(sent, count, seconds) for count, seconds in pace.windows) - now
             if wait > beyond:

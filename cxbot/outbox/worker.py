@@ -185,6 +185,11 @@ class OutboxWorker:
             else None
             for platform, notifier in self.notifiers.items()
         }
+        #: All of a platform's sends together, for a notifier that names an `app_pace` (Teams).
+        self.app_paces: dict[str, Pace | None] = {
+            platform: getattr(notifier, "app_pace", None) if paced else None
+            for platform, notifier in self.notifiers.items()
+        }
         self.pacer = pacer or Pacer()
         self.max_pace_wait = max_pace_wait
         self.record_retry_pauses = record_retry_pauses
@@ -306,7 +311,11 @@ class OutboxWorker:
             outcome = _Outcome("dead", error=broken[(row.platform, row.destination)], counted=False)
         else:
             wait = self.pacer.reserve(
-                row.platform, row.destination, self.paces.get(row.platform), max_wait=self.max_pace_wait
+                row.platform,
+                row.destination,
+                self.paces.get(row.platform),
+                max_wait=self.max_pace_wait,
+                app_pace=self.app_paces.get(row.platform),
             )
             if wait > self.max_pace_wait:  # its slot is far off: put it back for then, move on
                 outcome = self._put_back(clock, wait)

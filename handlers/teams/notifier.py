@@ -21,7 +21,7 @@ from typing import Any
 from cxbot.config import PERSON_ID_PATTERNS
 from cxbot.digest.serialize import digest_from_json
 from cxbot.outbox.contract import CHAT_KINDS, ESCALATION_DM, Delivery, DeliveryError, PermanentDeliveryError
-from cxbot.outbox.pacing import CONVERSATION_PACE
+from cxbot.outbox.pacing import APP_PACE, CONVERSATION_PACE
 from cxbot.pii import mask_text
 from handlers.teams.cards import attachment, case_card, clip, fallback_text
 from handlers.teams.connector import BotConnector
@@ -46,6 +46,8 @@ class TeamsNotifier:
     kinds = CHAT_KINDS
     #: Teams' per-conversation limits, not a Slack channel's one a second.
     pace = CONVERSATION_PACE
+    #: And the bot's 50 requests a second over all conversations.
+    app_pace = APP_PACE
 
     def __init__(
         self,
