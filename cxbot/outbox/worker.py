@@ -425,7 +425,9 @@ class OutboxWorker:
         except Exception as error:  # a bug or an unmapped network failure: retry, loudly
             log.exception("outbox %s: unexpected delivery failure", row.id)
             return self._transient(row, clock(), f"{type(error).__name__}: {error}", None)
-        outcome = _Outcome("sent", result=result, message_ref=result_ref(result))
+        # A refresh that edited the card it was given binds nothing new: no write for an unchanged ref.
+        ref = result_ref(result)
+        outcome = _Outcome("sent", result=result, message_ref=ref if ref != delivery.message_ref else None)
         outcome.extra["supersedes"] = supersedes
         return outcome
 

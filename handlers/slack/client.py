@@ -74,16 +74,33 @@ def build_web_client(
 
 
 class SlackClient:
-    """Typed-error access to the few Web API methods cxbot uses."""
+    """Typed-error access to the few Web API methods cxbot uses.
+
+    Every call goes through one aiohttp session, made in the running loop on first use, so posts
+    reuse keep-alive connections: without one, slack_sdk opens a session and a TCP connection per
+    call (measured: a connect and a cookie jar per outbox post, docs/performance.md). `aclose` closes
+    it (the runtime's closers call it on shutdown).
+    """
 
     def __init__(self, web: AsyncWebClient) -> None:
         self.web = web
+
+    def _pooled(self) -> None:
+        session = self.web.session
+        if session is None or session.closed:
+            self.web.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.web.timeout))
+
+    async def aclose(self) -> None:
+        session, self.web.session = self.web.session, None
+        if session is not None and not session.closed:
+            await session.close()
 
     async def call(self, method: str, **arguments: Any) -> dict[str, Any]:
         """Call `method` with a JSON body; return Slack's answer or raise a typed error.
 
         Every payload is defused here (:func:`handlers.slack.blocks.outgoing`): no call can carry a
         live `<!channel>` or link, whichever renderer built it."""
+        self._pooled()
         try:
             response = await self.web.api_call(method, json=outgoing(arguments))
         except SlackApiError as error:
@@ -116,6 +133,7 @@ class SlackClient:
         self, *, channel: str, filename: str, content: bytes, title: str, thread_ts: str | None = None
     ) -> dict[str, Any]:
         """Upload through `files_upload_v2` (get an upload URL, send the bytes, complete into the channel)."""
+        self._pooled()
         try:
             response = await self.web.files_upload_v2(
                 channel=channel, filename=filename, content=content, title=title, thread_ts=thread_ts
