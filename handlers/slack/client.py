@@ -26,6 +26,7 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient, WebhookResponse
 
 from handlers.slack.blocks import outgoing
 from handlers.slack.errors import SlackServerError, from_response
@@ -85,10 +86,17 @@ class SlackClient:
     def __init__(self, web: AsyncWebClient) -> None:
         self.web = web
 
-    def _pooled(self) -> None:
+    def _pooled(self) -> aiohttp.ClientSession:
         session = self.web.session
         if session is None or session.closed:
-            self.web.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.web.timeout))
+            session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.web.timeout))
+            self.web.session = session
+        return session
+
+    async def respond(self, response_url: str, message: dict[str, Any]) -> WebhookResponse:
+        """Post `message` to a command's response_url through the same keep-alive session."""
+        webhook = AsyncWebhookClient(url=response_url, session=self._pooled(), timeout=self.web.timeout)
+        return await webhook.send_dict(outgoing(message))
 
     async def aclose(self) -> None:
         session, self.web.session = self.web.session, None
@@ -146,3 +154,17 @@ class SlackClient:
         except (TimeoutError, aiohttp.ClientError, SlackRequestError) as error:
             raise SlackServerError(f"file upload failed: {type(error).__name__}: {error}") from None
         return dict(response.data) if isinstance(response.data, dict) else {}
+
+
+class PooledRespond:
+    """Bolt's `respond` for one response_url, sent through a SlackClient's keep-alive session: Bolt's
+    own opens an aiohttp session and a TCP connection for every reply."""
+
+    def __init__(self, response_url: str, client: SlackClient) -> None:
+        self.response_url = response_url
+        self.client = client
+
+    async def __call__(self, **message: Any) -> WebhookResponse:
+        return await self.client.respond(
+            self.response_url, {key: value for key, value in message.items() if value is not None}
+        )

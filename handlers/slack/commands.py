@@ -23,6 +23,7 @@ from cxbot.commands.grammar import CommandError, parse
 from cxbot.loop.contact.flows import composer_for
 from cxbot.pii import mask_text
 from handlers.slack.blocks import outgoing
+from handlers.slack.client import PooledRespond
 from handlers.slack.customer_view import customer_message
 from handlers.slack.deps import SlackDeps, log
 from handlers.slack.errors import SlackPermanentError, SlackTransientError
@@ -56,6 +57,8 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             )
             return
         # Answer Slack now; the transaction and the response_url reply run after (design.md §10).
+        if respond.response_url:
+            respond = PooledRespond(respond.response_url, deps.client)  # type: ignore[assignment]
         key = replay_key(request)
         accepted = deps.runtime.background.start(
             answer_command(deps, command, respond, key),
