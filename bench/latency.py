@@ -82,6 +82,7 @@ FEEDBACK_PER_COMMAND = 1.25  # the issue's 50 feedback/s beside 40 commands/s
 NEGATIVE_EVERY = 5
 DEFAULT_TEAMS = 100
 BUSY_PREFIX = QUEUED.split(":", 1)[0]
+SLICE_SECONDS = 10.0
 DEFAULT_RATES = [10.0, 20.0, 30.0, 40.0, 50.0]
 
 
@@ -222,6 +223,25 @@ class Step:
         """Commands whose user was told "busy, queued" before the answer."""
         return sum(1 for key in self.arrived if key.startswith("busy "))
 
+    def slices(self) -> str:
+        """Reply and card p99 of the requests sent in each slice of the run: when a queue built up."""
+        if not self.sent:
+            return "(none)"
+        start = min(r.sent for r in self.sent)
+        parts = []
+        for first in range(0, max(1, int(self.seconds)), int(SLICE_SECONDS)):
+            inside = [r for r in self.sent if first <= r.sent - start < first + SLICE_SECONDS and r.expects]
+            waits = {
+                prefix: [
+                    self.arrived[r.expects] - r.sent
+                    for r in inside
+                    if r.expects.startswith(prefix) and r.expects in self.arrived
+                ]
+                for prefix in ("reply ", "card ")
+            }
+            parts.append("/".join(f"{1000 * percentile(w, 99):.0f}" if w else "-" for w in waits.values()))
+        return "  ".join(parts)
+
     def acks(self) -> list[float]:
         return [r.answered - r.sent for r in self.sent if r.kind != "feedback" and r.answered is not None]
 
@@ -255,6 +275,7 @@ class Step:
             f"  ack    {summary(self.acks())}",
             f"  reply  {summary(replies)}   ({self.told_busy} told busy first)",
             f"  card   {summary(cards)}",
+            f"  p99 by {SLICE_SECONDS:g} s of sending, reply / card ms: {self.slices()}",
             f"  server CPU {self.server_cpu:.1f} s in {self.elapsed:.1f} s "
             f"({self.server_cpu / max(self.elapsed, 1e-9):.0%} of one core; "
             f"{1000 * self.server_cpu / max(len(self.sent), 1):.1f} ms per request)"

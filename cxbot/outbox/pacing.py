@@ -50,8 +50,11 @@ CONVERSATION_PACE: Final = Pace(((7, 1.0), (8, 2.0), (60, 30.0), (1800, 3600.0))
 to a conversation (7 per second, 8 per 2 s, 60 per 30 s, 1,800 per hour), from Microsoft's "Rate
 limiting for bots" page. A Teams notifier names it as its `pace`."""
 
-#: A send that would wait longer than this is put back rather than held in a round.
-MAX_WAIT_SECONDS: Final = 2.0
+#: A send that would wait longer than this is put back rather than held in a round. Short, because
+#: a round ends with its slowest lane: one channel's 2-second wait held the next claim, and so
+#: every other channel's new cards, for those 2 seconds (measured at 40 commands/s over 100
+#: channels, docs/performance.md). Put back, the row is claimed again once its slot is this near.
+MAX_WAIT_SECONDS: Final = 0.25
 
 
 class Pacer:

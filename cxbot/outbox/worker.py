@@ -13,8 +13,9 @@ later. The order of work per batch is what makes it safe:
    two workers.
 2. **Deliver** with no transaction open and no lock held.
    Each send first takes its slot in its destination's pace (cxbot.outbox.pacing): sends to one
-   channel keep to its rate while other channels go on, and a send that would wait more than two
-   seconds goes back to `pending` with the time its slot comes, so the round is not held up.
+   channel keep to its rate while other channels go on, and a send that would wait more than a
+   quarter of a second goes back to `pending` with the time its slot comes, so the round is not
+   held up.
 3. **Record** the result in a second short transaction: `sent`; back to `pending` after a backoff
    that honours Retry-After (which also holds the rest of that destination, or of the platform
    when the notifier says the limit was the platform's); or `dead` for a permanent error (or too
