@@ -5,13 +5,23 @@
     python bench/latency.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
     python bench/latency.py --rates 40 --seconds 60          # the issue's target load
     python bench/latency.py --quick                          # a few seconds (tests/test_bench_smoke.py)
+    python bench/latency.py --plot docs/latency.png          # also draw p99 against rate (per database)
 
 The real server (`python bot.py serve`, a subprocess) gets, at each rate, signed `/cx` commands at
 that rate (a third each `note CX-n …`, `take CX-n`, `list mine`) and `POST /feedback` items at 1.25×
 that rate (one in five negative: each opens a case whose card goes to the team's channel), sent on
 schedule whether or not earlier requests were answered (open loop: a server that falls behind
-builds a queue, as with real users). The fake Slack (tests/support/fake_slack.py) runs in its own
-process and notes when each `response_url` reply and each new card arrives. Per rate it prints:
+builds a queue, as with real users).
+
+Its configuration is the example's people and settings with `--teams` teams (100 by default), each
+with its own channel and touchpoint; negatives go to the touchpoints in turn, as a CX organisation's
+feedback reaches many teams. Slack takes about one message a second per channel (the outbox keeps
+to that pace, cxbot/outbox/pacing.py), and every note or take also posts a card refresh and a thread
+line to its case's channel: sent to one channel, cards would wait for that channel's pace, not for
+the server. The seed's cards are delivered (the outbox empty) before the first rate starts.
+
+The fake Slack (tests/support/fake_slack.py) runs in its own process and notes when each
+`response_url` reply and each new card arrives. Per rate it prints:
 
 - **ack**: time to the HTTP answer of a command (what Slack waits for, 3 s at most);
 - **reply**: time from sending the command to its `response_url` post reaching the fake Slack (what
@@ -21,8 +31,11 @@ process and notes when each `response_url` reply and each new card arrives. Per 
   replies or cards that never came (waited for up to `--drain` seconds after the rate's last send).
 
 Then the **capacity**: the highest rate tried at which reply p99 < 1 s and card p99 < 3 s with
-nothing dropped or missing. Each rate starts only once the previous one's work has arrived. Times
-are wall-clock (`time.time()`, the same machine on both sides).
+nothing dropped or missing. Each rate starts only once the previous one's work has arrived and the
+outbox is empty. Times are wall-clock (`time.time()`, the same machine on both sides).
+
+`--plot FILE.png` keeps each database's figures in FILE.json beside it and draws reply and card p99
+against the rate for every database recorded there (run once per database).
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import os
 import sys
 import tempfile
@@ -40,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the fake Slack and the other bench's helpers
@@ -48,13 +63,16 @@ if str(ROOT) not in sys.path:  # the fake Slack and the other bench's helpers
 from bench.slack_ack import (  # noqa: E402
     AGENTS,
     API_KEY,
+    CONFIG,
     RemoteFakeSlack,
     command_body,
     fresh_database,
-    seed,
+    outbox_open,
     server_env,
     signed_headers,
 )
+from cxbot.outbox.pacing import CHANNEL_PACE  # noqa: E402
+from handlers.slack.commands import QUEUED  # noqa: E402
 from tests.support.databases import postgres_admin  # noqa: E402
 from tests.support.fake_slack import Answer, Call, FakeSlack  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
@@ -63,6 +81,74 @@ REPLY_P99_S = 1.0
 CARD_P99_S = 3.0
 FEEDBACK_PER_COMMAND = 1.25  # the issue's 50 feedback/s beside 40 commands/s
 NEGATIVE_EVERY = 5
+DEFAULT_TEAMS = 100
+BUSY_PREFIX = QUEUED.split(":", 1)[0]
+SLICE_SECONDS = 10.0
+DEFAULT_RATES = [10.0, 20.0, 30.0, 40.0, 50.0]
+
+
+# --------------------------------------------------------------------------- the organisation
+
+
+def touchpoint_key(n: int) -> str:
+    return f"bench-tp-{n:03d}"
+
+
+def bench_config(directory: Path, teams: int) -> Path:
+    """The example configuration's people and settings with `teams` teams, each its own channel and
+    touchpoint (and no digests, so none falls due during a run); written to `directory`."""
+    config = yaml.safe_load(CONFIG.read_text())
+    config["teams"] = [
+        {
+            "key": f"bench-{n:03d}",
+            "name": f"Bench team {n}",
+            "sla_policy": "standard",
+            "digest": {"enabled": False},
+            "slack": {"channel": f"C0BENCH{n:04d}"},
+            "managers": ["support-manager"],
+            "members": ["support-agent-1", "support-agent-2"],
+        }
+        for n in range(teams)
+    ]
+    config["touchpoints"] = [{"key": touchpoint_key(n), "team": f"bench-{n:03d}"} for n in range(teams)]
+    config["routing"] = {"rules": [], "fallback_team": "bench-000"}
+    config.pop("leadership", None)
+    path = directory / "cxbot.latency.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+async def seed(url: str, count: int, *, teams: int) -> list[int]:
+    """`count` negative CSAT responses, each opening a case, on the teams' touchpoints in turn."""
+    items = [
+        {
+            "external_id": f"bench-{i}",
+            "source": "bench",
+            "metric": "csat",
+            "score": 1,
+            "comment": "Waited an hour on the phone",
+            "touchpoint": touchpoint_key(i % teams),
+            "customer": {"id": f"cust-{i % 500}"},
+        }
+        for i in range(count)
+    ]
+    cases: list[int] = []
+    async with httpx.AsyncClient(
+        base_url=url, timeout=120, headers={"Authorization": f"Bearer {API_KEY}"}
+    ) as http:
+        for start in range(0, count, 500):
+            answer = await http.post("/feedback", json=items[start : start + 500])
+            answer.raise_for_status()
+            cases += [int(r["case"].removeprefix("CX-")) for r in answer.json()["results"]]
+    return cases
+
+
+def wait_for_empty_outbox(database_url: str, *, timeout: float) -> int:
+    """Poll the database until nothing is pending or being sent; the rows still open at the end."""
+    deadline = time.monotonic() + timeout
+    while (left := asyncio.run(outbox_open(database_url))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
 
 
 # --------------------------------------------------------------------------- the fake Slack, timing
@@ -73,7 +159,9 @@ def _timing_fake(pipe: Any) -> None:
     arrived: dict[str, float] = {}
 
     def reply(call: Call, _: Answer | None) -> None:
-        arrived.setdefault("reply " + call.path.rsplit("/", 1)[-1], time.time())
+        # "Busy, your command is queued" comes before the answer: the answer is what is timed.
+        told_busy = str(call.body.get("text", "")).startswith(BUSY_PREFIX)
+        arrived.setdefault(("busy " if told_busy else "reply ") + call.path.rsplit("/", 1)[-1], time.time())
 
     def post(call: Call, _: Answer | None) -> None:
         if "thread_ts" not in call.body:  # a card (its text starts with the case reference)
@@ -131,6 +219,30 @@ class Step:
                     times.append(at - request.sent)
         return times, missing
 
+    @property
+    def told_busy(self) -> int:
+        """Commands whose user was told "busy, queued" before the answer."""
+        return sum(1 for key in self.arrived if key.startswith("busy "))
+
+    def slices(self) -> str:
+        """Reply and card p99 of the requests sent in each slice of the run: when a queue built up."""
+        if not self.sent:
+            return "(none)"
+        start = min(r.sent for r in self.sent)
+        parts = []
+        for first in range(0, max(1, int(self.seconds)), int(SLICE_SECONDS)):
+            inside = [r for r in self.sent if first <= r.sent - start < first + SLICE_SECONDS and r.expects]
+            waits = {
+                prefix: [
+                    self.arrived[r.expects] - r.sent
+                    for r in inside
+                    if r.expects.startswith(prefix) and r.expects in self.arrived
+                ]
+                for prefix in ("reply ", "card ")
+            }
+            parts.append("/".join(f"{1000 * percentile(w, 99):.0f}" if w else "-" for w in waits.values()))
+        return "  ".join(parts)
+
     def acks(self) -> list[float]:
         return [r.answered - r.sent for r in self.sent if r.kind != "feedback" and r.answered is not None]
 
@@ -162,8 +274,9 @@ class Step:
             f"{self.not_200} not 200, {lost_replies} replies and {lost_cards} cards missing; {verdict} "
             f"reply p99 < {REPLY_P99_S:g} s and card p99 < {CARD_P99_S:g} s",
             f"  ack    {summary(self.acks())}",
-            f"  reply  {summary(replies)}",
+            f"  reply  {summary(replies)}   ({self.told_busy} told busy first)",
             f"  card   {summary(cards)}",
+            f"  p99 by {SLICE_SECONDS:g} s of sending, reply / card ms: {self.slices()}",
             f"  server CPU {self.server_cpu:.1f} s in {self.elapsed:.1f} s "
             f"({self.server_cpu / max(self.elapsed, 1e-9):.0%} of one core; "
             f"{1000 * self.server_cpu / max(len(self.sent), 1):.1f} ms per request)"
@@ -190,10 +303,11 @@ def summary(seconds: list[float]) -> str:
 class Load:
     """The requests of the whole run: cases to take, numbering of replies and feedback."""
 
-    def __init__(self, fake_base: str, case_ids: list[int]) -> None:
+    def __init__(self, fake_base: str, case_ids: list[int], *, teams: int) -> None:
         self.fake_base = fake_base
         self.untaken = iter(case_ids)
         self.case_ids = case_ids
+        self.teams = teams
         self.commands = itertools.count()  # apart, so a third of the commands are takes whatever the mix
         self.items = itertools.count()
 
@@ -216,13 +330,15 @@ class Load:
     def feedback(self) -> dict[str, Any]:
         n = next(self.items)
         negative = n % NEGATIVE_EVERY == 0
+        # Negatives go to the teams in turn (the n-th negative to team n mod teams), positives anywhere.
+        team = (n // NEGATIVE_EVERY if negative else n) % self.teams
         return {
             "external_id": f"lat-{n}",
             "source": "bench",
             "metric": "csat",
             "score": 1 if negative else 5,
             "comment": "Waited an hour on the phone" if negative else "Quick and friendly",
-            "touchpoint": "Inbound",
+            "touchpoint": touchpoint_key(team),
             "customer": {"id": f"cust-{n % 300}"},
         }
 
@@ -301,19 +417,28 @@ def cpu_seconds(pid: int) -> float | None:
 # --------------------------------------------------------------------------- main
 
 
-def run(args: argparse.Namespace, directory: Path, fake: RemoteFakeSlack) -> int:
+def run(args: argparse.Namespace, directory: Path, fake: RemoteFakeSlack) -> tuple[int, list[Step]]:
     database_url, created = fresh_database(args.database_url, directory)
     takes = sum(int(rate * args.seconds) // 3 + 1 for rate in args.rates)
     serve = None
     if args.profile:
         serve = [sys.executable, str(ROOT / "bench" / "slack_ack.py"), "--serve-profiled", str(args.profile)]
+    env = server_env(database_url, fake.api_url) | {"CXBOT_CONFIG": str(bench_config(directory, args.teams))}
     steps: list[Step] = []
     try:
-        with ServerProcess(server_env(database_url, fake.api_url), command=serve) as server:
-            case_ids = asyncio.run(seed(server.url, takes + 10))
+        with ServerProcess(env, command=serve) as server:
+            case_ids = asyncio.run(seed(server.url, takes + 10, teams=args.teams))
             posted = fake.wait_for("chat.postMessage", len(case_ids), timeout=300)
-            print(f"{len(case_ids)} cases seeded, {posted} opening cards delivered before the first rate")
-            load = Load(fake.base, case_ids)
+            left = wait_for_empty_outbox(database_url, timeout=300)
+            if len(case_ids) > args.teams:
+                # The seed's cards filled channels' pace windows (10 in 10 s); let them empty, so the
+                # first rate's cards wait for the server, not for the seed's posts.
+                time.sleep(CHANNEL_PACE.longest[1])
+            print(
+                f"{len(case_ids)} cases seeded over {args.teams} teams' channels, {posted} opening cards "
+                f"delivered and {left} outbox rows open before the first rate"
+            )
+            load = Load(fake.base, case_ids, teams=args.teams)
             for rate in args.rates:
                 step = Step(rate, rate * FEEDBACK_PER_COMMAND, args.seconds)
                 cpu, started = cpu_seconds(server.process.pid), time.monotonic()
@@ -324,6 +449,10 @@ def run(args: argparse.Namespace, directory: Path, fake: RemoteFakeSlack) -> int
                 step.server_cpu = after - cpu if after is not None and cpu is not None else None
                 steps.append(step)
                 print("\n".join(step.lines()), flush=True)
+                # The refreshes and thread lines of this rate are not the next rate's load.
+                waited = time.monotonic()
+                left = wait_for_empty_outbox(database_url, timeout=args.drain)
+                print(f"  outbox: {left} rows open after {time.monotonic() - waited:.1f} s more", flush=True)
     finally:
         if created and args.database_url:
             asyncio.run(
@@ -346,22 +475,81 @@ def run(args: argparse.Namespace, directory: Path, fake: RemoteFakeSlack) -> int
         print(
             f"PROBLEMS: {problems} requests dropped, refused, or without the reply or card they should have"
         )
-        return 1
-    return 0
+        return 1, steps
+    return 0, steps
+
+
+# --------------------------------------------------------------------------- the plot
+
+
+def record_and_plot(plot: Path, backend: str, steps: list[Step]) -> None:
+    """Keep this database's p99 per rate in `plot`.json (beside earlier runs on other databases), then
+    draw reply and card p99 against the rate for every database recorded."""
+    import matplotlib  # only --plot needs it (the `charts` extra)
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    record = plot.with_suffix(".json")
+    figures: dict[str, Any] = json.loads(record.read_text()) if record.exists() else {}
+    figures[backend] = {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "seconds": steps[0].seconds if steps else None,
+        "load_average": round(os.getloadavg()[0], 2),
+        "rates": [
+            {
+                "commands_per_s": step.commands_per_s,
+                "feedback_per_s": step.feedback_per_s,
+                "reply_p99_s": round(percentile(step.waits("reply ")[0], 99), 3),
+                "card_p99_s": round(percentile(step.waits("card ")[0], 99), 3),
+                "ack_p99_s": round(percentile(step.acks(), 99), 3),
+                "meets_targets": step.meets_targets(),
+            }
+            for step in steps
+        ],
+    }
+    record.write_text(json.dumps(figures, indent=2) + "\n")
+    figure, axes = pyplot.subplots(figsize=(7, 4.2))
+    for (name, data), colour in zip(
+        sorted(figures.items()), ("tab:blue", "tab:orange", "tab:green"), strict=False
+    ):
+        rates = [r["commands_per_s"] for r in data["rates"]]
+        axes.plot(
+            rates, [r["reply_p99_s"] for r in data["rates"]], "o-", color=colour, label=f"{name}: reply p99"
+        )
+        axes.plot(
+            rates, [r["card_p99_s"] for r in data["rates"]], "s--", color=colour, label=f"{name}: card p99"
+        )
+    axes.axhline(REPLY_P99_S, color="grey", linewidth=0.8, linestyle=":")
+    axes.axhline(CARD_P99_S, color="grey", linewidth=0.8, linestyle=":")
+    axes.text(axes.get_xlim()[0], REPLY_P99_S, " reply target", va="bottom", fontsize=8, color="grey")
+    axes.text(axes.get_xlim()[0], CARD_P99_S, " card target", va="bottom", fontsize=8, color="grey")
+    axes.set_yscale("log")
+    axes.set_xlabel(f"commands/s (+ {FEEDBACK_PER_COMMAND:g}× as many feedback items/s)")
+    axes.set_ylabel("p99 seconds (log)")
+    axes.set_title("What users wait for under load (bench/latency.py, 2 cores)")
+    axes.legend(fontsize=8)
+    axes.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(plot, dpi=110)
+    pyplot.close(figure)
+    print(f"plot: {plot} (figures in {record})")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[10, 20, 40, 60])
+    parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=DEFAULT_RATES)
     parser.add_argument("--seconds", type=float, default=20.0, help="how long each rate is sustained")
     parser.add_argument(
         "--drain", type=float, default=60.0, help="how long to wait for late replies and cards"
     )
+    parser.add_argument("--teams", type=int, default=DEFAULT_TEAMS, help="teams, each with its own channel")
     parser.add_argument("--quick", action="store_true", help="rates 4 and 8 for 2 s each (a smoke test)")
     parser.add_argument("--database-url", help="a PostgreSQL server URL; a database is created and dropped")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the server to this file")
+    parser.add_argument("--plot", type=Path, help="draw p99 against rate to this PNG (figures kept in .json)")
     args = parser.parse_args(argv)
     if args.quick:
         args.rates, args.seconds, args.drain = [4.0, 8.0], 2.0, 30.0
@@ -375,9 +563,12 @@ def main(argv: list[str] | None = None) -> int:
     fake = RemoteFakeSlack(_timing_fake)
     try:
         with tempfile.TemporaryDirectory(prefix="cxbench-latency-") as tmp:
-            return run(args, Path(tmp), fake)
+            status, steps = run(args, Path(tmp), fake)
     finally:
         fake.close()
+    if args.plot:
+        record_and_plot(args.plot, backend, steps)
+    return status
 
 
 if __name__ == "__main__":

@@ -48,6 +48,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+#: Connections a PostgreSQL engine keeps open, and how many more it may open for a burst.
+POSTGRES_POOL_SIZE = 16
+POSTGRES_MAX_OVERFLOW = 8
+
+
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine with SQLite's pragmas set on every new connection."""
     parsed = make_url(url)
@@ -57,6 +62,19 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # Slack commands at concurrency 32 took up to 7.6 s instead of 0.7 s (docs/performance.md).
         kwargs.setdefault("pool_size", 1)
         kwargs.setdefault("max_overflow", 0)
+    elif parsed.get_backend_name() in ("postgresql", "postgres"):
+        # Keep as many connections as a busy replica uses at once (8 background commands, 8 outbox
+        # lanes, requests): with SQLAlchemy's default of 5 kept, the rest were opened and closed
+        # again, about 15 new PostgreSQL backends a second at 40 commands/s, each starting with empty
+        # catalogue and statement caches (docs/performance.md, issue #15).
+        kwargs.setdefault("pool_size", POSTGRES_POOL_SIZE)
+        kwargs.setdefault("max_overflow", POSTGRES_MAX_OVERFLOW)
+        if "prepared_statement_cache_size" not in parsed.query:
+            # asyncpg prepares each statement on first use per connection; 100 (the default) was
+            # fewer than the statements one busy replica runs, so prepares kept repeating.
+            url = parsed.update_query_dict({"prepared_statement_cache_size": "500"}).render_as_string(
+                hide_password=False
+            )
     engine = create_async_engine(async_url(url), **kwargs)
     if engine.dialect.name == "sqlite":
         database = make_url(url).database

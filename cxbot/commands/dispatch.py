@@ -36,6 +36,7 @@ from cxbot.digest.text import render_team_digest
 from cxbot.loop import resurvey
 from cxbot.loop.contact import flows as contact_flows
 from cxbot.models import OPEN_CASE_STATES, Case, CaseEvent, TeamDestination
+from cxbot.outbox.inbox import first_time
 from cxbot.pii import mask_text
 from cxbot.runtime import Runtime
 from cxbot.scores.annotations import AnnotationRejected, record_annotation
@@ -51,6 +52,20 @@ class Where:
     platform: str
     channel: str | None = None
     reference: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Once:
+    """An inbound event id (a signed request's signature) recorded in the command's own transaction:
+    one write transaction per command instead of two, and a replay changes nothing."""
+
+    platform: str
+    event_id: str
+    kind: str | None = None
+
+
+class AlreadyReceived(Exception):
+    """The command's `Once` was recorded before: it ran once already, and nothing ran now."""
 
 
 @dataclass(slots=True)
@@ -74,13 +89,18 @@ class Reply:
     private: bool = False
 
 
-async def run_text(runtime: Runtime, text: str, *, actor: Actor, where: Where) -> Reply:
-    """Parse and run one command; every user mistake becomes a Reply with the reason."""
+async def run_text(
+    runtime: Runtime, text: str, *, actor: Actor, where: Where, once: Once | None = None
+) -> Reply:
+    """Parse and run one command; every user mistake becomes a Reply with the reason.
+
+    With `once`, a command whose event id was recorded before raises AlreadyReceived.
+    """
     try:
         command = parse(markup.plain(text))  # typed text never carries the core's tokens
     except CommandError as error:
         return _usage_reply(runtime, error)
-    return await run(runtime, command, actor=actor, where=where)
+    return await run(runtime, command, actor=actor, where=where, once=once)
 
 
 def _usage_reply(runtime: Runtime, error: CommandError) -> Reply:
@@ -95,14 +115,24 @@ def _usage_reply(runtime: Runtime, error: CommandError) -> Reply:
     )
 
 
-async def run(runtime: Runtime, command: Command, *, actor: Actor, where: Where) -> Reply:
-    """Run a parsed command in its own transaction, once its arguments are within cxbot.limits."""
+async def run(
+    runtime: Runtime, command: Command, *, actor: Actor, where: Where, once: Once | None = None
+) -> Reply:
+    """Run a parsed command in its own transaction, once its arguments are within cxbot.limits.
+
+    `once` is recorded in that transaction: a refused or failed command leaves no record, so its
+    replay is refused the same way; a replay of one that ran raises AlreadyReceived.
+    """
     try:
         check_limits(command)
     except CommandError as error:
         return _usage_reply(runtime, error)
     try:
         async with transaction(runtime.sessions) as session:
+            if once is not None and not await first_time(
+                session, platform=once.platform, event_id=once.event_id, kind=once.kind, now=runtime.clock()
+            ):
+                raise AlreadyReceived(once.event_id)
             return await _HANDLERS[command.verb](runtime, session, command, actor, where)
     except flows.FieldRejected as error:
         return Reply(str(error), ok=False, fix_field=error.field)

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot.db import insert_for, transaction
 from cxbot.models import InboundEvent
@@ -32,10 +33,18 @@ async def remember_inbound_event(
 ) -> bool:
     """The inbox side of the same idea: True the first time an event id is seen, False on a retry."""
     async with transaction(runtime.sessions) as session:
-        inserted = await session.execute(
-            insert_for(session, InboundEvent)
-            .values(platform=platform, event_id=event_id, kind=kind, received_at=now)
-            .on_conflict_do_nothing(index_elements=[InboundEvent.platform, InboundEvent.event_id])
-            .returning(InboundEvent.id)
-        )
-        return inserted.first() is not None
+        return await first_time(session, platform=platform, event_id=event_id, kind=kind, now=now)
+
+
+async def first_time(
+    session: AsyncSession, *, platform: str, event_id: str, kind: str | None, now: datetime
+) -> bool:
+    """Record an event id in the caller's transaction: True the first time, False on a retry. In the
+    transaction of the work the event asks for, the record and the work commit (or roll back) together."""
+    inserted = await session.execute(
+        insert_for(session, InboundEvent)
+        .values(platform=platform, event_id=event_id, kind=kind, received_at=now)
+        .on_conflict_do_nothing(index_elements=[InboundEvent.platform, InboundEvent.event_id])
+        .returning(InboundEvent.id)
+    )
+    return inserted.first() is not None

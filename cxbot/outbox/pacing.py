@@ -58,8 +58,11 @@ notifier names it as its `app_pace`: a fan-out over many conversations would pas
 #: The lane of a platform's app-wide pace (no destination is named so: ids have no spaces).
 APP_LANE: Final = "all conversations"
 
-#: A send that would wait longer than this is put back rather than held in a round.
-MAX_WAIT_SECONDS: Final = 2.0
+#: A send that would wait longer than this is put back rather than held in a round. Short, because
+#: a round ends with its slowest lane: one channel's 2-second wait held the next claim, and so
+#: every other channel's new cards, for those 2 seconds (measured at 40 commands/s over 100
+#: channels, docs/performance.md). Put back, the row is claimed again once its slot is this near.
+MAX_WAIT_SECONDS: Final = 0.25
 
 
 class Pacer:

@@ -13,8 +13,9 @@ later. The order of work per batch is what makes it safe:
    two workers.
 2. **Deliver** with no transaction open and no lock held.
    Each send first takes its slot in its destination's pace (cxbot.outbox.pacing): sends to one
-   channel keep to its rate while other channels go on, and a send that would wait more than two
-   seconds goes back to `pending` with the time its slot comes, so the round is not held up.
+   channel keep to its rate while other channels go on, and a send that would wait more than a
+   quarter of a second goes back to `pending` with the time its slot comes, so the round is not
+   held up.
 3. **Record** the result in a second short transaction: `sent`; back to `pending` after a backoff
    that honours Retry-After (which also holds the rest of that destination, or of the platform
    when the notifier says the limit was the platform's); or `dead` for a permanent error (or too
@@ -498,7 +499,9 @@ class OutboxWorker:
         except Exception as error:  # a bug or an unmapped network failure: retry, loudly
             log.exception("outbox %s: unexpected delivery failure", row.id)
             return self._transient(row, clock(), f"{type(error).__name__}: {error}", None)
-        outcome = _Outcome("sent", result=result, message_ref=result_ref(result))
+        # A refresh that edited the card it was given binds nothing new: no write for an unchanged ref.
+        ref = result_ref(result)
+        outcome = _Outcome("sent", result=result, message_ref=ref if ref != delivery.message_ref else None)
         outcome.extra["supersedes"] = supersedes
         return outcome
 

@@ -85,7 +85,9 @@ def build_client(runtime: Runtime, *, interactive: bool) -> SlackClient:
     settings = runtime.settings
     assert settings.slack_bot_token
     web = build_web_client(settings.slack_bot_token, base_url=settings.slack_api_url, interactive=interactive)
-    return SlackClient(web)
+    client = SlackClient(web)
+    runtime.closers.append(client.aclose)
+    return client
 
 
 def render_people(runtime: Runtime) -> None:

@@ -26,6 +26,7 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient, WebhookResponse
 
 from handlers.slack.blocks import outgoing
 from handlers.slack.errors import SlackServerError, from_response
@@ -74,16 +75,40 @@ def build_web_client(
 
 
 class SlackClient:
-    """Typed-error access to the few Web API methods cxbot uses."""
+    """Typed-error access to the few Web API methods cxbot uses.
+
+    Every call goes through one aiohttp session, made in the running loop on first use, so posts
+    reuse keep-alive connections: without one, slack_sdk opens a session and a TCP connection per
+    call (measured: a connect and a cookie jar per outbox post, docs/performance.md). `aclose` closes
+    it (the runtime's closers call it on shutdown).
+    """
 
     def __init__(self, web: AsyncWebClient) -> None:
         self.web = web
+
+    def _pooled(self) -> aiohttp.ClientSession:
+        session = self.web.session
+        if session is None or session.closed:
+            session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.web.timeout))
+            self.web.session = session
+        return session
+
+    async def respond(self, response_url: str, message: dict[str, Any]) -> WebhookResponse:
+        """Post `message` to a command's response_url through the same keep-alive session."""
+        webhook = AsyncWebhookClient(url=response_url, session=self._pooled(), timeout=self.web.timeout)
+        return await webhook.send_dict(outgoing(message))
+
+    async def aclose(self) -> None:
+        session, self.web.session = self.web.session, None
+        if session is not None and not session.closed:
+            await session.close()
 
     async def call(self, method: str, **arguments: Any) -> dict[str, Any]:
         """Call `method` with a JSON body; return Slack's answer or raise a typed error.
 
         Every payload is defused here (:func:`handlers.slack.blocks.outgoing`): no call can carry a
         live `<!channel>` or link, whichever renderer built it."""
+        self._pooled()
         try:
             response = await self.web.api_call(method, json=outgoing(arguments))
         except SlackApiError as error:
@@ -116,6 +141,7 @@ class SlackClient:
         self, *, channel: str, filename: str, content: bytes, title: str, thread_ts: str | None = None
     ) -> dict[str, Any]:
         """Upload through `files_upload_v2` (get an upload URL, send the bytes, complete into the channel)."""
+        self._pooled()
         try:
             response = await self.web.files_upload_v2(
                 channel=channel, filename=filename, content=content, title=title, thread_ts=thread_ts
@@ -128,3 +154,17 @@ class SlackClient:
         except (TimeoutError, aiohttp.ClientError, SlackRequestError) as error:
             raise SlackServerError(f"file upload failed: {type(error).__name__}: {error}") from None
         return dict(response.data) if isinstance(response.data, dict) else {}
+
+
+class PooledRespond:
+    """Bolt's `respond` for one response_url, sent through a SlackClient's keep-alive session: Bolt's
+    own opens an aiohttp session and a TCP connection for every reply."""
+
+    def __init__(self, response_url: str, client: SlackClient) -> None:
+        self.response_url = response_url
+        self.client = client
+
+    async def __call__(self, **message: Any) -> WebhookResponse:
+        return await self.client.respond(
+            self.response_url, {key: value for key, value in message.items() if value is not None}
+        )

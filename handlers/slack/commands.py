@@ -18,12 +18,12 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltRequest, AsyncResp
 from cxbot.authz import Actor, Denied, actor_for, teams_of
 from cxbot.cases.customers import CustomerPage
 from cxbot.cases.flows import CaseNotFound, InvalidTransition
-from cxbot.commands.dispatch import Reply, Where, run_text
+from cxbot.commands.dispatch import AlreadyReceived, Once, Reply, Where, run_text
 from cxbot.commands.grammar import CommandError, parse
 from cxbot.loop.contact.flows import composer_for
-from cxbot.outbox.inbox import remember_inbound_event
 from cxbot.pii import mask_text
 from handlers.slack.blocks import outgoing
+from handlers.slack.client import PooledRespond
 from handlers.slack.customer_view import customer_message
 from handlers.slack.deps import SlackDeps, log
 from handlers.slack.errors import SlackPermanentError, SlackTransientError
@@ -57,6 +57,8 @@ def register(app: AsyncApp, deps: SlackDeps) -> None:
             )
             return
         # Answer Slack now; the transaction and the response_url reply run after (design.md §10).
+        if respond.response_url:
+            respond = PooledRespond(respond.response_url, deps.client)  # type: ignore[assignment]
         key = replay_key(request)
         accepted = deps.runtime.background.start(
             answer_command(deps, command, respond, key),
@@ -83,15 +85,12 @@ def replay_key(request: AsyncBoltRequest) -> str | None:
 async def answer_command(
     deps: SlackDeps, command: dict[str, Any], respond: AsyncRespond, key: str | None = None
 ) -> None:
-    """The command's work once Slack has its acknowledgement: run it once, then reply through response_url."""
-    runtime = deps.runtime
-    if key is not None and not await remember_inbound_event(
-        runtime, platform="slack", event_id=key, kind="command", now=runtime.clock()
-    ):
-        log.info("ignoring a replayed slash command")
-        await send_reply(respond, Reply(REPLAYED, ok=False))
-        return
-    await send_reply(respond, await run_command(deps, command))
+    """The command's work once Slack has its acknowledgement: run it once, then reply through response_url.
+
+    The replay record (`key`) is written in the command's own transaction: one write per command.
+    """
+    once = Once("slack", key, "command") if key is not None else None
+    await send_reply(respond, await run_command(deps, command, once))
 
 
 def unmention(text: str) -> str:
@@ -106,12 +105,16 @@ def command_actor(deps: SlackDeps, command: dict[str, Any]) -> Actor:
     )
 
 
-async def run_command(deps: SlackDeps, command: dict[str, Any]) -> Reply:
+async def run_command(deps: SlackDeps, command: dict[str, Any], once: Once | None = None) -> Reply:
     """Run the text for the user in the channel; an unexpected failure becomes a polite reply."""
     actor = command_actor(deps, command)
     where = Where(platform="slack", channel=command.get("channel_id") or None)
+    text = unmention(command.get("text") or "")
     try:
-        return await run_text(deps.runtime, unmention(command.get("text") or ""), actor=actor, where=where)
+        return await run_text(deps.runtime, text, actor=actor, where=where, once=once)
+    except AlreadyReceived:
+        log.info("ignoring a replayed slash command")
+        return Reply(REPLAYED, ok=False)
     except Exception:
         # The text may quote a customer: logged masked and cut short (docs/security.md "What is logged").
         log.exception("slash command %r failed", mask_text(command.get("text") or "")[:200])

@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
 
 from cxbot.limits import MAX_NOTE_CHARS
-from cxbot.models import Case, CaseEvent
+from cxbot.models import Case, CaseEvent, InboundEvent
 from cxbot.runtime import Runtime
 from handlers.slack.commands import REPLAYED
 from handlers.slack.renderers import SNOOZE_MODAL
@@ -182,6 +183,36 @@ async def test_a_replayed_escalate_and_note_change_state_once(
     texts = [reply["text"] for reply in fake_slack.responses()]
     assert texts[1] == texts[3] == REPLAYED
     assert texts[0] != REPLAYED and texts[2] != REPLAYED
+
+
+async def test_a_command_and_its_replay_record_are_one_transaction(
+    slack: SlackSender, runtime: Runtime, fake_slack: FakeSlack
+) -> None:
+    """The record that refuses a replay commits with the command (one write per command, issue #15):
+    a command refused for its state leaves none, so its replay is refused the same way, not as a replay."""
+    ref = await open_case(slack)
+    commits: list[object] = []
+
+    def committed(session: Session) -> None:
+        commits.append(session)
+
+    listen = runtime.sessions.kw.get("sync_session_class") or Session
+    event.listen(listen, "after_commit", committed)
+    try:
+        await slack.post(command_body(slack, f"note {ref} called back"), FORM, timestamp=int(time.time()))
+    finally:
+        event.remove(listen, "after_commit", committed)
+    assert len(commits) == 1
+    body = command_body(slack, "resolve CX-999999 fixed")
+    stamp = int(time.time())
+    first = await slack.post(body, FORM, timestamp=stamp)
+    again = await slack.post(body, FORM, timestamp=stamp)
+    assert first.status_code == again.status_code == 200
+    texts = [reply["text"] for reply in fake_slack.responses()]
+    assert texts[-1] == texts[-2] != REPLAYED
+    async with runtime.sessions() as session:
+        kinds = (await session.execute(select(InboundEvent.kind))).scalars().all()
+    assert kinds == ["command"]  # the note's, not the refused resolve's
 
 
 async def test_two_commands_with_the_same_text_both_run(slack: SlackSender, runtime: Runtime) -> None:
