@@ -54,7 +54,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the fake Slack and the other bench's helpers
@@ -63,13 +62,15 @@ if str(ROOT) not in sys.path:  # the fake Slack and the other bench's helpers
 from bench.slack_ack import (  # noqa: E402
     AGENTS,
     API_KEY,
-    CONFIG,
     RemoteFakeSlack,
+    bench_config,
     command_body,
     fresh_database,
     outbox_open,
+    seed,
     server_env,
     signed_headers,
+    touchpoint_key,
 )
 from cxbot.outbox.pacing import CHANNEL_PACE  # noqa: E402
 from handlers.slack.commands import QUEUED  # noqa: E402
@@ -85,62 +86,6 @@ DEFAULT_TEAMS = 100
 BUSY_PREFIX = QUEUED.split(":", 1)[0]
 SLICE_SECONDS = 10.0
 DEFAULT_RATES = [10.0, 20.0, 30.0, 40.0, 50.0]
-
-
-# --------------------------------------------------------------------------- the organisation
-
-
-def touchpoint_key(n: int) -> str:
-    return f"bench-tp-{n:03d}"
-
-
-def bench_config(directory: Path, teams: int) -> Path:
-    """The example configuration's people and settings with `teams` teams, each its own channel and
-    touchpoint (and no digests, so none falls due during a run); written to `directory`."""
-    config = yaml.safe_load(CONFIG.read_text())
-    config["teams"] = [
-        {
-            "key": f"bench-{n:03d}",
-            "name": f"Bench team {n}",
-            "sla_policy": "standard",
-            "digest": {"enabled": False},
-            "slack": {"channel": f"C0BENCH{n:04d}"},
-            "managers": ["support-manager"],
-            "members": ["support-agent-1", "support-agent-2"],
-        }
-        for n in range(teams)
-    ]
-    config["touchpoints"] = [{"key": touchpoint_key(n), "team": f"bench-{n:03d}"} for n in range(teams)]
-    config["routing"] = {"rules": [], "fallback_team": "bench-000"}
-    config.pop("leadership", None)
-    path = directory / "cxbot.latency.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-async def seed(url: str, count: int, *, teams: int) -> list[int]:
-    """`count` negative CSAT responses, each opening a case, on the teams' touchpoints in turn."""
-    items = [
-        {
-            "external_id": f"bench-{i}",
-            "source": "bench",
-            "metric": "csat",
-            "score": 1,
-            "comment": "Waited an hour on the phone",
-            "touchpoint": touchpoint_key(i % teams),
-            "customer": {"id": f"cust-{i % 500}"},
-        }
-        for i in range(count)
-    ]
-    cases: list[int] = []
-    async with httpx.AsyncClient(
-        base_url=url, timeout=120, headers={"Authorization": f"Bearer {API_KEY}"}
-    ) as http:
-        for start in range(0, count, 500):
-            answer = await http.post("/feedback", json=items[start : start + 500])
-            answer.raise_for_status()
-            cases += [int(r["case"].removeprefix("CX-")) for r in answer.json()["results"]]
-    return cases
 
 
 def wait_for_empty_outbox(database_url: str, *, timeout: float) -> int:

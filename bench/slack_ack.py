@@ -15,7 +15,9 @@ prints both times and the "work throughput" (requests / time until done). The sa
 to a bare Bolt AsyncApp that only acks, served the same way, in the same run: the floor Bolt costs.
 The fake Slack Web API (tests/support/fake_slack.py) runs in a child process so that its threads do
 not share the client's interpreter. Afterwards the database is checked: every take, acknowledgement
-and note must be there, so the numbers are for real work.
+and note must be there, so the numbers are for real work. The cases are spread over `--teams` teams,
+each with its own channel (`bench_config`): the outbox keeps to Slack's pace of about a message a
+second per channel, so with every case in one channel the "outbox delivered" time was that pace.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the fake Slack and the signing helpers live with the tests
@@ -316,8 +319,43 @@ async def fire(url: str, bodies: list[str], *, concurrency: int, label: str) -> 
     return Result(label, seconds, latencies, failures)
 
 
-async def seed(url: str, count: int) -> list[int]:
-    """`count` negative CSAT responses at the support phone line, each opening a case."""
+# --------------------------------------------------------------------------- the organisation
+
+
+def touchpoint_key(n: int) -> str:
+    return f"bench-tp-{n:03d}"
+
+
+def bench_config(directory: Path, teams: int) -> Path:
+    """The example configuration's people and settings with `teams` teams, each its own channel and
+    touchpoint (and no digests, so none falls due during a run); written to `directory`.
+
+    Spread over many channels, cases meet Slack's pace of about a message a second per channel the
+    way a real organisation's do: one channel for everything would time that pace, not cxbot."""
+    config = yaml.safe_load(CONFIG.read_text())
+    config["teams"] = [
+        {
+            "key": f"bench-{n:03d}",
+            "name": f"Bench team {n}",
+            "sla_policy": "standard",
+            "digest": {"enabled": False},
+            "slack": {"channel": f"C0BENCH{n:04d}"},
+            "managers": ["support-manager"],
+            "members": ["support-agent-1", "support-agent-2"],
+        }
+        for n in range(teams)
+    ]
+    config["touchpoints"] = [{"key": touchpoint_key(n), "team": f"bench-{n:03d}"} for n in range(teams)]
+    config["routing"] = {"rules": [], "fallback_team": "bench-000"}
+    config.pop("leadership", None)
+    path = directory / "cxbot.bench.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+async def seed(url: str, count: int, *, teams: int | None = None) -> list[int]:
+    """`count` negative CSAT responses, each opening a case: on `bench_config`'s teams' touchpoints
+    in turn, or (no `teams`) all at the example configuration's support phone line."""
     items = [
         {
             "external_id": f"bench-{i}",
@@ -325,7 +363,7 @@ async def seed(url: str, count: int) -> list[int]:
             "metric": "csat",
             "score": 1,
             "comment": "Waited an hour on the phone",
-            "touchpoint": "Inbound",
+            "touchpoint": touchpoint_key(i % teams) if teams else "Inbound",
             "customer": {"id": f"cust-{i % 500}"},
         }
         for i in range(count)
@@ -484,14 +522,14 @@ def server_env(database_url: str, slack_api_url: str) -> dict[str, str]:
 
 def run(args: argparse.Namespace, directory: Path, fake: RemoteFakeSlack) -> int:
     database_url, created = fresh_database(args.database_url, directory)
-    env = server_env(database_url, fake.api_url)
+    env = server_env(database_url, fake.api_url) | {"CXBOT_CONFIG": str(bench_config(directory, args.teams))}
     cases_needed = 2 * ((args.requests + 2) // 3) + 2
     try:
         serve = [sys.executable, "bot.py", "serve"]
         if args.profile:
             serve = [sys.executable, str(Path(__file__).resolve()), "--serve-profiled", str(args.profile)]
         with ServerProcess(env, command=serve) as server:
-            case_ids = asyncio.run(seed(server.url, cases_needed))
+            case_ids = asyncio.run(seed(server.url, cases_needed, teams=args.teams))
             # Let the outbox post the opening cards first, so the run measures the requests alone.
             posted = fake.wait_for("chat.postMessage", len(case_ids), timeout=120)
             planned = plan(case_ids, count=args.requests, fake_base=fake.base)
@@ -557,6 +595,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--requests", type=int, default=2000, help="timed requests per server (default 2000)")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight (default 32)")
+    parser.add_argument(
+        "--teams",
+        type=int,
+        default=100,
+        help="teams, each with its own channel, the cases spread over (default 100)",
+    )
     parser.add_argument("--database-url", help="a PostgreSQL server URL; a database is created and dropped")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the cxbot server to this file")
     parser.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
