@@ -218,7 +218,7 @@ async def test_bulk_import_writes_exactly_what_the_portable_path_writes(
     with statements(runtime) as sent:
         bulk = await run_scenario(runtime, path, bulk=True, batch=batch)
     if runtime.engine.dialect.name == "postgresql":  # the rows went through COPY, not bound values
-        for table in ("customers", "feedback", "cases"):
+        for table in ("customers", "feedback", "cases", "outbox"):
             assert any(f"FROM cxbot_copy_{table}" in s for s in sent), table
 
     assert counts(bulk[0]) == counts(portable[0])

@@ -21,7 +21,9 @@ from cxbot.models import Case, Feedback
 PRIORITY_ORDER = ("low", "normal", "high", "urgent")
 #: cases.routing_reason is VARCHAR(500).
 MAX_ROUTING_REASON = 500
-_CHUNK = 500
+#: Cases judged per round of three statements: a CSV import's batch of 10,000 rows opens about 2,000
+#: cases, so it takes one round, not four. Bound values stay far under both databases' 32,766.
+_CHUNK = 5_000
 
 
 def window_of(rule: RepeatDetractor) -> timedelta:
@@ -76,7 +78,7 @@ async def raise_priority(
 
     Called where cases open (ingest and by hand), in their transaction, after the feedback is stored.
     Each case is judged at its own feedback's received time, so a bulk import of old surveys flags
-    the customers who were repeat detractors then. A few set-based statements per 500 cases, and
+    the customers who were repeat detractors then. Three set-based statements per 5,000 cases, and
     nothing at all when no priority is configured.
     """
     rule = config.routing.repeat_detractor

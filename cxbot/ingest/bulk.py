@@ -39,7 +39,7 @@ from cxbot.ingest.common import (
 )
 from cxbot.ingest.routing import Router, Verdict
 from cxbot.ingest.schema import CustomerIn, FeedbackIn
-from cxbot.models import Case, CaseEvent, Customer, Feedback
+from cxbot.models import Case, CaseEvent, Customer, Feedback, OutboxMessage
 from cxbot.outbox.queue import queue_case_cards
 
 #: Bound parameters per statement: under SQLite's 32,766 and PostgreSQL's 32,767.
@@ -82,6 +82,19 @@ CASE_COLUMNS = (
 )
 EVENT_COLUMNS = ("case_id", "at", "actor", "kind", "detail")
 CUSTOMER_COLUMNS = ("external_id", "name", "email", "phone", "created_at", "updated_at")
+#: The keys of `cxbot.outbox.queue.outbox_row`, in this order.
+OUTBOX_COLUMNS = (
+    "kind",
+    "platform",
+    "destination",
+    "payload",
+    "dedupe_key",
+    "case_id",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+)
 
 
 def _scalar_defaults(table: Table, given: Sequence[str]) -> dict[str, Any]:
@@ -106,7 +119,9 @@ _CASE_DEFAULTS = _scalar_defaults(Case.__table__, CASE_COLUMNS)  # type: ignore[
 _FEEDBACK_DEFAULTS = _scalar_defaults(Feedback.__table__, FEEDBACK_COLUMNS)  # type: ignore[arg-type]
 _EVENT_DEFAULTS = _scalar_defaults(CaseEvent.__table__, (*EVENT_COLUMNS, "data"))  # type: ignore[arg-type]
 _CUSTOMER_DEFAULTS = _scalar_defaults(Customer.__table__, CUSTOMER_COLUMNS)  # type: ignore[arg-type]
-if _FEEDBACK_DEFAULTS or _EVENT_DEFAULTS or _CUSTOMER_DEFAULTS:  # the lists above name every defaulted column
+_OUTBOX_DEFAULTS = _scalar_defaults(OutboxMessage.__table__, OUTBOX_COLUMNS)  # type: ignore[arg-type]
+# The lists above name every defaulted column.
+if _FEEDBACK_DEFAULTS or _EVENT_DEFAULTS or _CUSTOMER_DEFAULTS or _OUTBOX_DEFAULTS:
     raise RuntimeError("bulk writer: a column with a default is missing from its column list")
 
 
@@ -515,8 +530,44 @@ class BulkWriter:
         await raise_priority(session, config=self.config, case_ids=list(opened.values()), now=now)
         events = [(case_id, stamp, SYSTEM_ACTOR, "created", reason) for case_id, _, reason in returned]
         await _insert(connection, driver, table="case_events", columns=EVENT_COLUMNS, rows=events)
-        await queue_case_cards(session, [(c, team_of[f]) for f, c in opened.items()], now=now)
+        await queue_case_cards(
+            session, [(c, team_of[f]) for f, c in opened.items()], now=now, write=self.write_outbox
+        )
         for p, feedback_id, _ in negatives:
             case_id = opened.get(feedback_id)
             if case_id is not None:
                 p.result.case = f"CX-{case_id}"
+
+    async def write_outbox(self, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+        """The `OutboxWriter` of a bulk import: the rows `queue_case_cards` chose, COPY on PostgreSQL.
+
+        Same `ON CONFLICT (dedupe_key) DO NOTHING` as the portable writer, ids in the rows' order,
+        the payload as the JSON text SQLAlchemy's JSON type writes.
+        """
+        connection = await session.connection()
+        driver = self._driver(connection)
+        when = driver.when
+        dumps = json.dumps
+        await _insert_returning(
+            connection,
+            driver,
+            table="outbox",
+            columns=OUTBOX_COLUMNS,
+            rows=[
+                (
+                    row["kind"],
+                    row["platform"],
+                    row["destination"],
+                    dumps(row["payload"]),
+                    row["dedupe_key"],
+                    row["case_id"],
+                    row["status"],
+                    row["attempts"],
+                    when(row["next_attempt_at"]),
+                    when(row["created_at"]),
+                )
+                for row in rows
+            ],
+            conflict="dedupe_key",
+            returning="id",
+        )

@@ -7,7 +7,7 @@ or firing never queues the same message twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -145,12 +145,34 @@ async def enqueue_for_teams(
     return len(inserted.all())
 
 
+#: Stores outbox rows (dicts shaped by `outbox_row`) in the caller's transaction, skipping each row
+#: whose dedupe key is already queued: `insert_outbox_rows`, or a bulk importer's own writer.
+OutboxWriter = Callable[[AsyncSession, list[dict[str, Any]]], Awaitable[None]]
+
+
+async def insert_outbox_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """The portable `OutboxWriter`: one executemany INSERT … ON CONFLICT (dedupe_key) DO NOTHING."""
+    await session.execute(
+        insert_for(session, OutboxMessage.__table__).on_conflict_do_nothing(
+            index_elements=[OutboxMessage.dedupe_key]
+        ),
+        rows,
+    )
+
+
 async def queue_case_cards(
-    session: AsyncSession, opened: Iterable[tuple[int, str]], *, now: datetime, text: str = "Case opened"
+    session: AsyncSession,
+    opened: Iterable[tuple[int, str]],
+    *,
+    now: datetime,
+    text: str = "Case opened",
+    write: OutboxWriter = insert_outbox_rows,
 ) -> None:
     """Queue the first card of newly opened cases, one row per destination of the owning team.
 
     Called by the ingest in the transaction that opens the cases; `opened` is (case id, team key).
+    This decides which rows are queued; `write` only stores them (a bulk import passes one that
+    takes PostgreSQL's COPY, with the same ON CONFLICT rule).
     """
     by_team: dict[str, list[int]] = {}
     for case_id, team in opened:
@@ -182,12 +204,7 @@ async def queue_case_cards(
     ]
     if rows:
         mark_outbox_queued(session)
-        await session.execute(
-            insert_for(session, OutboxMessage.__table__).on_conflict_do_nothing(
-                index_elements=[OutboxMessage.dedupe_key]
-            ),
-            rows,
-        )
+        await write(session, rows)
 
 
 def _case_update_insert() -> Any:
