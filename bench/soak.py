@@ -515,6 +515,25 @@ def retry_after_undercuts(records: Iterable[Record], *, grace: float) -> list[Un
     return found
 
 
+def clock_offset(records: list[Record]) -> float:
+    """Wall clock minus monotonic clock in the fake's process (to place its records on the timeline)."""
+    return records[0].wall - records[0].at if records else 0.0
+
+
+def doubled_card_lines(ok: Iterable[Record], load_started: float) -> list[str]:
+    """Each card posted more than once: when (seconds into the load) and by which replica."""
+    posts: dict[tuple[str, str], list[Record]] = {}
+    for record in ok:
+        if record.kind == "card":
+            posts.setdefault((record.channel, str(record.ref)), []).append(record)
+    return [
+        f"card posted {len(calls)} times: {ref} in {channel} at "
+        + ", ".join(f"{r.wall - load_started:.1f} s ({r.replica})" for r in calls)
+        for (channel, ref), calls in sorted(posts.items())
+        if len(calls) > 1
+    ]
+
+
 def spread(values: Iterable[float]) -> str:
     """min / median / max of some seconds, for a report line."""
     ordered = sorted(values)
@@ -1144,6 +1163,13 @@ def judge(
         f"retry-after: {sum(1 for r in records if r.status == 429)} 429s; {len(undercuts)} undercuts "
         f"({same_case} same case, {same_replica} from the replica that got the 429; seconds after it: "
         f"{spread(u.after for u in undercuts)}; grace {args.in_flight_grace:g} s for calls in flight)",
+        *doubled_card_lines(ok, timeline.load_started),
+        *(
+            f"undercut: {u.channel} 429 (Retry-After {u.retry_after:g} s) at "
+            f"{u.limited_at + clock_offset(records) - timeline.load_started:.1f} s, "
+            f"called again {u.after:.2f} s later by {'the same' if u.same_replica else 'the other'} replica"
+            for u in undercuts
+        ),
         *(f"PROBLEM: {p}" for p in problems),
     ]
     line = summary_line(
