@@ -538,8 +538,6 @@ class OutboxWorker:
         supersedes: list[int] = []
         held_until = None
         async with self.runtime.sessions() as session:
-            if row.destination is not None:
-                held_until = await hold_ends(session, row.platform, row.destination, now)
             if row.case_id is not None and row.kind in CASE_KINDS:
                 if row.kind == "case.card":
                     supersedes = await later_refreshes(session, row)
@@ -552,6 +550,10 @@ class OutboxWorker:
                             CasePost.destination == row.destination,
                         )
                     )
+            # Last, after the case reads (slow under load): a 429 another replica recorded meanwhile
+            # is seen (bench/soak.py had calls 0.25-0.65 s into the other replica's Retry-After).
+            if row.destination is not None:
+                held_until = await hold_ends(session, row.platform, row.destination, now)
         return (
             Delivery(
                 id=row.id,
