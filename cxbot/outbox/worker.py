@@ -653,12 +653,13 @@ class _Rounds:
 
     A lane is one (platform, destination, case): its rows go one after another, so a card is posted
     before its thread lines and case-less rows to one destination (digests, reports) keep their order.
-    Lanes of different claims run side by side: once no more than `low_water` rows are in flight and
-    a row was sent or buried since the last claim (or that claim was full), the next claim is made,
-    so new cards need not wait for a round's slowest lane (a post, a slow database connection). Each
-    claim keeps its own lease, renewed by its own heartbeat and fencing each of its writes; a row
-    claimed for a lane that is still busy joins the end of that lane. At most `batch_size` rows are
-    held at once and `max_rounds` claims are made per run.
+    Lanes of different claims run side by side: once a third of `batch_size` rows are done and as many
+    places free (or nothing is in flight), the next claim is made, so new cards need not wait for a
+    round's slowest lane (a post, a slow database connection). Each claim keeps its own lease, renewed
+    by its own heartbeat and fencing each of its writes; a row claimed for a lane that is still busy
+    joins the end of that lane. At most `batch_size` rows are
+    held at once. A run ends when nothing is in flight and nothing was sent or buried since the last
+    claim (only that can unblock more rows: the next of its case, a report).
     """
 
     def __init__(self, worker: OutboxWorker, clock: Clock, stats: RunStats) -> None:
@@ -673,7 +674,10 @@ class _Rounds:
         self.in_flight = 0
         self.progress = asyncio.Event()
         self.failure: BaseException | None = None
-        self.low_water = min(worker.concurrency, worker.batch_size // 2)
+        #: Places freed (and rows done) before the next claim while rows are still in flight.
+        self.step = max(1, worker.batch_size // 3)
+        #: Rows claimed, and claims made, per run at most (as `max_rounds` full rounds would).
+        self.budget = worker.max_rounds * worker.batch_size
 
     def _finished(self) -> int:
         return self.stats.sent + self.stats.dead
@@ -681,22 +685,29 @@ class _Rounds:
     async def run(self) -> None:
         worker = self.worker
         claims = 0
-        finished_at_claim = -1  # the first claim is always made
-        full = False
+        finished_at_claim = 0
+        full = True  # the first claim is always made
         try:
             while True:
-                more = full or self._finished() != finished_at_claim
-                if self.failure is None and more and claims < worker.max_rounds:
-                    if self.in_flight <= self.low_water:
-                        finished_at_claim = self._finished()
-                        limit = worker.batch_size - self.in_flight
-                        claim = await worker._claim(self.clock, limit)
-                        claims += 1
-                        self.stats.claimed += len(claim.rows)
-                        full = len(claim.rows) >= limit
-                        self._start(claim)
-                        continue
-                elif self.in_flight == 0:
+                finished = self._finished() - finished_at_claim
+                free = worker.batch_size - self.in_flight
+                worth = (
+                    self.failure is None
+                    and claims < self.budget
+                    and self.stats.claimed < self.budget
+                    and (full or finished > 0)
+                )
+                # Claim with nothing in flight, or once `step` places are free and as many rows done
+                # (or the last claim was full): not after every row, each claim costs a statement.
+                if worth and (self.in_flight == 0 or (free >= self.step and (full or finished >= self.step))):
+                    finished_at_claim = self._finished()
+                    claim = await worker._claim(self.clock, free)
+                    claims += 1
+                    self.stats.claimed += len(claim.rows)
+                    full = len(claim.rows) >= free
+                    self._start(claim)
+                    continue
+                if self.in_flight == 0:
                     break
                 self.progress.clear()
                 await self.progress.wait()
