@@ -56,6 +56,7 @@ from cxbot.db import transaction
 from cxbot.models import CasePost, OutboxMessage
 from cxbot.outbox.contract import (
     CASE_KINDS,
+    CASE_THREAD,
     CHAT_KINDS,
     OPEN_STATUSES,
     REPORT,
@@ -504,7 +505,6 @@ class OutboxWorker:
             if row.case_id is not None and row.kind in CASE_KINDS:
                 if row.kind == "case.card":
                     supersedes = await later_refreshes(session, row)
-                case_view = await load_case_view(session, row.case_id, config=self.runtime.config, now=now)
                 if row.destination is not None:
                     message_ref = await session.scalar(
                         select(CasePost.message_ref).where(
@@ -513,6 +513,12 @@ class OutboxWorker:
                             CasePost.destination == row.destination,
                         )
                     )
+                # A thread line under a posted card needs only to know the case is still there; one
+                # whose card was never posted posts the card first, so it needs the whole view.
+                brief = row.kind == CASE_THREAD and message_ref is not None
+                case_view = await load_case_view(
+                    session, row.case_id, config=self.runtime.config, now=now, brief=brief
+                )
         return (
             Delivery(
                 id=row.id,
