@@ -168,8 +168,14 @@ class OutboxWorker:
         max_pace_wait: float = MAX_WAIT_SECONDS,
         paced: bool = False,
         record_retry_pauses: tuple[float, ...] = RECORD_RETRY_PAUSES,
+        rolling: bool = True,
     ) -> None:
         self.runtime = runtime
+        #: Rows done (and places free) before the next claim while others are still in flight: a third
+        #: of a batch, or (not `rolling`) the whole batch, a claim only once a round is done. SQLite
+        #: runs that way: every claim queues for its one connection in front of the requests
+        #: (measured in docs/performance.md).
+        self.claim_every = max(1, batch_size // 3) if rolling else batch_size
         self.notifiers = dict(notifiers)
         self.batch_size = batch_size
         self.lease = lease
@@ -659,8 +665,8 @@ class _Rounds:
 
     A lane is one (platform, destination, case): its rows go one after another, so a card is posted
     before its thread lines and case-less rows to one destination (digests, reports) keep their order.
-    Lanes of different claims run side by side: once a third of `batch_size` rows are done and as many
-    places free (or nothing is in flight), the next claim is made, so new cards need not wait for a
+    Lanes of different claims run side by side: once `claim_every` rows are done and as many places
+    free (or nothing is in flight), the next claim is made, so new cards need not wait for a
     round's slowest lane (a post, a slow database connection). Each claim keeps its own lease, renewed
     by its own heartbeat and fencing each of its writes; a row claimed for a lane that is still busy
     joins the end of that lane. At most `batch_size` rows are
@@ -681,7 +687,7 @@ class _Rounds:
         self.progress = asyncio.Event()
         self.failure: BaseException | None = None
         #: Places freed (and rows done) before the next claim while rows are still in flight.
-        self.step = max(1, worker.batch_size // 3)
+        self.step = worker.claim_every
         #: Rows claimed, and claims made, per run at most (as `max_rounds` full rounds would).
         self.budget = worker.max_rounds * worker.batch_size
 
