@@ -52,7 +52,9 @@ async def serving(
     tasks = [asyncio.create_task(fetcher.run_forever(stop, idle_seconds=idle_seconds), name="cxbot-fetch")]
     notifiers = outbox_notifiers(runtime, platforms)
     if notifiers:
-        worker = OutboxWorker(runtime, notifiers, paced=True)
+        # SQLite has one connection for requests and outbox alike: a claim only once a round is done.
+        rolling = runtime.engine.dialect.name != "sqlite"
+        worker = OutboxWorker(runtime, notifiers, paced=True, rolling=rolling)
         tasks.append(
             asyncio.create_task(worker.run_forever(stop, idle_seconds=idle_seconds), name="cxbot-outbox")
         )

@@ -146,7 +146,8 @@ async def test_flows_escalation_and_digests_reach_teams_people_in_neutral_words(
         assert delivery.platform == PLATFORM
         expected = people_ids if delivery.kind == ESCALATION_DM else {CHANNEL, ESCALATIONS}
         assert delivery.destination in expected, (delivery.kind, delivery.destination)
-    dms = [d.destination for d in delivered if d.kind == ESCALATION_DM]
+    # Queued in step order (level 1, then 2); posts to two people run in lanes side by side.
+    dms = [d.destination for d in sorted(delivered, key=lambda d: d.id) if d.kind == ESCALATION_DM]
     assert dms == [PEOPLE["mara"]["msteams"], PEOPLE["lena"]["msteams"]]
     # Every payload is neutral: no chat markup the core wrote, mentions only as person tokens, and the
     # customer's own `<!channel>` plain text, never a token.

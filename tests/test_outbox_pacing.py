@@ -424,3 +424,31 @@ async def test_a_cards_posts_arrive_in_order_while_other_cards_post_concurrently
     async with runtime.sessions() as session:
         statuses = set((await session.execute(select(OutboxMessage.status))).scalars())
     assert statuses == {"sent"}
+
+
+async def test_a_new_card_is_claimed_and_posted_while_a_slow_post_still_holds_its_lane(
+    bot: tuple[Runtime, httpx.AsyncClient, FrozenClock],
+) -> None:
+    runtime, http, _ = bot
+    channels = Channels(Monotonic(), pace=None)
+    [slow] = await open_cases(http, "Phone", 1)
+    [quick] = await open_cases(http, "Chat", 1)
+    later: list[str] = []
+    later_posted = asyncio.Event()
+
+    async def answer(delivery: Delivery) -> None:
+        assert delivery.case is not None
+        if delivery.case.ref == slow:  # answers only once a card queued after the claim went out
+            await asyncio.wait_for(later_posted.wait(), timeout=10)
+        elif delivery.case.ref == quick:  # a new case arrives while the slow post is in flight
+            later.extend(await open_cases(http, "Chat", 1, first=1))
+        else:
+            later_posted.set()
+
+    channels.answer = answer
+    worker = OutboxWorker(runtime, {PLATFORM: channels}, batch_size=3)
+
+    stats = await worker.run_once()
+
+    assert [s.case for s in channels.sent] == [int(ref.removeprefix("CX-")) for ref in (quick, *later, slow)]
+    assert stats.sent == 3

@@ -166,12 +166,13 @@ def customer_ref(customer_id: int) -> str:
 
 
 async def load_case_view(
-    session: AsyncSession, case_id: int, *, config: Config, now: datetime
+    session: AsyncSession, case_id: int, *, config: Config, now: datetime, brief: bool = False
 ) -> CaseView | None:
     """Read a case with its feedback, customer and history; None when the case is gone.
 
     The case and what it points at come in one joined select: the outbox worker calls this for every
-    card refresh, on the same database as the requests.
+    card refresh, on the same database as the requests. `brief` leaves out the customer's history and
+    the last contact (five more statements): a thread line under a card already posted shows neither.
     """
     found = (
         await session.execute(
@@ -186,7 +187,8 @@ async def load_case_view(
     if found is None:
         return None
     case, feedback, customer, touchpoint = found
-    history = await _history(session, case, config=config, now=now) if case.customer_id else None
+    wants_history = case.customer_id is not None and not brief
+    history = await _history(session, case, config=config, now=now) if wants_history else None
     team_name = config.team(case.team_key).name if case.team_key in config.team_keys else case.team_key
     comment = feedback.comment if feedback and feedback.comment and customer_visible(customer) else None
     return CaseView(
@@ -214,7 +216,7 @@ async def load_case_view(
         now=now,
         priority=case.priority,
         customer_id=case.customer_id,
-        **await _last_contact(session, case.id),
+        **({} if brief else await _last_contact(session, case.id)),
     )
 
 

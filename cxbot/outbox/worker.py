@@ -56,6 +56,7 @@ from cxbot.db import transaction
 from cxbot.models import CasePost, OutboxMessage
 from cxbot.outbox.contract import (
     CASE_KINDS,
+    CASE_THREAD,
     CHAT_KINDS,
     OPEN_STATUSES,
     REPORT,
@@ -167,8 +168,14 @@ class OutboxWorker:
         max_pace_wait: float = MAX_WAIT_SECONDS,
         paced: bool = False,
         record_retry_pauses: tuple[float, ...] = RECORD_RETRY_PAUSES,
+        rolling: bool = True,
     ) -> None:
         self.runtime = runtime
+        #: Rows done (and places free) before the next claim while others are still in flight: a third
+        #: of a batch, or (not `rolling`) the whole batch, a claim only once a round is done. SQLite
+        #: runs that way: every claim queues for its one connection in front of the requests
+        #: (measured in docs/performance.md).
+        self.claim_every = max(1, batch_size // 3) if rolling else batch_size
         self.notifiers = dict(notifiers)
         self.batch_size = batch_size
         self.lease = lease
@@ -203,7 +210,7 @@ class OutboxWorker:
         self.holds: dict[tuple[str, str | None], datetime] = {}
 
     async def run_once(self, *, now: datetime | None = None) -> RunStats:
-        """Deliver everything due, round after round (a card unblocks its thread lines).
+        """Deliver everything due, claiming again as lanes free up (a card unblocks its thread lines).
 
         `now` moves the worker's clock to that instant (the console's jumps ahead); time still runs
         from there as the runtime's clock does, and every write reads it afresh.
@@ -211,12 +218,8 @@ class OutboxWorker:
         clock = self._clock_from(now)
         total = RunStats()
         self.due_again = None
-        for _ in range(self.max_rounds):
-            stats = await self._round(clock)
-            total.add(stats)
-            # Only a sent or dead row can unblock more work now (the next row of its case, a report).
-            if stats.sent + stats.dead == 0:
-                break
+        if self.notifiers:
+            await _Rounds(self, clock, total).run()
         return total
 
     async def run_forever(self, stop: asyncio.Event, *, idle_seconds: float = 2.0) -> None:
@@ -255,41 +258,6 @@ class OutboxWorker:
         return lambda: now + (self.runtime.clock() - start)
 
     # -- one round ---------------------------------------------------------------------------
-
-    async def _round(self, clock: Clock) -> RunStats:
-        stats = RunStats()
-        if not self.notifiers:
-            return stats
-        claim = await self._claim(clock)
-        stats.claimed = len(claim.rows)
-        if not claim.rows:
-            return stats
-        heartbeat = asyncio.create_task(self._heartbeat(claim, clock, stats))
-        try:
-            await self._deliver_claimed(claim, clock, stats)
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-        return stats
-
-    async def _deliver_claimed(self, claim: _Claim, clock: Clock, stats: RunStats) -> None:
-        """Deliver the round's rows, up to `concurrency` at once: one lane per case and destination
-        (the claim holds at most one row of each card and thread, so their order is kept), so a
-        slow post or a busy database connection holds up one lane, not the whole round. A lane waits
-        for its destination's pace before it takes one of the `concurrency` slots."""
-        broken: dict[tuple[str, str | None], str] = {}
-        lanes: dict[tuple[str, str | None, int | None], list[int]] = {}
-        for row_id in sorted(claim.rows):
-            row = claim.rows[row_id]
-            lanes.setdefault((row.platform, row.destination, row.case_id), []).append(row_id)
-        slots = asyncio.Semaphore(self.concurrency)
-
-        async def lane(row_ids: list[int]) -> None:
-            for row_id in row_ids:
-                await self._deliver_held(claim, row_id, clock, stats, slots, broken)
-
-        await asyncio.gather(*(lane(row_ids) for row_ids in lanes.values()))
 
     async def _deliver_held(
         self,
@@ -444,7 +412,7 @@ class OutboxWorker:
         due = self.pacer.monotonic() + seconds
         self.due_again = due if self.due_again is None else min(self.due_again, due)
 
-    async def _claim(self, clock: Clock) -> _Claim:
+    async def _claim(self, clock: Clock, limit: int) -> _Claim:
         now = clock()
         earlier = aliased(OutboxMessage)
         blocked_by_earlier = exists().where(
@@ -464,7 +432,7 @@ class OutboxWorker:
                 ~destination_held(now),  # a Retry-After another worker got
             )
             .order_by(OutboxMessage.id)
-            .limit(self.batch_size)
+            .limit(limit)
             .with_for_update(skip_locked=True, of=OutboxMessage)
         )
         until = now + self.lease
@@ -541,7 +509,6 @@ class OutboxWorker:
             if row.case_id is not None and row.kind in CASE_KINDS:
                 if row.kind == "case.card":
                     supersedes = await later_refreshes(session, row)
-                case_view = await load_case_view(session, row.case_id, config=self.runtime.config, now=now)
                 if row.destination is not None:
                     message_ref = await session.scalar(
                         select(CasePost.message_ref).where(
@@ -550,6 +517,12 @@ class OutboxWorker:
                             CasePost.destination == row.destination,
                         )
                     )
+                # A thread line under a posted card needs only to know the case is still there; one
+                # whose card was never posted posts the card first, so it needs the whole view.
+                brief = row.kind == CASE_THREAD and message_ref is not None
+                case_view = await load_case_view(
+                    session, row.case_id, config=self.runtime.config, now=now, brief=brief
+                )
             # Last, after the case reads (slow under load): a 429 another replica recorded meanwhile
             # is seen (bench/soak.py had calls 0.25-0.65 s into the other replica's Retry-After).
             if row.destination is not None:
@@ -684,6 +657,126 @@ class OutboxWorker:
         if not targets:
             log.error("no admin configured to report dead outbox message %s to", row.id)
         return queued
+
+
+LaneKey = tuple[str, str | None, int | None]
+
+
+class _Rounds:
+    """One `run_once`: claims, and the lanes delivering what they claimed.
+
+    A lane is one (platform, destination, case): its rows go one after another, so a card is posted
+    before its thread lines and case-less rows to one destination (digests, reports) keep their order.
+    Lanes of different claims run side by side: once `claim_every` rows are done and as many places
+    free (or nothing is in flight), the next claim is made, so new cards need not wait for a
+    round's slowest lane (a post, a slow database connection). Each claim keeps its own lease, renewed
+    by its own heartbeat and fencing each of its writes; a row claimed for a lane that is still busy
+    joins the end of that lane. At most `batch_size` rows are
+    held at once. A run ends when nothing is in flight and nothing was sent or buried since the last
+    claim (only that can unblock more rows: the next of its case, a report).
+    """
+
+    def __init__(self, worker: OutboxWorker, clock: Clock, stats: RunStats) -> None:
+        self.worker = worker
+        self.clock = clock
+        self.stats = stats
+        self.slots = asyncio.Semaphore(worker.concurrency)
+        self.broken: dict[tuple[str, str | None], str] = {}
+        self.lanes: dict[LaneKey, list[tuple[_Claim, int]]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.heartbeats: dict[int, asyncio.Task[None]] = {}
+        self.in_flight = 0
+        self.progress = asyncio.Event()
+        self.failure: BaseException | None = None
+        #: Places freed (and rows done) before the next claim while rows are still in flight.
+        self.step = worker.claim_every
+        #: Rows claimed, and claims made, per run at most (as `max_rounds` full rounds would).
+        self.budget = worker.max_rounds * worker.batch_size
+
+    def _finished(self) -> int:
+        return self.stats.sent + self.stats.dead
+
+    async def run(self) -> None:
+        worker = self.worker
+        claims = 0
+        finished_at_claim = 0
+        full = True  # the first claim is always made
+        try:
+            while True:
+                finished = self._finished() - finished_at_claim
+                free = worker.batch_size - self.in_flight
+                worth = (
+                    self.failure is None
+                    and claims < self.budget
+                    and self.stats.claimed < self.budget
+                    and (full or finished > 0)
+                )
+                # Claim with nothing in flight, or once `step` places are free and as many rows done
+                # (or the last claim was full): not after every row, each claim costs a statement.
+                if worth and (self.in_flight == 0 or (free >= self.step and (full or finished >= self.step))):
+                    finished_at_claim = self._finished()
+                    claim = await worker._claim(self.clock, free)
+                    claims += 1
+                    self.stats.claimed += len(claim.rows)
+                    full = len(claim.rows) >= free
+                    self._start(claim)
+                    continue
+                if self.in_flight == 0:
+                    break
+                self.progress.clear()
+                await self.progress.wait()
+        except asyncio.CancelledError:
+            for task in self.tasks:
+                task.cancel()
+            raise
+        finally:
+            if self.tasks:
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+            for heartbeat in self.heartbeats.values():
+                heartbeat.cancel()
+            for heartbeat in self.heartbeats.values():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
+        if self.failure is not None:
+            raise self.failure
+
+    def _start(self, claim: _Claim) -> None:
+        if not claim.rows:
+            return
+        self.heartbeats[id(claim)] = asyncio.create_task(
+            self.worker._heartbeat(claim, self.clock, self.stats)
+        )
+        for row_id in sorted(claim.rows):
+            row = claim.rows[row_id]
+            key = (row.platform, row.destination, row.case_id)
+            self.in_flight += 1
+            queued = self.lanes.get(key)
+            if queued is not None:  # that lane is still delivering: after its rows, in order
+                queued.append((claim, row_id))
+                continue
+            self.lanes[key] = [(claim, row_id)]
+            task = asyncio.create_task(self._lane(key))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _lane(self, key: LaneKey) -> None:
+        queued = self.lanes[key]
+        while queued:
+            claim, row_id = queued.pop(0)
+            try:
+                await self.worker._deliver_held(
+                    claim, row_id, self.clock, self.stats, self.slots, self.broken
+                )
+            except Exception as error:  # the run ends with it once the other lanes are done
+                self.failure = self.failure or error
+                self.in_flight -= len(queued)
+                queued.clear()
+            finally:
+                self.in_flight -= 1
+                if not claim.rows and (heartbeat := self.heartbeats.pop(id(claim), None)):
+                    heartbeat.cancel()
+                self.progress.set()
+        del self.lanes[key]
 
 
 async def first_of(*events: asyncio.Event, timeout: float) -> None:
