@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import multiprocessing
 import random
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -44,19 +43,18 @@ if str(ROOT) not in sys.path:  # the fake Slack and the database helpers live wi
 from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from bench.digest import load_postgres, load_sqlite  # noqa: E402
 from cxbot.config import load_config  # noqa: E402
 from cxbot.db import create_engine, session_factory, upgrade  # noqa: E402
 from cxbot.directory import sync_directory  # noqa: E402
 from cxbot.models import DigestRun  # noqa: E402
-from tests.support.databases import postgres_admin, postgres_connect  # noqa: E402
+from tests.support.databases import postgres_admin  # noqa: E402
 from tests.support.fake_slack import BOT_TOKEN, SIGNING_SECRET, Call, FakeSlack  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 
 TARGET_SECONDS = 15.0
 #: Time for the servers to start (migrate, sync the directory, start the scheduler) before the minute.
 STARTUP_MARGIN = timedelta(seconds=30)
-COLUMNS = ("source", "external_id", "metric", "score", "comment", "team_key", "is_negative", "tags")
-COLUMNS += ("received_at", "created_at", "updated_at")
 THRESHOLDS = {"nps": 6, "csat": 2, "ces": 3}
 
 
@@ -102,28 +100,6 @@ def generate(*, teams: int, answers: int, today: datetime, seed: int = 1) -> Ite
                 comment = "Waited 40 minutes on the phone" if negative and rng.random() < 0.5 else None
                 row = ("bench", f"f{serial:09d}", metric, float(score[metric]), comment, team_key(team))
                 yield (*row, negative, "[]", at, at, at)
-
-
-def load_sqlite(path: Path, rows: Iterator[tuple]) -> None:
-    connection = sqlite3.connect(path)
-    sql = f"INSERT INTO feedback ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-    batch = []
-    for row in rows:
-        at = row[8].replace(tzinfo=None).isoformat(" ", timespec="microseconds")  # UtcDateTime's text
-        batch.append((*row[:6], int(row[6]), row[7], at, at, at))
-    connection.executemany(sql, batch)
-    connection.execute("ANALYZE")
-    connection.commit()
-    connection.close()
-
-
-async def load_postgres(url: str, rows: Iterator[tuple]) -> None:
-    connection = await postgres_connect(url)
-    try:
-        await connection.copy_records_to_table("feedback", records=list(rows), columns=COLUMNS)
-        await connection.execute("VACUUM ANALYZE feedback")
-    finally:
-        await connection.close()
 
 
 async def seed_teams(url: str, config_path: Path) -> None:

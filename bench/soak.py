@@ -76,7 +76,14 @@ if str(ROOT) not in sys.path:  # the fake Slack, the server runner and the other
     sys.path.insert(0, str(ROOT))
 
 from bench.latency import DEFAULT_TEAMS, FEEDBACK_PER_COMMAND, NEGATIVE_EVERY  # noqa: E402
-from bench.slack_ack import API_KEY, RemoteFakeSlack, command_body, server_env, signed_headers  # noqa: E402
+from bench.slack_ack import (  # noqa: E402
+    API_KEY,
+    RemoteFakeSlack,
+    command_body,
+    open_cases,
+    server_env,
+    signed_headers,
+)
 from tests.support.databases import postgres_admin, postgres_connect  # noqa: E402
 from tests.support.fake_slack import BOT_TOKEN, Answer, Call, FakeSlack  # noqa: E402
 from tests.support.server import ServerProcess, free_port  # noqa: E402
@@ -922,15 +929,7 @@ async def seed_cases(url: str, teams: Iterable[int], count: int) -> list[int]:
         }
         for i in range(count)
     ]
-    cases: list[int] = []
-    async with httpx.AsyncClient(
-        base_url=url, timeout=120, headers={"Authorization": f"Bearer {API_KEY}"}
-    ) as http:
-        for start in range(0, count, 500):
-            answer = await http.post("/feedback", json=items[start : start + 500])
-            answer.raise_for_status()
-            cases += [int(r["case"].removeprefix("CX-")) for r in answer.json()["results"]]
-    return cases
+    return await open_cases(url, items)
 
 
 async def open_outbox_rows(database_url: str) -> int:
