@@ -305,7 +305,8 @@ class OutboxWorker:
                     assert outcome.next_attempt_at is not None
                     key = (row.platform, row.destination if hold == "destination" else None)
                     earlier = self.holds.get(key)
-                    self.holds[key] = max(outcome.next_attempt_at, earlier or outcome.next_attempt_at)
+                    if earlier is None or earlier < outcome.next_attempt_at:  # a hold only lengthens
+                        self.holds[key] = outcome.next_attempt_at
                 if outcome.report is not None and outcome.report.scope == "destination":
                     broken[(row.platform, row.destination)] = f"destination_dead: see outbox {row.id}"
             await self._record_held(claim, row, outcome, clock, stats)
