@@ -314,6 +314,49 @@ async def test_keys_another_writer_stored_first_come_back_as_raced(
     assert scores == {"e1": 9.0, "new-1": 9.0}
 
 
+@pytest.mark.parametrize("bulk", [False, True])
+async def test_only_the_key_probes_are_planned_per_run(runtime: Runtime, bulk: bool) -> None:
+    """PostgreSQL: `force_custom_plan` covers the probes for stored keys and nothing after them.
+
+    The setting also governs the cached plans of foreign-key checks: left on, every inserted row's
+    checks were planned afresh (about 2.5 times their cost, docs/performance.md, Ingest).
+    """
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL planner setting")
+    async with transaction(runtime.sessions) as session:
+        await ingest_items(
+            session, ingestor_for(runtime.config), EXISTING[:1], now=runtime.clock(), default_source=SOURCE
+        )
+    later = [{**EXISTING[0], "score": 2}, {"external_id": "p1", "metric": "nps", "score": 1}]
+    with statements(runtime) as sent:
+        async with transaction(runtime.sessions) as session:
+            results = await ingest_items(
+                session,
+                ingestor_for(runtime.config),
+                later,
+                now=runtime.clock(),
+                default_source=SOURCE,
+                bulk=bulk,
+            )
+            mode = (await session.execute(text("SHOW plan_cache_mode"))).scalar_one()
+    assert [r.status for r in results] == ["updated", "created"] and all(r.case for r in results)
+    assert mode == "auto"
+    probes = [
+        n
+        for n, s in enumerate(sent)
+        if s.startswith("SELECT") and "FROM feedback" in s and "external_id" in s
+    ]
+    assert probes
+    mode_at = "auto"
+    for n, statement in enumerate(sent):
+        if "plan_cache_mode" in statement:
+            mode_at = "force_custom_plan" if "force_custom_plan" in statement else "auto"
+        elif n in probes:
+            assert mode_at == "force_custom_plan", statement
+        elif statement.startswith(("INSERT", "UPDATE")):
+            assert mode_at == "auto", statement
+
+
 async def test_bulk_ingest_answers_like_the_portable_path(runtime: Runtime) -> None:
     """`ingest_items(bulk=True)` gives each item the same result (ids, cases, warnings) as bulk=False."""
     items: list[Any] = [

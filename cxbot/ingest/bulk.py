@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from cxbot.cases.detractors import raise_priority
 from cxbot.cases.sla import deadlines
+from cxbot.db import custom_plans
 from cxbot.ingest.common import (
     SYSTEM_ACTOR,
     CustomerIds,
@@ -339,22 +340,20 @@ class BulkWriter:
         """The items whose (source, external id) is already stored: one index probe per source and batch."""
         connection = await session.connection()
         driver = self._driver(connection)
-        if driver.postgresql:
-            # As in Ingestor._existing: a generic plan on a fresh, unanalysed table scans the source.
-            await connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
         by_source: dict[str, list[str]] = {}
         for item in items:
             by_source.setdefault(item.source, []).append(item.external_id)
         found: set[tuple[str, str]] = set()
         step = MAX_PARAMETERS - 1
-        for source, external_ids in by_source.items():
-            for start in range(0, len(external_ids), step):
-                where, parameters = driver.any_of("external_id", external_ids[start : start + step], number=2)
-                rows = await connection.exec_driver_sql(
-                    f"SELECT external_id FROM feedback WHERE source = {driver.placeholder(1)} AND {where}",
-                    (source, *parameters),
-                )
-                found.update((source, external_id) for (external_id,) in rows)
+        probe = f"SELECT external_id FROM feedback WHERE source = {driver.placeholder(1)} AND "
+        # As in Ingestor._existing: a generic plan on a fresh, unanalysed table scans the source.
+        async with custom_plans(session):
+            for source, external_ids in by_source.items():
+                for start in range(0, len(external_ids), step):
+                    keys = external_ids[start : start + step]
+                    where, parameters = driver.any_of("external_id", keys, number=2)
+                    rows = await connection.exec_driver_sql(probe + where, (source, *parameters))
+                    found.update((source, external_id) for (external_id,) in rows)
         if not found:
             return []
         return [item for item in items if (item.source, item.external_id) in found]

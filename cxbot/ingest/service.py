@@ -14,14 +14,14 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cxbot import limits
 from cxbot.cases.detractors import raise_priority
 from cxbot.cases.sla import deadlines
 from cxbot.config import Config
-from cxbot.db import insert_for
+from cxbot.db import custom_plans, insert_for
 from cxbot.ingest.bulk import BulkWriter
 from cxbot.ingest.common import (
     SYSTEM_ACTOR,
@@ -238,18 +238,16 @@ class Ingestor:
             Feedback.tags,
             Feedback.is_negative,
         )
-        dialect = session.bind.dialect
-        if dialect.name == "postgresql" and (dialect.server_version_info or (0,)) >= (12,):
-            # asyncpg prepares statements, and after five runs PostgreSQL may switch to a generic plan.
-            # Before the first ANALYZE (a fresh table filling up in a bulk import) that plan scans
-            # every row of the source instead of probing (source, external_id): 250 ms instead of 10.
-            await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-        for source, external_ids in by_source.items():
-            for chunk in _chunks(external_ids):
-                rows = await session.execute(
-                    select(*columns).where(Feedback.source == source, Feedback.external_id.in_(chunk))
-                )
-                found.update({(row.source, row.external_id): row for row in rows})
+        # asyncpg prepares statements, and after five runs PostgreSQL may switch to a generic plan.
+        # Before the first ANALYZE (a fresh table filling up in a bulk import) that plan scans
+        # every row of the source instead of probing (source, external_id): 250 ms instead of 10.
+        async with custom_plans(session):
+            for source, external_ids in by_source.items():
+                for chunk in _chunks(external_ids):
+                    rows = await session.execute(
+                        select(*columns).where(Feedback.source == source, Feedback.external_id.in_(chunk))
+                    )
+                    found.update({(row.source, row.external_id): row for row in rows})
         return found
 
     async def _insert(
