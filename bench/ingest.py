@@ -427,7 +427,7 @@ async def import_file(path: Path, database_url: str, *, batch: int, customers: i
 
     await _migrated(database_url, customers=customers)
     settings = Settings(_env_file=None, DATABASE_URL=database_url)  # type: ignore[call-arg]
-    runtime = Runtime.build(settings=settings, config=load_config(CONFIG))
+    runtime = Runtime.build(settings=settings, config=load_config(CONFIG), sqlite_in_thread=True)
     options = ImportOptions(
         mapping={
             "external_id": "id",

@@ -207,7 +207,8 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         from cxbot.db import upgrade
 
         await upgrade(settings.database_url)
-        runtime = Runtime.build(settings=settings, config=config)
+        # aiosqlite's thread: the import converts the next batch while SQLite writes the last one.
+        runtime = Runtime.build(settings=settings, config=config, sqlite_in_thread=True)
         try:
             await runtime.sync_directory()
             report = await import_csv(runtime, args.file, options)

@@ -5,8 +5,8 @@ Seeding runs the real ingest, case flows and escalation ticks hour by hour over 
 inserts instead would mean a second implementation of the flows whose results could drift from the
 real ones, so the flows stay and the build cuts what is around them: :func:`build_demo_database`
 seeds a throwaway file with no journal and no fsync, through sqlite3 called inline in SQLAlchemy's
-greenlet (:class:`InlineSQLiteDialect`: no event-loop round trip per driver call; nothing else shares
-the build's loop), with the cyclic garbage collector paused. Then the database that the real flows
+greenlet (cxbot.sqlite_inline, as `serve` does: no event-loop round trip per driver call), with the
+cyclic garbage collector paused. Then the database that the real flows
 built is kept in the user's cache and copied on every later `console --demo` (a file copy:
 milliseconds).
 
@@ -32,11 +32,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, pool
-from sqlalchemy.dialects import registry
-from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.util import await_only  # `await_` from 2.1 on; this name works on 2.0 too
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cxbot.clock import ManualClock
 from cxbot.config import Config
@@ -44,6 +41,7 @@ from cxbot.db import MIGRATIONS_DIR, session_factory, upgrade
 from cxbot.demo import DEMO_NOW, DEMO_SEED, LIVE_DAYS, SeedReport, seed_demo
 from cxbot.runtime import Runtime
 from cxbot.settings import Settings
+from cxbot.sqlite_inline import inline_engine
 
 log = logging.getLogger(__name__)
 
@@ -149,42 +147,6 @@ class DemoSnapshots:
         meta.write_text(json.dumps({**fields, "states": dict(report.states)}), encoding="utf-8")
 
 
-class BuildCursor(sqlite3.Cursor):
-    """sqlite3's cursor, with the one call AsyncSession makes on an async driver's cursor."""
-
-    async def _async_soft_close(self) -> None:
-        """Nothing to let go of: sqlite3 reads rows on the calling thread as they are fetched."""
-
-
-class BuildConnection(sqlite3.Connection):
-    """sqlite3's connection, handing out :class:`BuildCursor`."""
-
-    def cursor(self, factory: Any = BuildCursor) -> Any:
-        return super().cursor(factory)
-
-
-class InlineSQLiteDialect(SQLiteDialect_pysqlite):
-    """The plain sqlite3 dialect, declared async so that AsyncEngine and AsyncSession accept it.
-
-    The flows are async code on AsyncSession; SQLAlchemy runs each of their statements in a greenlet,
-    and an async driver's every call (execute, fetch, commit: ~24,000 in a build) switches out of that
-    greenlet to the event loop and back, through aiosqlite's future and queue. A driver that never
-    awaits just runs inside the greenlet. Only for a process with nothing else to do meanwhile: every
-    statement blocks the event loop, which is why the console and `serve` keep aiosqlite.
-    """
-
-    driver = "cxbot_build"
-    is_async = True
-    supports_statement_cache = True
-
-    @classmethod
-    def get_pool_class(cls, url: Any) -> type[pool.Pool]:
-        return pool.AsyncAdaptedQueuePool
-
-
-registry.register(f"sqlite.{InlineSQLiteDialect.driver}", __name__, InlineSQLiteDialect.__name__)
-
-
 def _build_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     for pragma in BUILD_PRAGMAS:
@@ -192,30 +154,10 @@ def _build_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-async def _nothing() -> None:
-    """An awaitable that completes at once."""
-
-
-def _await_once_for_driver_sql(
-    _connection: Any, _cursor: Any, _statement: str, _parameters: Any, context: Any, _many: bool
-) -> None:
-    """`exec_driver_sql` (the ingest's bulk writer, for the history) refuses a driver that never awaited,
-    a guard against a sync driver used by mistake; this one is sync on purpose, so such a statement
-    (no compiled form: driver-level SQL) awaits once. Compiled statements, all the rest, never do."""
-    if context is not None and context.compiled is None:
-        await_only(_nothing())
-
-
 def build_engine(path: Path) -> AsyncEngine:
     """An engine on the build file: one connection, sqlite3 called inline, no journal (BUILD_PRAGMAS)."""
-    engine = create_async_engine(
-        f"sqlite+{InlineSQLiteDialect.driver}:///{path}",
-        creator=lambda: sqlite3.connect(path, factory=BuildConnection, check_same_thread=False),
-        pool_size=1,
-        max_overflow=0,
-    )
+    engine = inline_engine(str(path), pool_size=1, max_overflow=0)
     event.listen(engine.sync_engine, "connect", _build_pragmas)
-    event.listen(engine.sync_engine, "before_cursor_execute", _await_once_for_driver_sql)
     return engine
 
 

@@ -42,9 +42,15 @@ class Runtime:
 
     @classmethod
     def build(
-        cls, *, settings: Settings, config: Config, clock: Callable[[], datetime] = system_clock
+        cls,
+        *,
+        settings: Settings,
+        config: Config,
+        clock: Callable[[], datetime] = system_clock,
+        sqlite_in_thread: bool = False,
     ) -> Runtime:
-        engine = create_engine(settings.database_url)
+        """`sqlite_in_thread`: SQLite through aiosqlite's thread, for a bulk job (cxbot.db.create_engine)."""
+        engine = create_engine(settings.database_url, sqlite_in_thread=sqlite_in_thread)
         queued = asyncio.Event()
         return cls(
             settings=settings,

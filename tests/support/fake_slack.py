@@ -81,6 +81,10 @@ class FakeSlack:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as Slack's API is: a new TCP connection per post cost the server under test
+            # ~2.5% of its CPU in the latency bench, a cost production does not have.
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 data = self.rfile.read(length) if length else b""
