@@ -350,6 +350,8 @@ def _soak_fake(pipe: Any, faults: Faults) -> None:
 TRACE = "cxbot-trace"
 #: A collection or an event-loop stall at least this long is reported.
 PAUSE_SECONDS = 0.05
+#: Calls inside a Retry-After explained one by one in the report, at most.
+MAX_EXPLAINED = 60
 
 
 def watch_collections(report: Any = None) -> list[tuple[float, float, str]]:
@@ -521,12 +523,15 @@ def trace_lines(
         f"other replica, {untraced} untraced; longest pauses: "
         + ", ".join(f"{who} {what} {seconds:.2f} s" for who, _, seconds, what in longest),
     ]
-    seen = set()
-    for undercut in [*after_known, *counted]:
-        key = (id(undercut.refused), id(undercut.call))
-        if key not in seen:
-            seen.add(key)
-            lines.append(explain_undercut(undercut, traces, fake_pauses, offset))
+    counted_keys = {(id(u.refused), id(u.call)) for u in counted}
+    for undercut in inside[:MAX_EXPLAINED]:
+        mark = "COUNTED" if (id(undercut.refused), id(undercut.call)) in counted_keys else "in grace"
+        who = "same replica" if undercut.same_replica else "other replica"
+        lines.append(
+            f"  {mark}, {who}, {undercut.refused.channel if undercut.refused else '?'} "
+            f"{undercut.after:.2f} s into {undercut.retry_after:g} s:"
+            + explain_undercut(undercut, traces, fake_pauses, offset)[1:]
+        )
     return lines
 
 
@@ -1493,6 +1498,8 @@ def run(args: argparse.Namespace, directory: Path, fake: RemoteFakeSlack) -> int
         args.keep_logs.mkdir(parents=True, exist_ok=True)
         for number, log in enumerate(replicas.logs, 1):
             (args.keep_logs / f"server-{number}.log").write_text("".join(log))
+        (args.keep_logs / "records.json").write_text(json.dumps([list(r) for r in fake.ask("records")]))
+        (args.keep_logs / "fake-pauses.json").write_text(json.dumps(fake_pauses))
     print("\n".join(verdict.details))
     print("\n".join(trace_lines(records, traces, fake_pauses, grace=args.in_flight_grace)))
     print(f"server logs: {tracebacks} tracebacks across the replicas")
