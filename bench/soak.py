@@ -421,7 +421,7 @@ def serve_traced() -> None:
         if not watched:
             watched.append(asyncio.get_running_loop())
             watch_loop(watched[0], pause)
-        call = f"{replica}-{next(ids)}"
+        call = f"{replica}.{os.getpid()}-{next(ids)}"
         sent = time.time()
         options["headers"] = {
             **(options.get("headers") or {}),
