@@ -310,8 +310,8 @@ async def test_rows_queued_after_a_429_wait_out_its_retry_after_too(
 async def test_another_replica_holds_off_a_channel_that_got_a_429_too(
     bot: tuple[Runtime, httpx.AsyncClient, FrozenClock],
 ) -> None:
-    """Two replicas, one database: the one that did not get the 429 knows of it from the row that
-    carries the hold, so it neither claims that channel's new rows nor posts one it had already
+    """Two replicas, one database: the one that did not get the 429 knows of it from the hold in
+    `outbox_holds`, so it neither claims that channel's new rows nor posts one it had already
     claimed (bench/soak.py found such posts 0.4-2.9 s into 1-3 s Retry-Afters)."""
     runtime, http, clock = bot
     limited = Channels(Monotonic(), pace=None)
