@@ -39,6 +39,10 @@ dedupes on the external id). Afterwards it checks, from the database and from th
   the same message's retry);
 - nothing left in the outbox, and nothing dead except what went to the missing channel.
 
+The replicas run traced (`serve_traced`): each call carries its id and send time, and each replica
+logs when its answers came back, so the report says of every call inside a Retry-After whether it
+was sent after its replica knew of the 429, was in flight, or came from the other replica.
+
 It prints one summary line (and the details above it) and exits 1 if any check failed.
 """
 
