@@ -470,25 +470,26 @@ def read_traces(logs: Iterable[Iterable[str]]) -> Traces:
 
 
 def explain_undercut(
-    undercut: Undercut, traces: Traces, fake_pauses: Iterable[tuple[float, float, str]], offset: float
+    undercut: Undercut, traces: Traces, fake_pauses: Iterable[tuple[float, float, str]]
 ) -> str:
-    """Where the time went for one call inside a Retry-After (wall clock, the same machine)."""
+    """Where the time went for one call inside a Retry-After (wall clock, the same machine; each
+    record's own, not one offset for the run: the fake may pause between its two clock readings)."""
     refused, call = undercut.refused, undercut.call
     if refused is None or call is None or call.sent_at is None:
         return "  (no trace: the replicas did not run serve_traced)"
-    refused_at = refused.at + offset  # the fake's wall clock as it answered the 429
+    refused_at = refused.wall  # the fake's wall clock as it answered the 429
     known = traces.answered.get(str(refused.call_id))  # when the 429 reached the replica that got it
     parts = [
         f"  {call.call_id} {call.method} {call.kind} {call.ref}: sent {call.sent_at - refused_at:+.3f} s "
         f"after the 429 was answered",
-        f"arrived {call.at + offset - call.sent_at:.3f} s after it was sent",
+        f"arrived {call.wall - call.sent_at:.3f} s after it was sent",
     ]
     if known is not None:
         parts.append(
             f"the 429 ({refused.call_id}) reached its replica {known - refused_at:+.3f} s after it was "
             f"answered, so this call was sent {call.sent_at - known:+.3f} s after that"
         )
-    start, end = min(refused_at, call.sent_at), call.at + offset
+    start, end = min(refused_at, call.sent_at), call.wall
     overlapping = [
         f"{who} {what} {seconds:.2f} s at {begun - refused_at:+.2f}"
         for who, begun, seconds, what in [*traces.pauses, *(("fake", b, s, w) for b, s, w in fake_pauses)]
@@ -503,7 +504,6 @@ def trace_lines(
 ) -> list[str]:
     """Every call inside a Retry-After (no grace), by whether its replica could have known of the 429:
     sent after the 429 came back to that replica is cxbot's fault; sent before it, it was in flight."""
-    offset = clock_offset(records)
     inside = retry_after_undercuts(records, grace=0.0)
     after_known = []
     in_flight = other = untraced = 0
@@ -534,7 +534,7 @@ def trace_lines(
         lines.append(
             f"  {mark}, {who}, {undercut.refused.channel if undercut.refused else '?'} "
             f"{undercut.after:.2f} s into {undercut.retry_after:g} s:"
-            + explain_undercut(undercut, traces, fake_pauses, offset)[1:]
+            + explain_undercut(undercut, traces, fake_pauses)[1:]
         )
     return lines
 
