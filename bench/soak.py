@@ -444,6 +444,25 @@ def serve_traced() -> None:
             say(f"answer {call} {api_method} {sent:.6f} {time.time():.6f} {status}")
 
     AsyncWebClient.api_call = traced  # type: ignore[method-assign]
+
+    # The other replica's side: when a hold was committed, and when each read of it before a post was.
+    from cxbot.outbox import worker as outbox_worker
+
+    share, read = outbox_worker.OutboxWorker._share_hold, outbox_worker.hold_ends
+
+    async def traced_share(self: Any, key: tuple[str, str | None], until: Any) -> None:
+        began = time.time()
+        await share(self, key, until)
+        say(f"shared {key[1] or '*'} {began:.6f} {time.time():.6f}")
+
+    async def traced_read(session: Any, platform: str, destination: str | None, now: Any) -> Any:
+        began = time.time()
+        ends = await read(session, platform, destination, now)
+        say(f"read {destination or '*'} {began:.6f} {time.time():.6f} {'held' if ends else 'free'}")
+        return ends
+
+    outbox_worker.OutboxWorker._share_hold = traced_share  # type: ignore[method-assign]
+    outbox_worker.hold_ends = traced_read  # type: ignore[assignment]
     sys.exit(cli_main(["serve"], platforms=load_platforms))
 
 
@@ -453,6 +472,9 @@ class Traces:
 
     answered: dict[str, float] = field(default_factory=dict)  # call id → wall time its answer came back
     pauses: list[tuple[str, float, float, str]] = field(default_factory=list)  # (who, start, s, what)
+    #: (who, destination, start, end): a hold's transaction, and (with what it saw) a read of holds.
+    shared: list[tuple[str, str, float, float]] = field(default_factory=list)
+    reads: list[tuple[str, str, float, float, str]] = field(default_factory=list)
 
 
 def read_traces(logs: Iterable[Iterable[str]]) -> Traces:
@@ -466,6 +488,10 @@ def read_traces(logs: Iterable[Iterable[str]]) -> Traces:
                 traces.answered[parts[3]] = float(parts[6])
             elif parts[2] == "pause":
                 traces.pauses.append((parts[1], float(parts[3]), float(parts[4]), parts[5]))
+            elif parts[2] == "shared":
+                traces.shared.append((parts[1], parts[3], float(parts[4]), float(parts[5])))
+            elif parts[2] == "read":
+                traces.reads.append((parts[1], parts[3], float(parts[4]), float(parts[5]), parts[6]))
     return traces
 
 
@@ -489,6 +515,19 @@ def explain_undercut(
             f"the 429 ({refused.call_id}) reached its replica {known - refused_at:+.3f} s after it was "
             f"answered, so this call was sent {call.sent_at - known:+.3f} s after that"
         )
+    if not undercut.same_replica and known is not None:
+        committed = [e for who, d, b, e in traces.shared if who == refused.replica and d == refused.channel]
+        after = [e for e in committed if e >= known]
+        if after:
+            parts.append(f"its hold was committed {min(after) - known:+.3f} s after it came back")
+        seen = [
+            (b, e, what)
+            for who, d, b, e, what in traces.reads
+            if who == call.replica and d == call.channel and e <= call.sent_at
+        ]
+        if seen:
+            _, e, what = max(seen)
+            parts.append(f"this replica last read the holds {call.sent_at - e:.3f} s before it sent ({what})")
     start, end = min(refused_at, call.sent_at), call.wall
     overlapping = [
         f"{who} {what} {seconds:.2f} s at {begun - refused_at:+.2f}"
