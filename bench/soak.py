@@ -543,7 +543,7 @@ def trace_lines(
 ) -> list[str]:
     """Every call inside a Retry-After (no grace), by whether its replica could have known of the 429:
     sent after the 429 came back to that replica is cxbot's fault; sent before it, it was in flight."""
-    inside = retry_after_undercuts(records, grace=0.0)
+    inside = retry_after_undercuts(records, grace=-math.inf)  # every call inside, even sent before
     after_known = []
     in_flight = other = untraced = 0
     for undercut in inside:
@@ -735,7 +735,10 @@ def retry_after_undercuts(records: Iterable[Record], *, grace: float) -> list[Un
 
     A call about the same case is a retry of what was refused (a card and its thread are delivered
     in order, one at a time), so it counts from the first instant; a call about another case counts
-    once `grace` seconds have passed (before that it may have been in flight already).
+    once `grace` seconds have passed (before that it may have been in flight already). A call that
+    says when it was sent (`sent_at`, traced replicas) is placed by that, not by when the fake got
+    to it: one sent before the 429 was answered was in flight whenever it arrived (the fake stops
+    for collections of up to half a second, and records what waited as arriving after them).
     """
     by_channel: dict[str, list[Record]] = {}
     for record in sorted(records, key=lambda r: r.at):
@@ -751,7 +754,10 @@ def retry_after_undercuts(records: Iterable[Record], *, grace: float) -> list[Un
                 if later.at >= until:
                     break
                 same = later.ref is not None and later.ref == limited.ref
-                if same or later.at - limited.at >= grace:
+                sent = later.at - limited.at  # seconds after the 429, as the fake saw the call
+                if later.sent_at is not None:
+                    sent = later.sent_at - limited.wall
+                if (same and sent > 0) or sent >= grace:
                     found.append(
                         Undercut(
                             channel,
