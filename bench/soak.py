@@ -39,6 +39,10 @@ dedupes on the external id). Afterwards it checks, from the database and from th
   the same message's retry);
 - nothing left in the outbox, and nothing dead except what went to the missing channel.
 
+The replicas run traced (`serve_traced`): each call carries its id and send time, and each replica
+logs when its answers came back, so the report says of every call inside a Retry-After whether it
+was sent after its replica knew of the 429, was in flight, or came from the other replica.
+
 It prints one summary line (and the details above it) and exits 1 if any check failed.
 """
 
@@ -47,6 +51,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gc
 import glob
 import itertools
 import json
@@ -208,6 +213,8 @@ class Record:
     retry_after: float | None = None
     error: str | None = None
     replica: str | None = None  # which replica called (each has its own bot token)
+    call_id: str | None = None  # the replica's id for the call (X-Cxbot-Call, see `serve_traced`)
+    sent_at: float | None = None  # the replica's wall clock as it made the call (X-Cxbot-Sent-At)
 
 
 class MisbehavingSlack:
@@ -241,6 +248,7 @@ class MisbehavingSlack:
                 self._refs[str(answer.body["ts"])] = ref  # type: ignore[index]
             error = answer.body.get("error") if isinstance(answer.body, dict) else str(answer.status)
             replica = call.headers.get("authorization", "").rsplit("-", 1)[-1]
+            sent_at = call.headers.get("x-cxbot-sent-at")
             self.records.append(
                 Record(
                     now,
@@ -255,6 +263,8 @@ class MisbehavingSlack:
                     retry_after,
                     error,
                     replica,
+                    call.headers.get("x-cxbot-call"),
+                    float(sent_at) if sent_at else None,
                 )
             )
         return answer
@@ -314,9 +324,10 @@ def _ok(method: str, channel: str, ts: str) -> Answer:
 
 
 def _soak_fake(pipe: Any, faults: Faults) -> None:
-    """The fake Slack in a child process; answers `outage on|off`, `replies`, `records`, `stop`."""
+    """The fake Slack in a child process; answers `outage on|off`, `replies`, `records`, `pauses`, `stop`."""
     slack = MisbehavingSlack(faults)
     replies: set[str] = set()
+    pauses = watch_collections()
     with FakeSlack.running() as fake:
         fake.answer_with(slack.choose)
         fake.on_call("respond", lambda call, _: replies.add(call.path.rsplit("/", 1)[-1]))
@@ -332,8 +343,239 @@ def _soak_fake(pipe: Any, faults: Faults) -> None:
                 pipe.send(set(replies))
             elif question == "records":
                 pipe.send(slack.snapshot())
+            elif question == "pauses":
+                pipe.send(list(pauses))
             else:
                 pipe.send(None)
+
+
+# --------------------------------------------------------------------------- tracing (evidence)
+
+TRACE = "cxbot-trace"
+#: A collection or an event-loop stall at least this long is reported.
+PAUSE_SECONDS = 0.05
+#: Calls inside a Retry-After explained one by one in the report, at most.
+MAX_EXPLAINED = 60
+
+
+def watch_collections(report: Any = None) -> list[tuple[float, float, str]]:
+    """Record garbage collections of at least PAUSE_SECONDS: (wall start, seconds, what); a process
+    stopped for a collection answers nothing meanwhile, and its calls arrive late."""
+    pauses: list[tuple[float, float, str]] = []
+    started: list[float] = []
+
+    def callback(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[:] = [time.time()]
+        elif started and (seconds := time.time() - started[0]) >= PAUSE_SECONDS:
+            pause = (started[0], seconds, f"gc{info.get('generation')}")
+            pauses.append(pause)
+            if report is not None:
+                report(pause)
+
+    gc.callbacks.append(callback)
+    return pauses
+
+
+def watch_loop(loop: asyncio.AbstractEventLoop, report: Any) -> None:
+    """Report each time the event loop took at least PAUSE_SECONDS to run a callback (a thread)."""
+
+    def watch() -> None:
+        while True:
+            asked = time.time()
+            ran = threading.Event()
+            try:
+                loop.call_soon_threadsafe(ran.set)
+            except RuntimeError:  # the loop is closed: the server is stopping
+                return
+            while not ran.wait(1.0):
+                if loop.is_closed():
+                    return
+            if (seconds := time.time() - asked) >= PAUSE_SECONDS:
+                report((asked, seconds, "loop"))
+            time.sleep(0.02)
+
+    threading.Thread(target=watch, name="loop-watch", daemon=True).start()
+
+
+def serve_traced() -> None:
+    """`bot.py serve` whose every Web API call carries its id and send time (headers the fake records),
+    and which logs when each answer came back, and its collections and event-loop stalls: the
+    evidence to attribute a call inside a Retry-After (the soak's replicas run this way)."""
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from cxbot.cli import main as cli_main
+    from handlers import load_platforms
+
+    replica = os.environ.get("SLACK_BOT_TOKEN", "").rsplit("-", 1)[-1]
+    ids = itertools.count(1)
+    watched: list[asyncio.AbstractEventLoop] = []
+
+    def say(line: str) -> None:
+        print(f"{TRACE} {replica} {line}", file=sys.stderr, flush=True)
+
+    def pause(what: tuple[float, float, str]) -> None:
+        say(f"pause {what[0]:.6f} {what[1]:.6f} {what[2]}")
+
+    watch_collections(pause)
+    original = AsyncWebClient.api_call
+
+    async def traced(self: AsyncWebClient, api_method: str, **options: Any) -> Any:
+        if not watched:
+            watched.append(asyncio.get_running_loop())
+            watch_loop(watched[0], pause)
+        call = f"{replica}.{os.getpid()}-{next(ids)}"
+        sent = time.time()
+        options["headers"] = {
+            **(options.get("headers") or {}),
+            "X-Cxbot-Call": call,
+            "X-Cxbot-Sent-At": f"{sent:.6f}",
+        }
+        status: int | str = "error"
+        try:
+            response = await original(self, api_method, **options)
+            status = response.status_code
+            return response
+        except SlackApiError as error:
+            status = error.response.status_code
+            raise
+        finally:
+            say(f"answer {call} {api_method} {sent:.6f} {time.time():.6f} {status}")
+
+    AsyncWebClient.api_call = traced  # type: ignore[method-assign]
+
+    # The other replica's side: when a hold was committed, and when each read of it before a post was.
+    from cxbot.outbox import worker as outbox_worker
+
+    share, read = outbox_worker.OutboxWorker._share_hold, outbox_worker.hold_ends
+
+    async def traced_share(self: Any, key: tuple[str, str | None], until: Any) -> None:
+        began = time.time()
+        await share(self, key, until)
+        say(f"shared {key[1] or '*'} {began:.6f} {time.time():.6f}")
+
+    async def traced_read(session: Any, platform: str, destination: str | None, now: Any) -> Any:
+        began = time.time()
+        ends = await read(session, platform, destination, now)
+        say(f"read {destination or '*'} {began:.6f} {time.time():.6f} {'held' if ends else 'free'}")
+        return ends
+
+    outbox_worker.OutboxWorker._share_hold = traced_share  # type: ignore[method-assign]
+    outbox_worker.hold_ends = traced_read  # type: ignore[assignment]
+    sys.exit(cli_main(["serve"], platforms=load_platforms))
+
+
+@dataclass
+class Traces:
+    """What the replicas logged (`serve_traced`): each call's answer time, and the pauses."""
+
+    answered: dict[str, float] = field(default_factory=dict)  # call id → wall time its answer came back
+    pauses: list[tuple[str, float, float, str]] = field(default_factory=list)  # (who, start, s, what)
+    #: (who, destination, start, end): a hold's transaction, and (with what it saw) a read of holds.
+    shared: list[tuple[str, str, float, float]] = field(default_factory=list)
+    reads: list[tuple[str, str, float, float, str]] = field(default_factory=list)
+
+
+def read_traces(logs: Iterable[Iterable[str]]) -> Traces:
+    traces = Traces()
+    for log in logs:
+        for line in log:
+            if not line.startswith(TRACE):
+                continue
+            parts = line.split()
+            if parts[2] == "answer":
+                traces.answered[parts[3]] = float(parts[6])
+            elif parts[2] == "pause":
+                traces.pauses.append((parts[1], float(parts[3]), float(parts[4]), parts[5]))
+            elif parts[2] == "shared":
+                traces.shared.append((parts[1], parts[3], float(parts[4]), float(parts[5])))
+            elif parts[2] == "read":
+                traces.reads.append((parts[1], parts[3], float(parts[4]), float(parts[5]), parts[6]))
+    return traces
+
+
+def explain_undercut(
+    undercut: Undercut, traces: Traces, fake_pauses: Iterable[tuple[float, float, str]]
+) -> str:
+    """Where the time went for one call inside a Retry-After (wall clock, the same machine; each
+    record's own, not one offset for the run: the fake may pause between its two clock readings)."""
+    refused, call = undercut.refused, undercut.call
+    if refused is None or call is None or call.sent_at is None:
+        return "  (no trace: the replicas did not run serve_traced)"
+    refused_at = refused.wall  # the fake's wall clock as it answered the 429
+    known = traces.answered.get(str(refused.call_id))  # when the 429 reached the replica that got it
+    parts = [
+        f"  {call.call_id} {call.method} {call.kind} {call.ref}: sent {call.sent_at - refused_at:+.3f} s "
+        f"after the 429 was answered",
+        f"arrived {call.wall - call.sent_at:.3f} s after it was sent",
+    ]
+    if known is not None:
+        parts.append(
+            f"the 429 ({refused.call_id}) reached its replica {known - refused_at:+.3f} s after it was "
+            f"answered, so this call was sent {call.sent_at - known:+.3f} s after that"
+        )
+    if not undercut.same_replica and known is not None:
+        committed = [e for who, d, b, e in traces.shared if who == refused.replica and d == refused.channel]
+        after = [e for e in committed if e >= known]
+        if after:
+            parts.append(f"its hold was committed {min(after) - known:+.3f} s after it came back")
+        seen = [
+            (b, e, what)
+            for who, d, b, e, what in traces.reads
+            if who == call.replica and d == call.channel and e <= call.sent_at
+        ]
+        if seen:
+            _, e, what = max(seen)
+            parts.append(f"this replica last read the holds {call.sent_at - e:.3f} s before it sent ({what})")
+    start, end = min(refused_at, call.sent_at), call.wall
+    overlapping = [
+        f"{who} {what} {seconds:.2f} s at {begun - refused_at:+.2f}"
+        for who, begun, seconds, what in [*traces.pauses, *(("fake", b, s, w) for b, s, w in fake_pauses)]
+        if begun < end and begun + seconds > start
+    ]
+    parts.append(f"pauses meanwhile: {', '.join(overlapping) or 'none'}")
+    return "; ".join(parts)
+
+
+def trace_lines(
+    records: list[Record], traces: Traces, fake_pauses: list[tuple[float, float, str]], *, grace: float
+) -> list[str]:
+    """Every call inside a Retry-After (no grace), by whether its replica could have known of the 429:
+    sent after the 429 came back to that replica is cxbot's fault; sent before it, it was in flight."""
+    inside = retry_after_undercuts(records, grace=-math.inf)  # every call inside, even sent before
+    after_known = []
+    in_flight = other = untraced = 0
+    for undercut in inside:
+        refused, call = undercut.refused, undercut.call
+        assert refused is not None and call is not None
+        known = traces.answered.get(str(refused.call_id))
+        if call.sent_at is None or known is None:
+            untraced += 1
+        elif not undercut.same_replica:
+            other += 1
+        elif call.sent_at >= known:
+            after_known.append(undercut)
+        else:
+            in_flight += 1
+    counted = retry_after_undercuts(records, grace=grace)
+    longest = sorted(traces.pauses + [("fake", *p) for p in fake_pauses], key=lambda p: -p[2])[:5]
+    lines = [
+        f"trace: {len(inside)} calls inside a Retry-After: {len(after_known)} sent by the replica that got "
+        f"the 429 after it came back, {in_flight} sent before it came back (in flight), {other} from the "
+        f"other replica, {untraced} untraced; longest pauses: "
+        + ", ".join(f"{who} {what} {seconds:.2f} s" for who, _, seconds, what in longest),
+    ]
+    counted_keys = {(id(u.refused), id(u.call)) for u in counted}
+    for undercut in inside[:MAX_EXPLAINED]:
+        mark = "COUNTED" if (id(undercut.refused), id(undercut.call)) in counted_keys else "in grace"
+        who = "same replica" if undercut.same_replica else "other replica"
+        lines.append(
+            f"  {mark}, {who}, {undercut.refused.channel if undercut.refused else '?'} "
+            f"{undercut.after:.2f} s into {undercut.retry_after:g} s:"
+            + explain_undercut(undercut, traces, fake_pauses)[1:]
+        )
+    return lines
 
 
 # --------------------------------------------------------------------------- the checks (pure)
@@ -484,6 +726,8 @@ class Undercut:
     same_case: bool
     same_replica: bool
     after: float  # seconds after the 429 was answered
+    refused: Record | None = None  # the 429
+    call: Record | None = None  # the call inside its Retry-After
 
 
 def retry_after_undercuts(records: Iterable[Record], *, grace: float) -> list[Undercut]:
@@ -491,7 +735,10 @@ def retry_after_undercuts(records: Iterable[Record], *, grace: float) -> list[Un
 
     A call about the same case is a retry of what was refused (a card and its thread are delivered
     in order, one at a time), so it counts from the first instant; a call about another case counts
-    once `grace` seconds have passed (before that it may have been in flight already).
+    once `grace` seconds have passed (before that it may have been in flight already). A call that
+    says when it was sent (`sent_at`, traced replicas) is placed by that, not by when the fake got
+    to it: one sent before the 429 was answered was in flight whenever it arrived (the fake stops
+    for collections of up to half a second, and records what waited as arriving after them).
     """
     by_channel: dict[str, list[Record]] = {}
     for record in sorted(records, key=lambda r: r.at):
@@ -507,7 +754,10 @@ def retry_after_undercuts(records: Iterable[Record], *, grace: float) -> list[Un
                 if later.at >= until:
                     break
                 same = later.ref is not None and later.ref == limited.ref
-                if same or later.at - limited.at >= grace:
+                sent = later.at - limited.at  # seconds after the 429, as the fake saw the call
+                if later.sent_at is not None:
+                    sent = later.sent_at - limited.wall
+                if (same and sent > 0) or sent >= grace:
                     found.append(
                         Undercut(
                             channel,
@@ -517,6 +767,8 @@ def retry_after_undercuts(records: Iterable[Record], *, grace: float) -> list[Un
                             same,
                             later.replica == limited.replica,
                             later.at - limited.at,
+                            limited,
+                            later,
                         )
                     )
     return found
@@ -657,7 +909,7 @@ class Replicas:
         self.env = env
         self.servers: list[ServerProcess | None] = []
         for index in range(count):  # one after the other: each runs the migrations as it starts
-            self.servers.append(ServerProcess(self.env_of(index), timeout=120))
+            self.servers.append(self._start(index))
         self._turn = itertools.count()
         self.logs: list[list[str]] = []
 
@@ -678,7 +930,12 @@ class Replicas:
         self.logs.append(server.log)
 
     def restart(self, index: int) -> None:
-        self.servers[index] = ServerProcess(self.env_of(index), timeout=120)
+        self.servers[index] = self._start(index)
+
+    def _start(self, index: int) -> ServerProcess:
+        """`bot.py serve`, traced (`serve_traced`): the fake then knows when each call was sent."""
+        traced = [sys.executable, str(Path(__file__).resolve()), "--serve-traced"]
+        return ServerProcess(self.env_of(index), command=traced, timeout=120)
 
     def stop(self) -> None:
         for server in self.servers:
@@ -1273,6 +1530,8 @@ def run(args: argparse.Namespace, directory: Path, fake: RemoteFakeSlack) -> int
         stored = asyncio.run(read_database(database_url, fast_keys=fast_keys))
     records = [Record(*r) for r in fake.ask("records")]
     replies = fake.ask("replies")
+    fake_pauses = fake.ask("pauses")
+    traces = read_traces(replicas.logs)
     verdict = judge(
         args,
         sent=sent,
@@ -1288,7 +1547,10 @@ def run(args: argparse.Namespace, directory: Path, fake: RemoteFakeSlack) -> int
         args.keep_logs.mkdir(parents=True, exist_ok=True)
         for number, log in enumerate(replicas.logs, 1):
             (args.keep_logs / f"server-{number}.log").write_text("".join(log))
+        (args.keep_logs / "records.json").write_text(json.dumps([list(r) for r in fake.ask("records")]))
+        (args.keep_logs / "fake-pauses.json").write_text(json.dumps(fake_pauses))
     print("\n".join(verdict.details))
+    print("\n".join(trace_lines(records, traces, fake_pauses, grace=args.in_flight_grace)))
     print(f"server logs: {tracebacks} tracebacks across the replicas")
     print(f"load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"soak took {time.monotonic() - began:.0f} s")
@@ -1341,10 +1603,14 @@ def main(argv: list[str] | None = None) -> int:
         help="check without waiting for the scheduler's first tick after the load (--quick does this)",
     )
     parser.add_argument("--keep-logs", type=Path, help="write the replicas' logs into this directory")
+    parser.add_argument("--serve-traced", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--quick", action="store_true", help="under 2 minutes: 30 s load, 10 s outage (same rate and teams)"
     )
     args = parser.parse_args(argv)
+    if args.serve_traced:
+        serve_traced()
+        return 0
     if args.quick:
         args.seconds, args.outage_seconds, args.restart_after = 30.0, 10.0, 3.0
         args.fast_teams, args.digest_lead = 3, 20.0

@@ -380,6 +380,18 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class OutboxHold(Base):
+    """A Retry-After a platform gave: nothing goes to `destination` (or, as `*`, to any destination
+    of the platform) from any worker before `until`. Written the moment the answer arrives, in a
+    transaction of its own, so another replica knows within milliseconds (cxbot.outbox.rows.hold)."""
+
+    __tablename__ = "outbox_holds"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    destination: Mapped[str] = mapped_column(String(200), primary_key=True)
+    until: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class ProviderFetch(Base):
     """A webhook that carried only ids: the response still to be fetched from the provider's API.
 

@@ -120,6 +120,24 @@ def test_a_call_inside_a_retry_after_is_an_undercut_unless_it_was_already_in_fli
     assert retry_after_undercuts([limited, call(12.0, ref="CX-1")], grace=0.25) == []
 
 
+def test_a_call_that_says_when_it_was_sent_is_placed_by_that_not_by_when_the_fake_got_to_it() -> None:
+    limited = call(10.0, status=429, ref="CX-1", retry_after=3.0, replica="replica1")
+    records = [
+        limited,
+        # Sent before the 429 was answered, recorded 0.4 s after it (the fake paused): in flight.
+        call(10.4, ref="CX-2", replica="replica2", sent_at=9.8),
+        # Recorded 0.3 s after it but sent only 0.1 s after it: within the grace.
+        call(10.3, ref="CX-3", replica="replica2", sent_at=10.1),
+        # Sent 0.5 s after the 429 was answered: too early, however it is measured.
+        call(10.52, ref="CX-4", replica="replica2", sent_at=10.5),
+    ]
+    found = retry_after_undercuts(records, grace=0.25)
+    assert [u.call.ref for u in found if u.call is not None] == ["CX-4"]
+    # Without send times the first two count by arrival: that is what the grace alone can tell.
+    untimed = [limited, *(call(r.at, ref=r.ref, replica=r.replica) for r in records[1:])]
+    assert len(retry_after_undercuts(untimed, grace=0.25)) == 3
+
+
 def test_5xx_and_dropped_connections_count_apart_while_postgres_restarts_or_a_replica_is_killed() -> None:
     pg = [Window(200.0, 205.0)]
     kills = [Window(100.0, 104.0)]

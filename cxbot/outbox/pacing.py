@@ -11,16 +11,24 @@ A send *reserves* its slot before it waits, so sends to one destination keep the
 they asked, and a send that would wait too long is not reserved at all: the worker puts its row
 back with the time it may go, and the round moves on.
 
+A destination also takes one call at a time from a process (`Pacer.turn`): the next call to a
+channel leaves only once the answer to the last one is in, so a 429 is always known before anything
+else is sent there. With calls to one channel in flight side by side, those already sent when the
+429 came reach Slack inside its Retry-After (bench/soak.py saw them 0.00-0.03 s after the 429, and
+once 1.02 s after it, the two calls held up on the way).
+
 The pace is the process's own: replicas do not share it (each paces what it sends; a 429 still
-reaches the database as the retry time of the destination's rows, which every replica obeys).
+reaches the database as a hold on the destination, which every replica obeys).
 Times here are monotonic seconds from an injectable clock, so tests can pace without sleeping.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
 
@@ -71,6 +79,45 @@ class Pacer:
     def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.monotonic = monotonic
         self._lanes: dict[tuple[str, str], deque[float]] = {}
+        #: The call in flight to each destination, and how many calls wait for it (dropped at none).
+        self._turns: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def turn(self, platform: str, destination: str | None) -> AsyncIterator[Callable[[], None]]:
+        """Wait until no other call to `destination` is in flight from here, then hold it.
+
+        Yields `done`, to let the next call go before the block ends (once this call's answer and
+        any hold it brought are known). A destination of None is not a channel: no turn is taken.
+        """
+        if destination is None:
+            yield lambda: None
+            return
+        key = (platform, destination)
+        lock, users = self._turns.get(key, (asyncio.Lock(), 0))
+        self._turns[key] = (lock, users + 1)
+        held = False
+
+        def done() -> None:
+            nonlocal held
+            if held:
+                held = False
+                lock.release()
+
+        try:
+            await lock.acquire()
+            held = True
+            yield done
+        finally:
+            done()
+            lock, users = self._turns[key]
+            if users > 1:
+                self._turns[key] = (lock, users - 1)
+            else:
+                del self._turns[key]
+
+    def waiting(self, platform: str, destination: str) -> int:
+        """Calls to `destination` in flight or waiting for their turn."""
+        return self._turns.get((platform, destination), (None, 0))[1]
 
     def reserve(
         self,
@@ -85,8 +132,8 @@ class Pacer:
 
         The send fits both its destination's `pace` and, if given, the platform's `app_pace` (every
         destination together); it is reserved in both or in neither. A destination of None or a
-        pace of None is not paced by destination. Holds (Retry-After) are the worker's: they live on
-        the rows, in the database, so every replica obeys them.
+        pace of None is not paced by destination. Holds (Retry-After) are the worker's: they live in
+        the database (`outbox_holds`), so every replica obeys them.
         """
         lanes = []
         if destination is not None and pace is not None:

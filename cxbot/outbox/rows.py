@@ -9,12 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, null, select, update
+from sqlalchemy import ColumnElement, case, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from cxbot.db import insert_for
-from cxbot.models import CasePost, OutboxMessage
+from cxbot.models import CasePost, OutboxHold, OutboxMessage
 from cxbot.outbox.contract import CASE_CARD, REPORT
 
 
@@ -45,62 +44,55 @@ async def supersede(session: AsyncSession, row: OutboxMessage, ids: list[int], n
     return len(closed.all())
 
 
-async def hold_rows(
-    session: AsyncSession, platform: str, destination: str | None, *, until: datetime
-) -> None:
-    """A Retry-After holds the queued rows of what it limits (one destination, or with None the whole
-    platform) for every worker, not just the row that got it."""
-    limited = [OutboxMessage.platform == platform]
-    if destination is not None:
-        limited.append(OutboxMessage.destination == destination)
+#: The destination of a hold on a whole platform (channel and conversation ids have no `*`).
+ALL_DESTINATIONS = "*"
+
+
+async def hold(session: AsyncSession, platform: str, destination: str | None, *, until: datetime) -> None:
+    """Hold what a Retry-After limits (one destination, or with None the whole platform) until `until`,
+    for every worker; a hold only lengthens."""
+    stmt = insert_for(session, OutboxHold).values(
+        platform=platform, destination=destination or ALL_DESTINATIONS, until=until
+    )
     await session.execute(
-        update(OutboxMessage)
-        .where(
-            *limited,
-            OutboxMessage.status == "pending",
-            OutboxMessage.next_attempt_at < until,
+        stmt.on_conflict_do_update(
+            index_elements=[OutboxHold.platform, OutboxHold.destination],
+            set_={
+                "until": case(
+                    (stmt.excluded.until > OutboxHold.until, stmt.excluded.until), else_=OutboxHold.until
+                )
+            },
         )
-        .values(next_attempt_at=until)
-        .execution_options(synchronize_session=False)
     )
 
 
-#: A pending row's `result` names the hold its Retry-After put on its destination, so that every
-#: worker (another replica too) sees the destination is held until the row's `next_attempt_at`:
-#: rows queued after the 429 are not claimed before then, and rows claimed before it are put back.
-#: (A hold on a whole platform holds the row's destination this way; `hold_rows` holds the rest.)
-HOLD_KEY = "hold"
-
-
-def hold_marker(hold: str | None) -> Any:
-    """The `result` of a row put back to pending: the hold it carries, or none (SQL NULL)."""
-    return {HOLD_KEY: hold} if hold is not None else null()
+def _holding(platform: Any, destination: Any, now: datetime) -> list[ColumnElement[bool]]:
+    """The holds on `destination` of `platform` (or on all of it) that have not ended by `now`."""
+    return [
+        OutboxHold.platform == platform,
+        or_(OutboxHold.destination == destination, OutboxHold.destination == ALL_DESTINATIONS),
+        OutboxHold.until > now,
+    ]
 
 
 def destination_held(now: datetime) -> ColumnElement[bool]:
-    """True for an outbox row whose destination a pending row holds past `now` (a Retry-After)."""
-    holder = aliased(OutboxMessage)
-    return exists().where(
-        holder.platform == OutboxMessage.platform,
-        holder.destination == OutboxMessage.destination,
-        holder.status == "pending",
-        holder.next_attempt_at > now,
-        holder.result.is_not(None),
+    """True for an outbox row whose destination (or platform) some worker got a Retry-After for,
+    not yet passed at `now`."""
+    return exists().where(*_holding(OutboxMessage.platform, OutboxMessage.destination, now))
+
+
+async def hold_ends(
+    session: AsyncSession, platform: str, destination: str | None, now: datetime
+) -> datetime | None:
+    """When the Retry-After some worker got for this destination (or its platform) ends, if it has not yet."""
+    return await session.scalar(
+        select(func.max(OutboxHold.until)).where(*_holding(platform, destination, now))
     )
 
 
-async def hold_ends(session: AsyncSession, platform: str, destination: str, now: datetime) -> datetime | None:
-    """When the Retry-After some worker got for this destination ends, if it has not yet."""
-    ends = await session.scalar(
-        select(func.max(OutboxMessage.next_attempt_at)).where(
-            OutboxMessage.platform == platform,
-            OutboxMessage.destination == destination,
-            OutboxMessage.status == "pending",
-            OutboxMessage.next_attempt_at > now,
-            OutboxMessage.result.is_not(None),
-        )
-    )
-    return ends
+async def forget_holds(session: AsyncSession, *, before: datetime) -> None:
+    """Drop holds that ended before `before`: they hold nothing any more."""
+    await session.execute(delete(OutboxHold).where(OutboxHold.until < before))
 
 
 def result_ref(result: dict[str, Any] | None) -> str | None:

@@ -20,10 +20,12 @@ later. The order of work per batch is what makes it safe:
    that honours Retry-After (which also holds the rest of that destination, or of the platform
    when the notifier says the limit was the platform's); or `dead` for a permanent error (or too
    many attempts), with a report queued for the team's channel or the admins. Dead rows are never retried.
-   A Retry-After is kept where every worker sees it until it has passed: the row that got it carries
-   the hold (`rows.hold_marker`), so no replica claims the destination's rows queued later, and a row
-   claimed before it is put back when it is read for delivery; the worker that got it also keeps it
-   in memory (`holds`). A sent row whose record fails because the database is briefly away is
+   A Retry-After is kept where every worker sees it until it has passed: the worker that got it
+   writes it to `outbox_holds` at once, in a transaction of its own (`rows.hold`), so no replica
+   claims the destination's rows, and a row claimed before it is put back when it is read for
+   delivery; the worker that got it also keeps it in memory (`holds`), which its next call to that
+   destination sees: calls to one destination go one at a time (`Pacer.turn`), so none is on its
+   way when a 429 comes. A sent row whose record fails because the database is briefly away is
    recorded again, not left to its lease.
 
 Delivery is at least once: a crash between a successful call and step 3 sends that row again once
@@ -45,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, exists, false, or_, select, update
+from sqlalchemy import and_, exists, false, null, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -73,9 +75,9 @@ from cxbot.outbox.rows import (
     bind_post,
     bury_destination,
     destination_held,
+    forget_holds,
+    hold,
     hold_ends,
-    hold_marker,
-    hold_rows,
     later_refreshes,
     result_ref,
     supersede,
@@ -204,9 +206,8 @@ class OutboxWorker:
         #: When (pacer seconds) the soonest row put back for its pace or hold falls due again.
         self.due_again: float | None = None
         #: Retry-After holds this worker got, by (platform, destination; None for the whole platform),
-        #: on the runtime's clock. The database holds the rows queued when the 429 came; this also
-        #: holds rows queued after it (a new thread line to the same channel) and rows of the round
-        #: already past their check, until the time Slack gave.
+        #: on the runtime's clock: known before the next call to that destination goes, with no
+        #: database read (the table `outbox_holds` tells the other workers, a moment later).
         self.holds: dict[tuple[str, str | None], datetime] = {}
 
     async def run_once(self, *, now: datetime | None = None) -> RunStats:
@@ -239,6 +240,8 @@ class OutboxWorker:
                 now = self.runtime.clock()
                 if pruned_at is None or now - pruned_at >= PRUNE_EVERY:
                     await forget_inbound_events(self.runtime, before=now - KEEP_INBOUND_EVENTS)
+                    async with transaction(self.runtime.sessions) as session:
+                        await forget_holds(session, before=now)
                     self.pacer.forget_idle()
                     pruned_at = now
             except Exception:  # one bad round must not stop delivery for good
@@ -268,10 +271,13 @@ class OutboxWorker:
         slots: asyncio.Semaphore,
         broken: dict[tuple[str, str | None], str],
     ) -> None:
-        """One row: its pace, then a slot, then the post and the record.
+        """One row: its pace, its destination's turn, a slot, then the post and the record.
 
         A Retry-After that comes while the row waits (`self.holds`) puts it back, checked again just
-        before the post, after the case was read: that read can take a while under load."""
+        before the post, after the case was read: that read can take a while under load. The turn
+        (one call in flight per destination) is waited for outside the slot, so rows waiting for a
+        slow channel do not hold the other channels' places, and handed on once the answer and any
+        hold it brings are known."""
         row = claim.rows.get(row_id)
         if row is None:
             return
@@ -290,7 +296,8 @@ class OutboxWorker:
                 outcome = self._put_back(clock, wait)
             elif wait > 0:
                 await asyncio.sleep(wait)
-        async with slots:
+        turn = self.pacer.turn(row.platform, row.destination if outcome is None else None)
+        async with turn as next_may_go, slots:
             until = self._held_until(row.platform, row.destination, clock())
             if outcome is None and until is not None:  # a Retry-After came meanwhile
                 outcome = self._put_back(clock, (until - clock()).total_seconds())
@@ -300,16 +307,27 @@ class OutboxWorker:
                 return  # the lease ran out anyway and another worker has it now
             if outcome is None:
                 outcome = await self._deliver(row, clock)
-                hold = outcome.extra.get("hold") if outcome.status == "retry" else None
-                if hold is not None:
-                    assert outcome.next_attempt_at is not None
-                    key = (row.platform, row.destination if hold == "destination" else None)
+                scope, held_until = outcome.extra.get("hold"), outcome.extra.get("hold_until")
+                key = (row.platform, row.destination if scope == "destination" else None)
+                if held_until is not None:
                     earlier = self.holds.get(key)
-                    if earlier is None or earlier < outcome.next_attempt_at:  # a hold only lengthens
-                        self.holds[key] = outcome.next_attempt_at
+                    if earlier is None or earlier < held_until:  # a hold only lengthens
+                        self.holds[key] = held_until
+                next_may_go()  # the next call to this destination sees the hold, if one came
+                if held_until is not None:
+                    await self._share_hold(key, held_until)
                 if outcome.report is not None and outcome.report.scope == "destination":
                     broken[(row.platform, row.destination)] = f"destination_dead: see outbox {row.id}"
             await self._record_held(claim, row, outcome, clock, stats)
+
+    async def _share_hold(self, key: tuple[str, str | None], until: datetime) -> None:
+        """Tell every worker of a Retry-After at once: not with the row's record, which waits behind
+        the claim's other records (bench/soak.py had the other replica post 0.6 s into a hold)."""
+        try:
+            async with transaction(self.runtime.sessions) as session:
+                await hold(session, key[0], key[1], until=until)
+        except DBAPIError as error:  # the row still waits for it, and so does this worker
+            log.warning("Retry-After on %s %s not shared with other workers: %s", key[0], key[1], error)
 
     def _held_until(self, platform: str, destination: str | None, now: datetime) -> datetime | None:
         """When the Retry-After on this destination (or its whole platform) ends, if it has not yet."""
@@ -483,13 +501,14 @@ class OutboxWorker:
         hold: str = "destination",
     ) -> _Outcome:
         attempt = row.attempts + 1
+        when = now + self.retry.delay(attempt, retry_after)
         if attempt >= self.retry.max_attempts:
             gave_up = PermanentDeliveryError("gave_up", f"gave up after {attempt} attempts: {error}")
-            return _Outcome("dead", error=f"gave_up: {error}", report=gave_up)
-        when = now + self.retry.delay(attempt, retry_after)
-        outcome = _Outcome("retry", error=error, next_attempt_at=when)
-        # A rate limit holds what it limits (the destination, or the platform): not everything else.
-        outcome.extra["hold"] = hold if retry_after is not None else None
+            outcome = _Outcome("dead", error=f"gave_up: {error}", report=gave_up)
+        else:
+            outcome = _Outcome("retry", error=error, next_attempt_at=when)
+        if retry_after is not None:  # what the rate limit holds (the destination, or the platform),
+            outcome.extra.update(hold=hold, hold_until=when)  # even when this row gives up
         return outcome
 
     async def _prepare(
@@ -526,8 +545,7 @@ class OutboxWorker:
                 )
             # Last, after the case reads (slow under load): a 429 another replica recorded meanwhile
             # is seen (bench/soak.py had calls 0.25-0.65 s into the other replica's Retry-After).
-            if row.destination is not None:
-                held_until = await hold_ends(session, row.platform, row.destination, now)
+            held_until = await hold_ends(session, row.platform, row.destination, now)
         return (
             Delivery(
                 id=row.id,
@@ -552,8 +570,7 @@ class OutboxWorker:
         elif outcome.status == "dead":
             values.update(status="dead", last_error=outcome.error)
         else:
-            hold = outcome.extra.get("hold") if outcome.status == "retry" else None
-            values.update(status="pending", next_attempt_at=outcome.next_attempt_at, result=hold_marker(hold))
+            values.update(status="pending", next_attempt_at=outcome.next_attempt_at, result=null())
             if outcome.status == "retry":
                 values["last_error"] = outcome.error
         async with transaction(self.runtime.sessions) as session:
@@ -575,10 +592,6 @@ class OutboxWorker:
                 log.warning("outbox %s was claimed again after its lease ran out; leaving it", row.id)
                 stats.fenced += 1
                 return
-            hold = outcome.extra.get("hold") if outcome.status == "retry" else None
-            if hold is not None:
-                destination = row.destination if hold == "destination" else None
-                await hold_rows(session, row.platform, destination, until=values["next_attempt_at"])
             if outcome.message_ref and row.case_id is not None and row.destination is not None:
                 await bind_post(session, row, outcome.message_ref, now)
             if outcome.status == "sent" and outcome.extra.get("supersedes"):

@@ -53,15 +53,18 @@ def slow_slack(fake: FakeSlack, clock: FrozenClock, *, seconds: float) -> list[P
     return posts
 
 
-async def open_cases(client: httpx.AsyncClient, count: int) -> list[str]:
+async def open_cases(
+    client: httpx.AsyncClient, count: int, *, touchpoints: tuple[str, ...] = ("Inbound",), first: int = 0
+) -> list[str]:
+    """`count` cases, their touchpoints (so their teams' channels) taken in turn."""
     refs = []
-    for n in range(count):
+    for n in range(first, first + count):
         item = {
             "external_id": f"neg-{n}",
             "source": "t",
             "metric": "csat",
             "score": 1,
-            "touchpoint": "Inbound",
+            "touchpoint": touchpoints[n % len(touchpoints)],
         }
         response = await client.post("/feedback", json=item)
         refs.append(response.json()["results"][0]["case"])
@@ -163,24 +166,32 @@ async def test_two_workers_never_send_a_row_again_before_its_retry_after(
     assert sum(p.status == 200 for p in posts) == len(refs)  # and none posted twice
 
 
-async def test_posts_to_different_cases_are_in_flight_together_and_each_card_keeps_its_order(
+async def test_posts_to_different_channels_are_in_flight_together_and_each_card_keeps_its_order(
     client: httpx.AsyncClient, runtime: Runtime, fake_slack: FakeSlack
 ) -> None:
-    refs = await open_cases(client, 3)
-    for ref in refs:
+    support = await open_cases(client, 2)  # two cards in C0SUPPORT1
+    others = await open_cases(client, 2, touchpoints=("shipping", "Cancellation"), first=2)
+    for ref in support:
         for text in (f"ack {ref}", f"note {ref} rang back"):
             await run_text(runtime, text, actor=MANAGER, where=HERE)
     gate = fake_slack.hold(POST)
     worker = OutboxWorker(runtime, platform_notifiers(runtime))
     delivering = asyncio.create_task(worker.run_once())
-    # All three cards are posted before Slack has answered any: one slow post does not hold the rest.
+    # A card in each channel is posted before Slack has answered any: one slow post does not hold the
+    # other channels. The second card of C0SUPPORT1 waits for the first's answer (a 429 would hold it).
     await asyncio.to_thread(fake_slack.wait_for, POST, 3, timeout=5)
+    assert sorted(c.body["channel"] for c in fake_slack.calls(POST)) == [
+        "C0BILLING1",
+        "C0LOGIST01",
+        "C0SUPPORT1",
+    ]
     gate.set()
     await delivering
     assert all(row.status == "sent" for row in await rows(runtime))
     async with runtime.sessions() as session:
         posted = dict((await session.execute(select(CasePost.case_id, CasePost.message_ref))).all())
-    assert sorted(posted) == [int(ref.removeprefix("CX-")) for ref in refs]
-    for ts in posted.values():  # per case: its card, then its thread lines in the order they happened
+    assert sorted(posted) == [int(ref.removeprefix("CX-")) for ref in support + others]
+    for case in support:  # per case: its card, then its thread lines in the order they happened
+        ts = posted[int(case.removeprefix("CX-"))]
         lines = [c.body["text"] for c in fake_slack.calls(POST) if c.body.get("thread_ts") == ts]
         assert lines == ["Acknowledged by <@U0SUPMGR1>", "<@U0SUPMGR1>: rang back"]

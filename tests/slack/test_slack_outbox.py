@@ -17,7 +17,7 @@ from sqlalchemy import delete, select
 
 from cxbot.authz import Actor
 from cxbot.commands.dispatch import Where, run_text
-from cxbot.models import CasePost, OutboxMessage
+from cxbot.models import CasePost, OutboxHold, OutboxMessage
 from cxbot.outbox.contract import Delivery
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
@@ -120,9 +120,14 @@ async def test_rate_limit_waits_for_retry_after_and_holds_the_platform(
     assert (stats.claimed, stats.retried, stats.released, stats.sent) == (2, 1, 1, 0)
     assert len(fake_slack.calls("chat.postMessage")) == 1
     async with runtime.sessions() as session:
-        due = list((await session.execute(select(OutboxMessage.next_attempt_at))).scalars())
-    assert due == [clock.now + timedelta(seconds=30)] * 3
-    assert (await worker.run_once(now=clock.advance(seconds=29))).claimed == 0
+        query = select(OutboxMessage.next_attempt_at).order_by(OutboxMessage.id)
+        due = list((await session.execute(query)).scalars())
+        holds = (await session.execute(select(OutboxHold.destination, OutboxHold.until))).all()
+    assert due[:2] == [clock.now + timedelta(seconds=30)] * 2  # the refused card and the one put back
+    assert holds == [(CHANNEL, clock.now + timedelta(seconds=30))]  # the channel, for every worker
+    fresh = OutboxWorker(runtime, platform_notifiers(runtime))  # another replica, no memory of the 429
+    assert (await fresh.run_once(now=clock.advance(seconds=29))).claimed == 0
+    assert (await worker.run_once(now=clock.now)).claimed == 0
     assert len(fake_slack.calls("chat.postMessage")) == 1
     stats = await worker.run_once(now=clock.advance(seconds=1))
     assert stats.sent == 3
