@@ -87,6 +87,18 @@ class Channels:
         return [s for s in self.sent if s.destination == destination]
 
 
+def limit_once(channels: Channels, clock: FrozenClock, destination: str, *, retry_after: int) -> None:
+    """The first post to `destination` is answered 429 with `retry_after`; later ones go through."""
+    answered: list[datetime] = []
+
+    async def limited_once(delivery: Delivery) -> None:
+        if delivery.destination == destination and not answered:
+            answered.append(clock.now)
+            raise TransientDeliveryError("rate limited", retry_after=retry_after)
+
+    channels.answer = limited_once
+
+
 def two_channel_config() -> Config:
     return parse_config(
         {
@@ -280,14 +292,7 @@ async def test_rows_queued_after_a_429_wait_out_its_retry_after_too(
     found such posts 0.3-2.8 s into a 1-3 s Retry-After)."""
     runtime, http, clock = bot
     channels = Channels(Monotonic(), pace=None)
-    answered: list[datetime] = []
-
-    async def limited_once(delivery: Delivery) -> None:
-        if delivery.destination == BUSY and not answered:
-            answered.append(clock.now)
-            raise TransientDeliveryError("rate limited", retry_after=30)
-
-    channels.answer = limited_once
+    limit_once(channels, clock, BUSY, retry_after=30)
     worker = OutboxWorker(runtime, {PLATFORM: channels}, concurrency=1)
     await open_cases(http, "Phone", 1)
     await worker.run_once()
@@ -508,14 +513,7 @@ async def test_a_429_on_a_rows_last_attempt_still_holds_its_channel(
     the channel's other rows wait it out, in this worker and in any other."""
     runtime, http, clock = bot
     channels = Channels(Monotonic(), pace=None)
-    answered: list[datetime] = []
-
-    async def limited_once(delivery: Delivery) -> None:
-        if delivery.destination == BUSY and not answered:
-            answered.append(clock.now)
-            raise TransientDeliveryError("rate limited", retry_after=30)
-
-    channels.answer = limited_once
+    limit_once(channels, clock, BUSY, retry_after=30)
     worker = OutboxWorker(runtime, {PLATFORM: channels}, concurrency=1, retry=RetryPolicy(max_attempts=1))
     await open_cases(http, "Phone", 2)
 
