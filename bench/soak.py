@@ -239,6 +239,13 @@ class MisbehavingSlack:
         if call.method in ("respond", "auth.test"):  # replies and the token check are never faulted
             return None
         channel = str(call.body.get("channel") or "")
+        if call.method.startswith("conversations.") and not self.outage:
+            # A look for a post a stopped replica made: the fake reads its kept messages.
+            with self._lock:
+                self.records.append(
+                    Record(time.monotonic(), time.time(), call.method, channel, 200, True, "lookup")
+                )
+            return None
         with self._lock:
             now = time.monotonic()
             answer, retry_after = self._answer(call.method, channel, now)
@@ -1224,6 +1231,7 @@ class Stored:
     firings: list[tuple[int, str, int, int]]  # (case, clock, step, level)
     clocked: list[Clocked]
     outbox: list[tuple[str, str | None, str, str | None, int]]  # kind, destination, status, error, count
+    found: int  # rows whose post a stopped replica had made, found in Slack instead of posted again
 
 
 async def read_database(database_url: str, *, fast_keys: list[str]) -> Stored:
@@ -1276,9 +1284,12 @@ async def read_database(database_url: str, *, fast_keys: list[str]) -> Stored:
                 " count(*) AS n FROM outbox GROUP BY 1, 2, 3, 4"
             )
         ]
+        found = await connection.fetchval(
+            "SELECT count(*) FROM outbox WHERE result->>'action' = 'found' OR result->>'found' = 'true'"
+        )
     finally:
         await connection.close()
-    return Stored(feedback, negatives, cases, runs, firings, clocked, outbox)
+    return Stored(feedback, negatives, cases, runs, firings, clocked, outbox, int(found))
 
 
 # --------------------------------------------------------------------------- the verdict
@@ -1416,6 +1427,8 @@ def judge(
         f"digests: {digest_runs}/{len(scopes)} runs sent for {digest_day}, "
         f"{digest_posts.posted}/{digest_posts.expected} posted",
         f"cards: {cards.posted}/{cards.expected} posted, {cards.duplicates} duplicates",
+        f"in doubt: {stored.found} posts a stopped replica had made were found in Slack, not posted "
+        f"again ({sum(1 for r in records if r.kind == 'lookup')} conversations.* lookups)",
         f"retry-after: {sum(1 for r in records if r.status == 429)} 429s; {len(undercuts)} undercuts "
         f"({same_case} same case, {same_replica} from the replica that got the 429; seconds after it: "
         f"{spread(u.after for u in undercuts)}; grace {args.in_flight_grace:g} s for calls in flight)",

@@ -378,6 +378,9 @@ class OutboxMessage(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The end of a lease that ran out while the row was still `sending` (its worker stopped between
+    # the post and its record): that attempt may have been delivered, so the next one looks first.
+    lost_lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class OutboxHold(Base):

@@ -34,6 +34,10 @@ METHOD_SCOPES: dict[str, set[str]] = {
     "chat.update": {"chat:write"},
     "chat.delete": {"chat:write"},
     "conversations.open": {"im:write"},
+    # Read only to find a post an unrecorded attempt made (handlers/slack/notifier.py): the team
+    # channels may be public or private, and reports and escalations go to direct messages.
+    "conversations.history": {"channels:history", "groups:history", "im:history"},
+    "conversations.replies": {"channels:history", "groups:history", "im:history"},
     "views.open": set(),
     "views.update": set(),
     "views.push": set(),
@@ -51,7 +55,7 @@ EVENT_SCOPES: dict[str, set[str]] = {"app_home_opened": set()}
 #: What the slash command itself needs.
 COMMAND_SCOPES = {"commands"}
 
-_CALL = re.compile(r"""\.(?:call|api_call)\(\s*["']([a-z]+\.[A-Za-z.]+)["']""")
+_CALL = re.compile(r"""\.(?:call|api_call|read)\(\s*["']([a-z]+\.[A-Za-z.]+)["']""")
 _SDK_METHOD = re.compile(
     r"\b(?:client|web)\.(chat|views|conversations|users|reactions|files)_([A-Za-z0-9_]+)\("
 )

@@ -111,6 +111,12 @@ class Delivery:
     """One claimed outbox row, with what a notifier needs to deliver it without the database.
 
     `message_ref` is the platform id of the case's card in this destination, when one was posted.
+
+    `maybe_sent_since` is set when an earlier attempt was claimed and never recorded (its worker
+    stopped between the call and the record): that attempt may have delivered the message at some
+    time after this. A notifier that can look on the platform (Slack: the channel's history, by the
+    metadata each post carries) should, and answer with what it found instead of sending again;
+    one that cannot sends again (at least once).
     """
 
     id: int
@@ -121,6 +127,7 @@ class Delivery:
     attempt: int
     case: CaseView | None = None
     message_ref: str | None = None
+    maybe_sent_since: datetime | None = None
 
 
 class Notifier(Protocol):

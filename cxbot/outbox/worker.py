@@ -28,8 +28,12 @@ later. The order of work per batch is what makes it safe:
    way when a 429 comes. A sent row whose record fails because the database is briefly away is
    recorded again, not left to its lease.
 
-Delivery is at least once: a crash between a successful call and step 3 sends that row again once
-its lease expires (bench/soak.py kills a replica mid-run and counts the duplicates).
+Delivery is at least once, and once where the platform lets us look: a crash between a successful
+call and step 3 leaves the row `sending` until its lease expires. The claim that takes it then keeps
+the lost lease's end (`lost_lease_until`), and its delivery carries `maybe_sent_since`: a notifier
+that can (Slack: the channel's history, by each message's metadata) looks for the earlier post and
+reports it instead of posting again. Elsewhere that row is sent again (bench/soak.py kills a replica
+mid-run and counts the duplicates).
 
 Every time the worker writes (lease, retry time, platform pause, `sent_at`) is read from the clock at
 that moment, not once per run: a round of slow posts takes seconds, and a Retry-After measured from
@@ -47,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, exists, false, null, or_, select, update
+from sqlalchemy import and_, case, exists, false, func, null, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -93,6 +97,9 @@ log = logging.getLogger(__name__)
 PRUNE_EVERY = timedelta(hours=1)
 #: Pauses between tries to record a row that was sent while the database is away (well inside the lease).
 RECORD_RETRY_PAUSES = (0.25, 0.5, 1.0, 2.0, 2.0)
+#: How far before a lost lease's last renewal its post may have gone out: a claimed row can wait in
+#: its lane (pace, a slow channel) for a while before it is posted, and the lease is renewed meanwhile.
+LOST_LEASE_LOOKBACK = timedelta(minutes=5)
 WAKE_GAP_SECONDS = 0.2
 
 Clock = Callable[[], datetime]
@@ -459,7 +466,18 @@ class OutboxWorker:
             rows = await session.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.id.in_(due.scalar_subquery()))
-                .values(status="sending", next_attempt_at=until)
+                .values(
+                    status="sending",
+                    next_attempt_at=until,
+                    # A row still `sending` here lost its lease unrecorded: keep when (the first time).
+                    lost_lease_until=case(
+                        (
+                            OutboxMessage.status == "sending",
+                            func.coalesce(OutboxMessage.lost_lease_until, OutboxMessage.next_attempt_at),
+                        ),
+                        else_=OutboxMessage.lost_lease_until,
+                    ),
+                )
                 .returning(OutboxMessage)
                 .execution_options(synchronize_session=False)
             )
@@ -556,6 +574,11 @@ class OutboxWorker:
                 attempt=row.attempts + 1,
                 case=case_view,
                 message_ref=message_ref,
+                maybe_sent_since=(
+                    row.lost_lease_until - self.lease - LOST_LEASE_LOOKBACK
+                    if row.lost_lease_until is not None
+                    else None
+                ),
             ),
             supersedes,
             held_until,
@@ -566,9 +589,11 @@ class OutboxWorker:
     ) -> None:
         values: dict[str, Any] = {"attempts": row.attempts + (1 if outcome.counted else 0)}
         if outcome.status == "sent":
-            values.update(status="sent", sent_at=now, result=outcome.result, last_error=None)
+            values.update(
+                status="sent", sent_at=now, result=outcome.result, last_error=None, lost_lease_until=None
+            )
         elif outcome.status == "dead":
-            values.update(status="dead", last_error=outcome.error)
+            values.update(status="dead", last_error=outcome.error, lost_lease_until=None)
         else:
             values.update(status="pending", next_attempt_at=outcome.next_attempt_at, result=null())
             if outcome.status == "retry":

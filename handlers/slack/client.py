@@ -108,9 +108,18 @@ class SlackClient:
 
         Every payload is defused here (:func:`handlers.slack.blocks.outgoing`): no call can carry a
         live `<!channel>` or link, whichever renderer built it."""
+        return await self._api(method, json=outgoing(arguments))
+
+    async def read(self, method: str, **arguments: Any) -> dict[str, Any]:
+        """Call a reading method (`conversations.history`...) form-encoded, as Slack wants those:
+        its JSON bodies are for the methods that write."""
+        form = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in arguments.items()}
+        return await self._api(method, data=form)
+
+    async def _api(self, method: str, **body: Any) -> dict[str, Any]:
         self._pooled()
         try:
-            response = await self.web.api_call(method, json=outgoing(arguments))
+            response = await self.web.api_call(method, **body)
         except SlackApiError as error:
             answer = error.response
             data = answer.data if isinstance(answer.data, dict) else {}

@@ -2,12 +2,19 @@
 
 Network only: the worker hands over a :class:`cxbot.outbox.contract.Delivery` with the case snapshot and the
 card's `ts` if one was posted, and stores the `message_ref` this returns.
+
+Every post carries message metadata naming its outbox row and part (`cxbot_outbox`: card, line or
+message). A delivery whose earlier attempt may have gone out (`maybe_sent_since`: its worker stopped
+before recording it) first looks for that post in the conversation's history and, found, answers
+with it instead of posting a second time. A lookup Slack refuses (a missing `*:history` scope, a
+channel the bot is not in) is logged and the message posted again, as before: at least once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 
 from cxbot.digest.chart import trend_chart_png
@@ -38,6 +45,12 @@ from handlers.slack.renderers import (
 MAX_TEXT = 3000
 log = logging.getLogger("handlers.slack")
 
+#: The metadata `event_type` of cxbot's posts: `event_payload` names the outbox row and the part.
+POST_MARKER = "cxbot_outbox"
+#: History pages read, at most, looking for an earlier attempt's post (Slack's page: up to 200).
+LOOKUP_PAGES = 5
+LOOKUP_PAGE_SIZE = 200
+
 
 class SlackNotifier:
     platform = "slack"
@@ -53,14 +66,16 @@ class SlackNotifier:
             )
         if delivery.kind == "report":
             text = clip(str(delivery.payload.get("text") or "cxbot report"), MAX_TEXT)
-            answer = await self.client.post_message(channel=delivery.destination, text=text)
+            answer = await self._post(delivery, "message", channel=delivery.destination, text=text)
             return {"ts": answer.get("ts"), "channel": answer.get("channel")}
         if delivery.kind == "digest":
             return await self._digest(delivery)
         if delivery.kind in ESCALATION_KINDS:
             # A user id as the channel opens (or reuses) the bot's direct message with that person.
             message = escalation_message(str(delivery.payload.get("text") or ""))
-            answer = await self.client.post_message(
+            answer = await self._post(
+                delivery,
+                "message",
                 channel=delivery.destination,
                 unfurl_links=False,
                 text=message["text"],
@@ -87,11 +102,18 @@ class SlackNotifier:
             message = text_message(
                 str(delivery.payload.get("text") or ""), cut_note="(cut short; see `/cx digest preview`)"
             )
-        answer = await self.client.post_message(
-            channel=delivery.destination, unfurl_links=False, text=message["text"], blocks=message["blocks"]
+        answer = await self._post(
+            delivery,
+            "message",
+            channel=delivery.destination,
+            unfurl_links=False,
+            text=message["text"],
+            blocks=message["blocks"],
         )
         result: dict[str, Any] = {"ts": answer.get("ts"), "channel": answer.get("channel")}
-        if isinstance(digest, TeamDigest) and digest.charts:
+        if answer.get("found"):  # posted by the attempt that was not recorded; its chart went or not
+            result["found"] = True
+        elif isinstance(digest, TeamDigest) and digest.charts:
             result["chart"] = await self._chart(delivery.destination, digest, thread_ts=answer.get("ts"))
         return result
 
@@ -126,8 +148,10 @@ class SlackNotifier:
                 return {"message_ref": delivery.message_ref, "action": "updated"}
             except SlackMessageNotFound:
                 pass  # someone deleted the card: post a fresh one and bind it instead
-        answer = await self.client.post_message(channel=delivery.destination, unfurl_links=False, **arguments)
-        return {"message_ref": answer.get("ts"), "action": "posted"}
+        answer = await self._post(
+            delivery, "card", channel=delivery.destination, unfurl_links=False, **arguments
+        )
+        return {"message_ref": answer.get("ts"), "action": "found" if answer.get("found") else "posted"}
 
     async def _thread(self, delivery: Delivery) -> dict[str, Any]:
         assert delivery.case is not None and delivery.destination is not None
@@ -139,11 +163,71 @@ class SlackNotifier:
             result["message_ref"] = card_ts
         text = thread_line(mask_text(str(delivery.payload.get("text") or "")) or "(update)")
         try:
-            answer = await self.client.post_message(
-                channel=delivery.destination, text=text, thread_ts=card_ts
+            answer = await self._post(
+                delivery, "line", channel=delivery.destination, text=text, thread_ts=card_ts
             )
         except DeliveryError as error:
             error.result = result or None  # the card did go out: bind it, so a retry does not post it again
             raise
         result.update(thread_ts=card_ts, ts=answer.get("ts"))
         return result
+
+    async def _post(self, delivery: Delivery, part: str, *, channel: str, **arguments: Any) -> dict[str, Any]:
+        """Post one part of a delivery, marked with its outbox row; an attempt in doubt looks first."""
+        marker = {"event_type": POST_MARKER, "event_payload": {"outbox_id": delivery.id, "part": part}}
+        if delivery.maybe_sent_since is not None:
+            found = await self._earlier_post(
+                channel, marker, since=delivery.maybe_sent_since, thread_ts=arguments.get("thread_ts")
+            )
+            if found is not None:
+                log.info(
+                    "outbox %s: its %s was already posted (%s); not posting again", delivery.id, part, found
+                )
+                return {"ts": found, "channel": channel, "found": True}
+        return await self.client.post_message(channel=channel, metadata=marker, **arguments)
+
+    async def _earlier_post(
+        self, channel: str, marker: dict[str, Any], *, since: datetime, thread_ts: str | None
+    ) -> str | None:
+        """The `ts` of a post carrying `marker` in the conversation since `since`, if there is one.
+
+        A thread line is looked for among the thread's replies, anything else in the channel's
+        history; a person's id is first turned into the direct message's channel. Rate limits and
+        outages raise (the row is retried, still in doubt); a refusal returns None (posted again)."""
+        try:
+            conversation = channel
+            if channel[:1] in ("U", "W"):  # a person: the bot's direct message with them
+                opened = await self.client.call("conversations.open", users=channel)
+                conversation = str((opened.get("channel") or {}).get("id") or channel)
+            cursor = None
+            for _ in range(LOOKUP_PAGES):
+                page_of: dict[str, Any] = {"channel": conversation, "oldest": f"{since.timestamp():.6f}"}
+                page_of.update(include_all_metadata=True, limit=LOOKUP_PAGE_SIZE)
+                if cursor:
+                    page_of["cursor"] = cursor
+                if thread_ts:
+                    page = await self.client.read("conversations.replies", ts=thread_ts, **page_of)
+                else:
+                    page = await self.client.read("conversations.history", **page_of)
+                for message in page.get("messages") or ():
+                    if _marked(message, marker):
+                        return str(message.get("ts"))
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not page.get("has_more") or not cursor:
+                    return None
+            return None
+        except PermanentDeliveryError as error:
+            log.warning("cannot look in %s for an earlier post (%s): posting again", channel, error.code)
+            return None
+
+
+def _marked(message: dict[str, Any], marker: dict[str, Any]) -> bool:
+    """Whether a message from the history carries `marker` (its outbox row and part)."""
+    metadata = message.get("metadata") or {}
+    payload = metadata.get("event_payload") or {}
+    wanted = marker["event_payload"]
+    return (
+        metadata.get("event_type") == marker["event_type"]
+        and str(payload.get("outbox_id")) == str(wanted["outbox_id"])
+        and payload.get("part") == wanted["part"]
+    )

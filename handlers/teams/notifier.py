@@ -9,6 +9,10 @@ TEAMS_SERVICE_URL is used, as design.md §4 says.
 
 A posted card's `message_ref` is `<thread conversation id>|<activity id>`: the thread is where its
 timeline goes, the activity id is what `PUT` replaces.
+
+A delivery in doubt (`maybe_sent_since`: a stopped replica may have posted it) is posted again: the
+Bot Connector lets a bot send to a Teams conversation but not read it back, so there is nothing to
+look in (Slack's notifier finds its earlier post by its metadata instead).
 """
 
 from __future__ import annotations

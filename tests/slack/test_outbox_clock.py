@@ -141,7 +141,9 @@ async def test_a_crashed_workers_claim_moves_on_within_the_lease_not_minutes(
     survivor = OutboxWorker(runtime, platform_notifiers(runtime))
     assert (await survivor.run_once(now=clock.advance(seconds=14))).claimed == 0
     assert (await survivor.run_once(now=clock.advance(seconds=2))).sent == 1
-    assert [c.body["text"].split(" ", 1)[0] for c in fake_slack.calls(POST)] == [ref, ref]
+    # The killed worker's post did reach Slack: the survivor finds it instead of posting it again
+    # (tests/slack/test_outbox_in_doubt.py has the cases around that).
+    assert [c.body["text"].split(" ", 1)[0] for c in fake_slack.calls(POST)] == [ref]
 
 
 async def test_two_workers_never_send_a_row_again_before_its_retry_after(

@@ -5,6 +5,13 @@ socket is bound before the constructor returns, so tests never wait for it). It 
 and answers like Slack, or as a test scripts it: a 429 with Retry-After, a 500, or `ok: false` with
 an error code. :class:`SlackSender` signs requests with the signing secret exactly as Slack does and
 sends them through the real ASGI app. Request fields come from the samples in `tests/fixtures/slack/`.
+
+Messages it accepted (`chat.postMessage` answered ok, whoever chose the answer) are kept per
+conversation, so `conversations.history` and `conversations.replies` read them back as Slack does:
+newest first (a thread: parent first, then oldest first), with `metadata` only when
+`include_all_metadata` is asked for, `oldest`, `limit` and a cursor. Its `ts` values are counters,
+not times, so `oldest` is compared with when each message arrived (as Slack's `ts` is). A person's id
+as the channel is their direct message, `D` + the rest of the id (`conversations.open` says the same).
 """
 
 from __future__ import annotations
@@ -74,6 +81,8 @@ class FakeSlack:
         self._choosers: list[Callable[[Call], Answer | None]] = []
         self._ts = itertools.count(1)
         self._files = itertools.count(1)
+        #: Messages accepted, by conversation: (arrival time, ts, thread_ts, metadata, text).
+        self.messages: dict[str, list[tuple[float, str, str | None, Any, str]]] = {}
         #: Bytes sent to upload URLs (files_upload_v2), by file id.
         self.uploads: dict[str, bytes] = {}
         #: Where `apps.connections.open` sends a Socket Mode client (see :class:`FakeSocketMode`).
@@ -212,7 +221,54 @@ class FakeSlack:
             return Answer(500, {"ok": False, "error": "held_too_long"})
         if hook is not None:
             hook(call, answer)
-        return answer or self._default(method, body)
+        answer = answer or self._default(method, body)
+        accepted = answer.status == 200 and isinstance(answer.body, dict) and answer.body.get("ok")
+        if method == "chat.postMessage" and accepted:
+            self._keep(body, str(answer.body.get("ts")))  # type: ignore[union-attr]
+        return answer
+
+    def _keep(self, body: dict[str, Any], ts: str) -> None:
+        metadata = body.get("metadata")
+        if isinstance(metadata, str):  # form-encoded calls send it as JSON text
+            metadata = json.loads(metadata or "null")
+        thread = body.get("thread_ts") or None
+        with self._lock:
+            kept = self.messages.setdefault(dm_channel(str(body.get("channel") or "")), [])
+            kept.append((time.time(), ts, thread, metadata, str(body.get("text") or "")))
+
+    def _history(self, body: dict[str, Any], *, thread: str | None) -> Answer:
+        """conversations.history (thread None: the channel's top-level messages) or .replies."""
+        channel = str(body.get("channel") or "")
+        oldest = float(body.get("oldest") or 0)
+        limit = int(body.get("limit") or 100)
+        start = int(body.get("cursor") or 0)
+        with_metadata = str(body.get("include_all_metadata")).lower() in ("true", "1")
+        with self._lock:
+            kept = list(self.messages.get(channel, ()))
+        if thread is None:
+            found = [m for m in reversed(kept) if m[2] is None and m[0] >= oldest]
+        else:
+            found = [m for m in kept if m[1] == thread] + [
+                m for m in kept if m[2] == thread and m[0] >= oldest
+            ]
+        page = found[start : start + limit]
+        messages = []
+        for _, ts, thread_ts, metadata, text in page:
+            message: dict[str, Any] = {"type": "message", "ts": ts, "text": text}
+            if thread_ts:
+                message["thread_ts"] = thread_ts
+            if with_metadata and metadata:
+                message["metadata"] = metadata
+            messages.append(message)
+        more = start + limit < len(found)
+        return Answer(
+            body={
+                "ok": True,
+                "messages": messages,
+                "has_more": more,
+                "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+            }
+        )
 
     def _upload(self, path: str, headers: dict[str, str], data: bytes) -> Answer:
         file_id = path.rsplit("/", 1)[-1]
@@ -245,6 +301,13 @@ class FakeSlack:
             return Answer(body={"ok": True, "channel": body.get("channel"), "ts": ts, "message": {"ts": ts}})
         if method == "chat.update":
             return Answer(body={"ok": True, "channel": body.get("channel"), "ts": body.get("ts")})
+        if method == "conversations.history":
+            return self._history(body, thread=None)
+        if method == "conversations.replies":
+            return self._history(body, thread=str(body.get("ts") or ""))
+        if method == "conversations.open":
+            users = str(body.get("users") or "")
+            return Answer(body={"ok": True, "channel": {"id": dm_channel(users)}})
         if method == "chat.postEphemeral":
             return Answer(body={"ok": True, "message_ts": f"1700000000.{next(self._ts):06d}"})
         if method == "apps.connections.open":
@@ -264,6 +327,11 @@ class FakeSlack:
         if method in ("views.publish", "views.open", "views.update"):
             return Answer(body={"ok": True, "view": {"id": "V0CXBOT01", **(body.get("view") or {})}})
         return Answer(body={"ok": False, "error": "unknown_method"})
+
+
+def dm_channel(channel: str) -> str:
+    """The conversation a post to `channel` lands in: a person's id is their direct message."""
+    return "D" + channel[1:] if channel[:1] in ("U", "W") else channel
 
 
 def _parse(raw: str, content_type: str) -> dict[str, Any]:
