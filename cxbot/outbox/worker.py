@@ -516,7 +516,7 @@ class OutboxWorker:
         now: datetime,
         error: str,
         retry_after: float | None,
-        hold: str = "destination",
+        scope: str = "destination",
     ) -> _Outcome:
         attempt = row.attempts + 1
         when = now + self.retry.delay(attempt, retry_after)
@@ -526,7 +526,7 @@ class OutboxWorker:
         else:
             outcome = _Outcome("retry", error=error, next_attempt_at=when)
         if retry_after is not None:  # what the rate limit holds (the destination, or the platform),
-            outcome.extra.update(hold=hold, hold_until=when)  # even when this row gives up
+            outcome.extra.update(hold=scope, hold_until=when)  # even when this row gives up
         return outcome
 
     async def _prepare(
