@@ -45,6 +45,7 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -85,6 +86,9 @@ NEGATIVE_EVERY = 5
 DEFAULT_TEAMS = 100
 BUSY_PREFIX = QUEUED.split(":", 1)[0]
 SLICE_SECONDS = 10.0
+GC_SAMPLE = re.compile(
+    r'cxbot_gc_pause_seconds_(?P<what>count|sum)\{generation="(?P<generation>\d)"\} (?P<value>\S+)'
+)
 DEFAULT_RATES = [10.0, 20.0, 30.0, 40.0, 50.0]
 
 
@@ -151,6 +155,8 @@ class Step:
     #: CPU seconds the server process used from the rate's first send until its work had arrived.
     server_cpu: float | None = None
     elapsed: float = 0.0
+    #: The server's garbage collections over the rate, from /metrics: {generation: (count, seconds)}.
+    collections: dict[str, tuple[int, float]] = field(default_factory=dict)
 
     def waits(self, prefix: str) -> tuple[list[float], int]:
         """Seconds from send to arrival of each `prefix` arrival expected, and how many never came."""
@@ -227,6 +233,13 @@ class Step:
             f"{1000 * self.server_cpu / max(len(self.sent), 1):.1f} ms per request)"
             if self.server_cpu is not None
             else "  server CPU (not measured: no /proc)",
+            "  server GC: "
+            + (
+                ", ".join(
+                    f"gen{g} {n} in {1000 * t:.0f} ms" for g, (n, t) in sorted(self.collections.items())
+                )
+                or "(not reported)"
+            ),
         ]
 
 
@@ -350,6 +363,29 @@ def collect(fake: RemoteFakeSlack, step: Step, *, drain: float) -> None:
         time.sleep(0.1)
 
 
+def collections(url: str) -> dict[str, tuple[int, float]]:
+    """The server's garbage collections so far, by generation (`cxbot_gc_pause_seconds` at /metrics)."""
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return {}
+    found: dict[str, list[float]] = {}
+    for line in text.splitlines():
+        match = GC_SAMPLE.match(line)
+        if match:
+            totals = found.setdefault(match["generation"], [0.0, 0.0])
+            totals[0 if match["what"] == "count" else 1] = float(match["value"])
+    return {g: (int(n), t) for g, (n, t) in found.items()}
+
+
+def since(
+    before: dict[str, tuple[int, float]], after: dict[str, tuple[int, float]]
+) -> dict[str, tuple[int, float]]:
+    return {
+        g: (n - before.get(g, (0, 0.0))[0], t - before.get(g, (0, 0.0))[1]) for g, (n, t) in after.items()
+    }
+
+
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU time of a process so far (Linux /proc), to say how busy the server was."""
     try:
@@ -386,10 +422,12 @@ def run(args: argparse.Namespace, directory: Path, fake: RemoteFakeSlack) -> tup
             load = Load(fake.base, case_ids, teams=args.teams)
             for rate in args.rates:
                 step = Step(rate, rate * FEEDBACK_PER_COMMAND, args.seconds)
+                gc_before = collections(server.url)
                 cpu, started = cpu_seconds(server.process.pid), time.monotonic()
                 asyncio.run(open_loop(server.url, load, step))
                 collect(fake, step, drain=args.drain)
                 after = cpu_seconds(server.process.pid)
+                step.collections = since(gc_before, collections(server.url))
                 step.elapsed = time.monotonic() - started
                 step.server_cpu = after - cpu if after is not None and cpu is not None else None
                 steps.append(step)

@@ -7,14 +7,18 @@ in tests/test_metrics.py.
 
 from __future__ import annotations
 
+import gc
+import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 #: Seconds, from a fast reply to a card that waited on a channel's pace or a Retry-After.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+#: Seconds a garbage collection stopped the process: most are well under a millisecond.
+PAUSE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -82,7 +86,9 @@ class Counters:
     }
     HISTOGRAM_HELP: ClassVar[dict[str, str]] = {
         "cxbot_outbox_delivery_seconds": "From an outbox message being queued to its delivery, by platform.",
+        "cxbot_gc_pause_seconds": "Garbage collections (the whole process stopped), by generation.",
     }
+    BUCKETS: ClassVar[dict[str, tuple[float, ...]]] = {"cxbot_gc_pause_seconds": PAUSE_BUCKETS}
 
     def __init__(self) -> None:
         self._values: Counter[tuple[str, Labels]] = Counter()
@@ -97,7 +103,9 @@ class Counters:
     def observe(self, name: str, value: float, **labels: str) -> None:
         histogram = self.histograms.get(name)
         if histogram is None:
-            histogram = self.histograms[name] = Histogram(self.HISTOGRAM_HELP.get(name, name))
+            histogram = self.histograms[name] = Histogram(
+                self.HISTOGRAM_HELP.get(name, name), self.BUCKETS.get(name, LATENCY_BUCKETS)
+            )
         histogram.observe(value, **labels)
 
     def render(
@@ -128,6 +136,24 @@ class Counters:
             lines.append(f"# TYPE {name} gauge")
             lines.extend(f"{name}{_labels(labels)} {value:g}" for labels, value in samples)
         return "\n".join(lines) + "\n"
+
+
+def watch_collections(counters: Counters) -> Callable[[], None]:
+    """Time every garbage collection into `cxbot_gc_pause_seconds`; returns what stops it.
+
+    A collection stops every request in the process, so a full one shows in the ack and reply
+    tails: this is where /metrics says whether it was the collector."""
+    started: list[float] = []
+
+    def callback(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            paused = time.perf_counter() - started.pop()
+            counters.observe("cxbot_gc_pause_seconds", paused, generation=str(info.get("generation")))
+
+    gc.callbacks.append(callback)
+    return lambda: gc.callbacks.remove(callback)
 
 
 def _labels(labels: dict[str, str]) -> str:

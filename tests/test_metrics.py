@@ -8,11 +8,13 @@ parser, so what a Prometheus server would read is what is asserted.
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from cxbot.observability import watch_collections
 from cxbot.outbox.contract import CHAT_KINDS, Delivery, PermanentDeliveryError
 from cxbot.outbox.worker import OutboxWorker
 from cxbot.runtime import Runtime
@@ -112,3 +114,24 @@ async def test_background_queue_depth_and_reply_latency(client: httpx.AsyncClien
     assert idle[("cxbot_reply_seconds_count", (("work", "test-command"),))] == 9
     assert idle[("cxbot_background_wait_seconds_count", (("work", "test-command"),))] == 9
     assert idle[("cxbot_reply_seconds_bucket", (("le", "+Inf"), ("work", "test-command")))] == 9
+
+
+async def test_garbage_collections_are_timed_by_generation(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    stop = watch_collections(runtime.counters)
+    try:
+        gc.collect()  # a full collection, as the ones that stopped bench/soak.py's replicas
+        gc.collect(0)
+    finally:
+        stop()
+    gc.collect()  # not timed any more
+    metrics = await scrape(client)
+    count = {
+        labels[0][1]: value
+        for (name, labels), value in metrics.items()
+        if name == "cxbot_gc_pause_seconds_count"
+    }
+    assert count["2"] >= 1 and count["0"] >= 1
+    assert metrics[("cxbot_gc_pause_seconds_sum", (("generation", "2"),))] > 0
+    assert all(callback.__module__ != "cxbot.observability" for callback in gc.callbacks)
