@@ -29,7 +29,7 @@ from cxbot.commands.grammar import (
     verb_named,
 )
 from cxbot.commands.home import overview_text
-from cxbot.db import insert_for, transaction
+from cxbot.db import insert_for, retrying, transaction
 from cxbot.digest.content import build_team_digest
 from cxbot.digest.schedule import local_date
 from cxbot.digest.text import render_team_digest
@@ -121,19 +121,25 @@ async def run(
     """Run a parsed command in its own transaction, once its arguments are within cxbot.limits.
 
     `once` is recorded in that transaction: a refused or failed command leaves no record, so its
-    replay is refused the same way; a replay of one that ran raises AlreadyReceived.
+    replay is refused the same way; a replay of one that ran raises AlreadyReceived. The transaction
+    is run again if the database went away under it (cxbot.db.retrying): it rolled back with the
+    connection, and `once` keeps a commit whose answer was lost from running twice.
     """
     try:
         check_limits(command)
     except CommandError as error:
         return _usage_reply(runtime, error)
-    try:
+
+    async def attempt() -> Reply:
         async with transaction(runtime.sessions) as session:
             if once is not None and not await first_time(
                 session, platform=once.platform, event_id=once.event_id, kind=once.kind, now=runtime.clock()
             ):
                 raise AlreadyReceived(once.event_id)
             return await _HANDLERS[command.verb](runtime, session, command, actor, where)
+
+    try:
+        return await retrying(attempt)
     except flows.FieldRejected as error:
         return Reply(str(error), ok=False, fix_field=error.field)
     except (flows.CaseNotFound, flows.InvalidTransition) as error:

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from cxbot.db import transaction
+from cxbot.db import retrying, transaction
 from cxbot.ingest.common import ItemResult
 from cxbot.ingest.fetch_queue import queue_fetches
 from cxbot.ingest.providers import PROVIDERS, PayloadError, SignatureError
@@ -21,11 +21,20 @@ MAX_ITEMS_PER_REQUEST = MAX_ITEMS_PER_DELIVERY
 
 
 async def _store(runtime: Runtime, items: list, *, default_source: str | None = None) -> list[ItemResult]:
-    now = runtime.clock()
-    async with transaction(runtime.sessions) as session:
-        results = await ingest_items(
-            session, ingestor_for(runtime.config), items, now=now, default_source=default_source
-        )
+    """Store the items in one transaction, run again if the database went away meanwhile: an item
+    is keyed by its source and external id, so a second run stores nothing twice."""
+
+    async def store() -> list[ItemResult]:
+        async with transaction(runtime.sessions) as session:
+            return await ingest_items(
+                session,
+                ingestor_for(runtime.config),
+                items,
+                now=runtime.clock(),
+                default_source=default_source,
+            )
+
+    results = await retrying(store)
     for result in results:
         runtime.counters.inc("cxbot_feedback_items_total", status=result.status)
     return results
@@ -98,8 +107,11 @@ async def post_webhook(request: Request) -> JSONResponse:
     _check_item_count(items)
     if provider.fetcher is not None:
         # Only ids arrived: answer now, fetch the response through the durable queue.
-        async with transaction(runtime.sessions) as session:
-            queued = await queue_fetches(session, name, items, now=runtime.clock())
+        async def queue() -> int:  # keyed by provider and response id: a second run queues nothing twice
+            async with transaction(runtime.sessions) as session:
+                return await queue_fetches(session, name, items, now=runtime.clock())
+
+        queued = await retrying(queue)
         return JSONResponse({"queued": queued, "already_queued": len(items) - queued}, status_code=202)
     results = await _store(runtime, items, default_source=name)
     body_out = {"results": [r.as_dict() for r in results]}

@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse
 
 from cxbot.brand import palette
 from cxbot.config import Brand
-from cxbot.db import transaction
+from cxbot.db import retrying, transaction
 from cxbot.limits import MAX_RESURVEY_FIELDS
 from cxbot.loop import resurvey as flows
 from cxbot.settings import MissingSetting
@@ -273,8 +273,14 @@ async def post_resurvey(request: Request) -> HTMLResponse:
                 question, brand=brand, error=str(error), comment=comment[: flows.MAX_COMMENT_CHARS]
             )
             return _page("One question about your experience", body, brand=brand, status=400)
-        async with transaction(runtime.sessions) as session:
-            await flows.answer(session, runtime=runtime, token=token, score=score, comment=comment, now=now)
+
+        async def record() -> None:  # a token is answered once: a rerun after a lost commit finds it used
+            async with transaction(runtime.sessions) as session:
+                await flows.answer(
+                    session, runtime=runtime, token=token, score=score, comment=comment, now=now
+                )
+
+        await retrying(record)
     except flows.LinkError as error:
         runtime.counters.inc(
             "cxbot_resurvey_links_refused_total", reason=_REASONS.get(type(error), "invalid")
