@@ -274,6 +274,46 @@ async def test_bulk_import_writes_exactly_what_the_portable_path_writes(
     assert feedback["r14"]["score"] == 7.0 and "\n" in feedback["r14"]["comment"]
 
 
+#: Only new responses: d1's third negative in 90 days is n4 (n1 is older than the window), d2's is n9.
+FRESH_ROWS = [
+    "n1,nps,1,,checkout,2026-06-01T00:00:00Z,d1,,,,",
+    "n2,nps,2,,checkout,2026-10-01T00:00:00Z,d1,,,,",
+    "n3,nps,0,,checkout,2026-10-02T00:00:00+02:00,d1,,,,",
+    "n4,nps,3,Awful,checkout,2026-10-03T00:00:00Z,d1,,,,",
+    "n5,nps,9,,checkout,2026-10-03T00:00:00Z,d2,,,,",
+    "n6,csat,1,,checkout,2026-10-04T00:00:00Z,d2,,,,",
+    "n7,csat,2,,website,2026-10-05T00:00:00Z,d2,,,,",
+    "n8,nps,1,,,2026-10-06T00:00:00Z,,,,,",
+    "n9,csat,1,,Inbound,2026-10-06T12:00:00-05:00,d2,,,,",
+]
+
+
+@pytest.mark.parametrize("batch", [2, 1000])
+async def test_repeat_detractors_of_new_rows_are_raised_as_on_the_portable_path(
+    runtime: Runtime, tmp_path: Path, batch: int
+) -> None:
+    """When every case of a batch is new, so is its feedback: the bulk path hands raise_priority the
+    cases with their received times instead of reading them back, and the same cases are raised."""
+    path = tmp_path / "fresh.csv"
+    path.write_text(HEADER + "\n" + "\n".join(FRESH_ROWS) + "\n", encoding="utf-8")
+    outcomes = []
+    for bulk in (False, True):
+        await reset(runtime)
+        with statements(runtime) as sent:
+            report = await import_csv(runtime, path, replace(OPTIONS, bulk=bulk, batch_size=batch))
+        outcomes.append((counts(report), await dump(runtime), sent))
+    (portable, portable_rows, portable_sent), (bulk, bulk_rows, bulk_sent) = outcomes
+    assert bulk == portable
+    for table in TABLES:
+        assert bulk_rows[table] == portable_rows[table], table
+    external = {f["id"]: f["external_id"] for f in bulk_rows["feedback"]}
+    raised = {external[c["feedback_id"]] for c in bulk_rows["cases"] if c["priority"] == "high"}
+    assert raised == {"n4", "n9"}
+    anchors = "coalesce(feedback.received_at, cases.created_at)"
+    assert any(anchors in statement for statement in portable_sent)
+    assert not any(anchors in statement for statement in bulk_sent)
+
+
 @pytest.mark.skipif(not postgres_admin_url(), reason="PostgreSQL not configured (CXBOT_TEST_POSTGRES_URL)")
 async def test_the_postgresql_copy_import_stores_what_the_sqlite_import_stores(
     sqlite_template: Path, postgres_database: str, tmp_path: Path, example_config: Config

@@ -49,6 +49,8 @@ MAX_PARAMETERS = 30_000
 #: Distinct (metric, score, comment, team, touchpoint) judgements remembered per writer.
 VERDICT_CACHE_SIZE = 20_000
 _TAGS_CACHE_SIZE = 4_096
+#: Customer ids whose tombstone (a SHA-256) is remembered: an import names the same customers again.
+_TOMBSTONES_CACHE_SIZE = 100_000
 
 FEEDBACK_COLUMNS = (
     "source",
@@ -386,6 +388,7 @@ class BulkWriter:
         self.config = router.config
         self._verdicts: dict[tuple[Any, ...], Verdict] = {}
         self._tags: dict[tuple[str, ...], str] = {(): "[]"}
+        self._tombstones: dict[str, dict[str, str]] = {}
         self._drivers: dict[str, _Driver] = {}
 
     def _driver(self, connection: AsyncConnection) -> _Driver:
@@ -416,6 +419,20 @@ class BulkWriter:
                 self._tags = {(): "[]"}
             self._tags[tags] = text
         return text
+
+    def _tombstones_of(self, keys: list[str]) -> dict[str, str]:
+        """`tombstones_of`, remembered per customer id."""
+        cache = self._tombstones
+        tombstones: dict[str, str] = {}
+        for key in keys:
+            known = cache.get(key)
+            if known is None:
+                known = tombstones_of([key])
+                if len(cache) >= _TOMBSTONES_CACHE_SIZE:
+                    cache.clear()
+                cache[key] = known
+            tombstones.update(known)
+        return tombstones
 
     async def stored(self, session: AsyncSession, items: list[FeedbackIn]) -> list[FeedbackIn]:
         """The items whose (source, external id) is already stored: one index probe per source and batch."""
@@ -450,7 +467,7 @@ class BulkWriter:
         driver = self._driver(connection)
         latest: dict[str, CustomerIn] = {c.id: c for c in customers}
         keys = list(latest)
-        tombstones = tombstones_of(keys)
+        tombstones = self._tombstones_of(keys)
         wanted = [*keys, *tombstones]
         known: list[_StoredCustomer] = []
         for start in range(0, len(wanted), MAX_PARAMETERS):
@@ -596,6 +613,8 @@ class BulkWriter:
                     *defaults,
                 )
             )
+        # Feedback this transaction inserted can have no case yet; an updated one may.
+        inserted = all(p.result.status == "created" for p, _, _ in negatives)
         returned = await _insert_returning(
             connection,
             driver,
@@ -604,14 +623,24 @@ class BulkWriter:
             rows=rows,
             conflict="feedback_id",
             returning="id, feedback_id, routing_reason",
-            # Feedback this transaction inserted can have no case yet; an updated one may.
-            count=len(rows) if all(p.result.status == "created" for p, _, _ in negatives) else None,
+            count=len(rows) if inserted else None,
         )
         if not returned:
             return
         # The portable path numbers events in the order the cases came back; do the same.
         opened = {feedback_id: case_id for case_id, feedback_id, _ in returned}
-        await raise_priority(session, config=self.config, case_ids=list(opened.values()), now=now)
+        if inserted:  # every case is new, and so is its feedback, received when the item says
+            received = {feedback_id: p.item.received_at for p, feedback_id, _ in negatives}
+            customer_of = {row[0]: row[1] for row in rows}
+            await raise_priority(
+                session,
+                config=self.config,
+                case_ids=(),
+                now=now,
+                opened=[(c, customer_of[f], received[f]) for c, f, _ in returned],
+            )
+        else:
+            await raise_priority(session, config=self.config, case_ids=list(opened.values()), now=now)
         events = [(case_id, stamp, SYSTEM_ACTOR, "created", reason) for case_id, _, reason in returned]
         await _insert(connection, driver, table="case_events", columns=EVENT_COLUMNS, rows=events)
         await queue_case_cards(
