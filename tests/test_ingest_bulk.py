@@ -24,7 +24,7 @@ from sqlalchemy import event, select, text
 
 from cxbot.config import Config
 from cxbot.db import transaction
-from cxbot.ingest.bulk import BulkWriter
+from cxbot.ingest.bulk import DRAW_IDS, BulkWriter
 from cxbot.ingest.common import ItemResult, PendingItem
 from cxbot.ingest.csv_import import ImportOptions, ImportReport, _Converter, _RowError, import_csv
 from cxbot.ingest.routing import Router
@@ -176,6 +176,21 @@ def statements(runtime: Runtime) -> Iterator[list[str]]:
         event.remove(runtime.engine.sync_engine, "before_cursor_execute", record)
 
 
+@contextmanager
+def statements_and_parameters(runtime: Runtime) -> Iterator[list[tuple[str, Any]]]:
+    """As :func:`statements`, each with its parameters."""
+    sent: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(runtime.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(runtime.engine.sync_engine, "before_cursor_execute", record)
+
+
 async def typed_dump(runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
     """Every row of the tables ingest writes, read back through the models' types (so comparable
     across backends); `cases.updated_at` is left out, as SQLAlchemy's onupdate takes the wall clock."""
@@ -215,11 +230,17 @@ async def test_bulk_import_writes_exactly_what_the_portable_path_writes(
 ) -> None:
     path = write_file(tmp_path)
     portable = await run_scenario(runtime, path, bulk=False, batch=batch)
-    with statements(runtime) as sent:
+    with statements_and_parameters(runtime) as sent:
         bulk = await run_scenario(runtime, path, bulk=True, batch=batch)
     if runtime.engine.dialect.name == "postgresql":  # the rows went through COPY, not bound values
-        for table in ("customers", "feedback", "cases", "outbox"):
-            assert any(f"FROM cxbot_copy_{table}" in s for s in sent), table
+        # Straight into the tables, their ids drawn first: no other writer raced this import, so
+        # nothing needed ON CONFLICT, except the cases of the batch where e2's update opens one (its
+        # feedback may have had a case); in batches of 3 the other batches' cases go straight in.
+        drawn = {parameters[0] for statement, parameters in sent if statement == DRAW_IDS}
+        assert drawn == {"customers", "feedback", "outbox", *(["cases"] if batch == 3 else [])}
+        for table in ("customers", "feedback", "outbox"):
+            assert not any(f"FROM cxbot_copy_{table}" in statement for statement, _ in sent), table
+        assert any("FROM cxbot_copy_cases" in statement for statement, _ in sent)
 
     assert counts(bulk[0]) == counts(portable[0])
     assert counts(bulk[1]) == counts(portable[1])
@@ -251,6 +272,46 @@ async def test_bulk_import_writes_exactly_what_the_portable_path_writes(
     feedback = {f["external_id"]: f for f in stored["feedback"]}
     assert feedback["r15"]["score"] == 5.5 and feedback["r15"]["raw_score"] == 2.0
     assert feedback["r14"]["score"] == 7.0 and "\n" in feedback["r14"]["comment"]
+
+
+#: Only new responses: d1's third negative in 90 days is n4 (n1 is older than the window), d2's is n9.
+FRESH_ROWS = [
+    "n1,nps,1,,checkout,2026-06-01T00:00:00Z,d1,,,,",
+    "n2,nps,2,,checkout,2026-10-01T00:00:00Z,d1,,,,",
+    "n3,nps,0,,checkout,2026-10-02T00:00:00+02:00,d1,,,,",
+    "n4,nps,3,Awful,checkout,2026-10-03T00:00:00Z,d1,,,,",
+    "n5,nps,9,,checkout,2026-10-03T00:00:00Z,d2,,,,",
+    "n6,csat,1,,checkout,2026-10-04T00:00:00Z,d2,,,,",
+    "n7,csat,2,,website,2026-10-05T00:00:00Z,d2,,,,",
+    "n8,nps,1,,,2026-10-06T00:00:00Z,,,,,",
+    "n9,csat,1,,Inbound,2026-10-06T12:00:00-05:00,d2,,,,",
+]
+
+
+@pytest.mark.parametrize("batch", [2, 1000])
+async def test_repeat_detractors_of_new_rows_are_raised_as_on_the_portable_path(
+    runtime: Runtime, tmp_path: Path, batch: int
+) -> None:
+    """When every case of a batch is new, so is its feedback: the bulk path hands raise_priority the
+    cases with their received times instead of reading them back, and the same cases are raised."""
+    path = tmp_path / "fresh.csv"
+    path.write_text(HEADER + "\n" + "\n".join(FRESH_ROWS) + "\n", encoding="utf-8")
+    outcomes = []
+    for bulk in (False, True):
+        await reset(runtime)
+        with statements(runtime) as sent:
+            report = await import_csv(runtime, path, replace(OPTIONS, bulk=bulk, batch_size=batch))
+        outcomes.append((counts(report), await dump(runtime), sent))
+    (portable, portable_rows, portable_sent), (bulk, bulk_rows, bulk_sent) = outcomes
+    assert bulk == portable
+    for table in TABLES:
+        assert bulk_rows[table] == portable_rows[table], table
+    external = {f["id"]: f["external_id"] for f in bulk_rows["feedback"]}
+    raised = {external[c["feedback_id"]] for c in bulk_rows["cases"] if c["priority"] == "high"}
+    assert raised == {"n4", "n9"}
+    anchors = "coalesce(feedback.received_at, cases.created_at)"
+    assert any(anchors in statement for statement in portable_sent)
+    assert not any(anchors in statement for statement in bulk_sent)
 
 
 @pytest.mark.skipif(not postgres_admin_url(), reason="PostgreSQL not configured (CXBOT_TEST_POSTGRES_URL)")

@@ -19,7 +19,7 @@ from cxbot.db import transaction
 from cxbot.ingest.common import erased_external_id, refresh_customers, sort_customer_rows, tombstones_of
 from cxbot.ingest.schema import CustomerIn
 from cxbot.ingest.service import ingest_items, ingestor_for
-from cxbot.models import Customer
+from cxbot.models import Case, Customer, Feedback
 from cxbot.runtime import Runtime
 from tests.support.clock import FrozenClock
 
@@ -166,3 +166,32 @@ async def test_a_customer_erased_after_the_batch_read_them_stays_erased(runtime:
         "back@example.com",
         stored_pii(2)["phone"],
     )
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["portable", "bulk"])
+async def test_an_erased_customers_comment_is_masked_before_it_is_routed(
+    runtime: Runtime, bulk: bool
+) -> None:
+    """The bulk writer routes a round while it looks its customers up; an erased customer's item is
+    routed again once its comment is masked, so an address in it cannot pick the team."""
+    await store(runtime, [item("r0", stored_pii(0)), item("r1", stored_pii(1))])
+    await erase(runtime, "c0")
+    comment = "Terrible service, write to refund@shop.example please"  # "refund" only in the address
+    sent = [
+        {**item(name, {"id": customer}), "score": 2, "comment": comment, "touchpoint": "Nowhere Known"}
+        for name, customer in (("m0", "c0"), ("m1", "c1"))
+    ]
+    assert await store(runtime, sent, bulk=bulk) == ["created", "created"]
+    async with runtime.sessions() as session:
+        rows = (
+            await session.execute(
+                select(Feedback.external_id, Feedback.comment, Feedback.team_key, Case.routing_rule)
+                .join(Case, Case.feedback_id == Feedback.id)
+                .where(Feedback.external_id.in_(["m0", "m1"]))
+                .order_by(Feedback.external_id)
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        ("m0", "Terrible service, write to r***@s***.example please", "support", "fallback"),
+        ("m1", comment, "billing", "rule:money-words"),
+    ]

@@ -7,8 +7,9 @@ inserting new feedback, and opening cases with their events. The portable path b
 statements and lets SQLAlchemy convert three timestamps and a JSON list per row. Here each row is a
 plain tuple already in the form the driver stores (SQLite's timestamp text, JSON text), and a batch
 goes as one multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING` per 30,000 values through
-`exec_driver_sql` on SQLite, and through COPY into a temporary table and one `INSERT … SELECT` on
-PostgreSQL. With the lean row check, that halved the CSV import's CPU (docs/performance.md,
+`exec_driver_sql` on SQLite. On PostgreSQL it goes by COPY: straight into the table with ids drawn
+first where only another writer could conflict, else into a temporary table and one
+`INSERT … SELECT`. With the lean row check, that halved the CSV import's CPU (docs/performance.md,
 Ingest). What is written is the same, column for column: tests/test_ingest_bulk.py compares both
 paths on both backends.
 """
@@ -48,6 +49,8 @@ MAX_PARAMETERS = 30_000
 #: Distinct (metric, score, comment, team, touchpoint) judgements remembered per writer.
 VERDICT_CACHE_SIZE = 20_000
 _TAGS_CACHE_SIZE = 4_096
+#: Customer ids whose tombstone (a SHA-256) is remembered: an import names the same customers again.
+_TOMBSTONES_CACHE_SIZE = 100_000
 
 FEEDBACK_COLUMNS = (
     "source",
@@ -192,16 +195,24 @@ async def _insert_returning(
     rows: Iterable[tuple[Any, ...]],
     conflict: str,
     returning: str,
+    count: int | None = None,
 ) -> list[Any]:
     """Multi-row INSERT … ON CONFLICT (…) DO NOTHING RETURNING, in as few statements as the limits allow.
 
     `rows` may be a generator: the next statement's rows are built while the database runs the
     current statement (one at a time, in order), so the bot's thread and the database's overlap.
-    PostgreSQL takes the rows through COPY instead (:func:`_copy_returning`).
+    PostgreSQL takes the rows through COPY instead (:func:`_copy_returning`), straight into the
+    table when `count` says how many rows there are and that only another writer could conflict.
     """
     if driver.postgresql:
         return await _copy_returning(
-            connection, table=table, columns=columns, rows=rows, conflict=conflict, returning=returning
+            connection,
+            table=table,
+            columns=columns,
+            rows=rows,
+            conflict=conflict,
+            returning=returning,
+            count=count,
         )
     width = len(columns)
     per_statement = max(1, MAX_PARAMETERS // width)
@@ -235,6 +246,7 @@ async def _copy_returning(
     rows: Iterable[tuple[Any, ...]],
     conflict: str,
     returning: str,
+    count: int | None = None,
 ) -> list[Any]:
     """PostgreSQL: the rows COPY into a temporary table, then one INSERT … SELECT … ON CONFLICT.
 
@@ -243,14 +255,33 @@ async def _copy_returning(
     parses 30,000 bound values per statement: a batch of 10,000 feedback rows went from 0.4-0.5 s to
     0.2 s (docs/performance.md, Ingest). The temporary table lives until the commit and is emptied
     after each use, so a second round in the same transaction finds it empty.
+
+    `count`: the caller knows there are exactly that many rows and that none can conflict unless
+    another writer stored the same key meanwhile. They are then copied straight into the table
+    (:func:`_copy_direct`), and only if that meets a conflict do they take the way above.
     """
+    pending = iter(rows)
+    if count is not None:
+        kept: list[tuple[Any, ...]] = []
+        returned = await _copy_direct(
+            connection,
+            table=table,
+            columns=columns,
+            rows=pending,
+            count=count,
+            returning=returning,
+            kept=kept,
+        )
+        if returned is not None:
+            return returned
+        pending = chain(kept, pending)
     staging = f"cxbot_copy_{table}"
     names = ", ".join(columns)
     await connection.exec_driver_sql(
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DROP"
         f" AS SELECT {names} FROM {table} WITH NO DATA"
     )
-    await _copy(connection, staging, columns, rows)
+    await _copy(connection, staging, columns, pending)
     returned = await _fetch_all(
         connection,
         f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging}"
@@ -259,6 +290,58 @@ async def _copy_returning(
     )
     await connection.exec_driver_sql(f"TRUNCATE {staging}")
     return returned
+
+
+#: `count` ids from a table's own sequence, in the order its default would have drawn them.
+DRAW_IDS = "SELECT nextval(s) FROM pg_get_serial_sequence($1, 'id') AS s, generate_series(1, $2) ORDER BY 1"
+_SAVEPOINT = "cxbot_copy_direct"
+
+
+async def _copy_direct(
+    connection: AsyncConnection,
+    *,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterator[tuple[Any, ...]],
+    count: int,
+    returning: str,
+    kept: list[tuple[Any, ...]],
+) -> list[Any] | None:
+    """PostgreSQL: COPY `count` rows straight into `table` with ids drawn first; what RETURNING would say.
+
+    The server stores each row while the next ones are still being built and sent, instead of
+    after the last one (the temporary table's way), and two statements and a scan go. The ids are
+    the ones `INSERT … SELECT` would draw, one per row in order. A unique key another writer took
+    first makes the COPY fail: it ran under a savepoint, so it is undone, the rows it consumed are
+    in `kept`, and None says to take the ON CONFLICT way (the ids drawn are then skipped, as a
+    rolled-back insert skips them).
+    """
+    from asyncpg import UniqueViolationError  # PostgreSQL only: asyncpg is an optional dependency
+
+    wanted = [name.strip() for name in returning.split(",")]
+    if wanted[0] != "id":
+        raise ValueError(f"returning {returning!r}: the id comes first")
+    positions = [columns.index(name) for name in wanted[1:]]
+    # Through SQLAlchemy, which begins the transaction if nothing did yet; then the driver's own.
+    ids = [ident for (ident,) in await _fetch_all(connection, DRAW_IDS, (table, count))]
+    raw = (await connection.get_raw_connection()).driver_connection
+
+    def numbered() -> Iterator[tuple[Any, ...]]:
+        for ident, row in zip(ids, rows, strict=True):
+            kept.append(row)
+            yield (ident, *row)
+
+    await raw.execute(f"SAVEPOINT {_SAVEPOINT}")
+    try:
+        await raw.copy_records_to_table(table, records=numbered(), columns=["id", *columns])
+    except UniqueViolationError:
+        await raw.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+        await raw.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+        return None
+    await raw.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+    if not positions:
+        return [(ident,) for ident in ids]
+    return [(ident, *[row[i] for i in positions]) for ident, row in zip(ids, kept, strict=True)]
 
 
 async def _copy(
@@ -305,6 +388,7 @@ class BulkWriter:
         self.config = router.config
         self._verdicts: dict[tuple[Any, ...], Verdict] = {}
         self._tags: dict[tuple[str, ...], str] = {(): "[]"}
+        self._tombstones: dict[str, dict[str, str]] = {}
         self._drivers: dict[str, _Driver] = {}
 
     def _driver(self, connection: AsyncConnection) -> _Driver:
@@ -335,6 +419,20 @@ class BulkWriter:
                 self._tags = {(): "[]"}
             self._tags[tags] = text
         return text
+
+    def _tombstones_of(self, keys: list[str]) -> dict[str, str]:
+        """`tombstones_of`, remembered per customer id."""
+        cache = self._tombstones
+        tombstones: dict[str, str] = {}
+        for key in keys:
+            known = cache.get(key)
+            if known is None:
+                known = tombstones_of([key])
+                if len(cache) >= _TOMBSTONES_CACHE_SIZE:
+                    cache.clear()
+                cache[key] = known
+            tombstones.update(known)
+        return tombstones
 
     async def stored(self, session: AsyncSession, items: list[FeedbackIn]) -> list[FeedbackIn]:
         """The items whose (source, external id) is already stored: one index probe per source and batch."""
@@ -369,7 +467,7 @@ class BulkWriter:
         driver = self._driver(connection)
         latest: dict[str, CustomerIn] = {c.id: c for c in customers}
         keys = list(latest)
-        tombstones = tombstones_of(keys)
+        tombstones = self._tombstones_of(keys)
         wanted = [*keys, *tombstones]
         known: list[_StoredCustomer] = []
         for start in range(0, len(wanted), MAX_PARAMETERS):
@@ -395,6 +493,7 @@ class BulkWriter:
                 rows=[(c.id, c.name, c.email, c.phone, stamp, stamp) for c in missing],
                 conflict="external_id",
                 returning="id, external_id",
+                count=len(missing),  # none was found just now
             )
             ids.update({external_id: ident for ident, external_id in returned})
             raced = [c.id for c in missing if c.id not in ids]
@@ -458,6 +557,7 @@ class BulkWriter:
             rows=rows(),
             conflict="source, external_id",
             returning="id, source, external_id",
+            count=len(fresh),  # keys the probe did not find, each once in the round
         )
         inserted = {(source, external_id): ident for ident, source, external_id in returned}
         raced = []
@@ -513,6 +613,8 @@ class BulkWriter:
                     *defaults,
                 )
             )
+        # Feedback this transaction inserted can have no case yet; an updated one may.
+        inserted = all(p.result.status == "created" for p, _, _ in negatives)
         returned = await _insert_returning(
             connection,
             driver,
@@ -521,12 +623,24 @@ class BulkWriter:
             rows=rows,
             conflict="feedback_id",
             returning="id, feedback_id, routing_reason",
+            count=len(rows) if inserted else None,
         )
         if not returned:
             return
         # The portable path numbers events in the order the cases came back; do the same.
         opened = {feedback_id: case_id for case_id, feedback_id, _ in returned}
-        await raise_priority(session, config=self.config, case_ids=list(opened.values()), now=now)
+        if inserted:  # every case is new, and so is its feedback, received when the item says
+            received = {feedback_id: p.item.received_at for p, feedback_id, _ in negatives}
+            customer_of = {row[0]: row[1] for row in rows}
+            await raise_priority(
+                session,
+                config=self.config,
+                case_ids=(),
+                now=now,
+                opened=[(c, customer_of[f], received[f]) for c, f, _ in returned],
+            )
+        else:
+            await raise_priority(session, config=self.config, case_ids=list(opened.values()), now=now)
         events = [(case_id, stamp, SYSTEM_ACTOR, "created", reason) for case_id, _, reason in returned]
         await _insert(connection, driver, table="case_events", columns=EVENT_COLUMNS, rows=events)
         await queue_case_cards(
@@ -569,4 +683,5 @@ class BulkWriter:
             ],
             conflict="dedupe_key",
             returning="id",
+            count=len(rows),  # the first cards of cases opened in this transaction
         )

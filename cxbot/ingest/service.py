@@ -8,6 +8,7 @@ same item meet on unique keys (`ON CONFLICT DO NOTHING`) and the loser treats th
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -136,6 +137,12 @@ class Ingestor:
             self._routes[touchpoint] = route
         return route
 
+    def _pending(self, index: int, item: FeedbackIn) -> PendingItem:
+        """A routed item, to be created unless its key turns out to be stored."""
+        route = self._route(item)
+        warnings = [] if route.known_touchpoint else [route.reason]
+        return PendingItem(index, item, route, ItemResult(index, "created", None, None, None, warnings))
+
     async def store(
         self,
         session: AsyncSession,
@@ -179,27 +186,32 @@ class Ingestor:
         bulk: bool,
     ) -> list[ItemResult]:
         customers = [item.customer for _, item in batch if item.customer is not None]
+        lookup: asyncio.Future[CustomerIds] | None = None
         if not customers:
             found = CustomerIds()
         elif bulk:
-            found = await self._bulk.customer_ids(session, customers, now=now)
+            # The customers are looked up while the items are routed, which needs no database.
+            lookup = asyncio.ensure_future(self._bulk.customer_ids(session, customers, now=now))
+            await asyncio.sleep(0)  # let it send its first statement
         else:
             found = await _customer_ids(session, customers, now=now)
+        try:
+            pending = [self._pending(index, item) for index, item in batch]
+        except BaseException:
+            if lookup is not None:
+                await asyncio.wait([lookup])  # it ends before the transaction rolls back
+            raise
+        if lookup is not None:
+            found = await lookup
         customer_ids = found.ids
         if found.erased:  # stored and counted, but nothing about them is kept (erasure lasts)
             erased = found.erased
-            batch = [
-                (index, without_erased_pii(item) if item.customer and item.customer.id in erased else item)
-                for index, item in batch
+            pending = [
+                self._pending(p.index, without_erased_pii(p.item))  # routed again, comment masked
+                if p.item.customer is not None and p.item.customer.id in erased
+                else p
+                for p in pending
             ]
-        pending = []
-        route_of = self._route
-        for index, item in batch:
-            route = route_of(item)
-            result = ItemResult(
-                index, "created", None, None, None, [] if route.known_touchpoint else [route.reason]
-            )
-            pending.append(PendingItem(index, item, route, result))
 
         items = [p.item for p in pending]
         if bulk:  # one cheap probe first; the full rows only of the keys already stored
