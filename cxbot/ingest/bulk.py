@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import chain, islice
 from typing import Any, NamedTuple
@@ -316,47 +316,32 @@ async def _copy_direct(
     in `kept`, and None says to take the ON CONFLICT way (the ids drawn are then skipped, as a
     rolled-back insert skips them).
     """
+    from asyncpg import UniqueViolationError  # PostgreSQL only: asyncpg is an optional dependency
+
     wanted = [name.strip() for name in returning.split(",")]
     if wanted[0] != "id":
         raise ValueError(f"returning {returning!r}: the id comes first")
     positions = [columns.index(name) for name in wanted[1:]]
-    ids = await _draw_ids(connection, table, count)
+    # Through SQLAlchemy, which begins the transaction if nothing did yet; then the driver's own.
+    ids = [ident for (ident,) in await _fetch_all(connection, DRAW_IDS, (table, count))]
+    raw = (await connection.get_raw_connection()).driver_connection
 
     def numbered() -> Iterator[tuple[Any, ...]]:
         for ident, row in zip(ids, rows, strict=True):
             kept.append(row)
             yield (ident, *row)
 
-    if not await _copy_numbered(connection, table, columns, numbered()):
-        return None
-    if not positions:
-        return [(ident,) for ident in ids]
-    return [(ident, *[row[i] for i in positions]) for ident, row in zip(ids, kept, strict=True)]
-
-
-async def _draw_ids(connection: AsyncConnection, table: str, count: int) -> list[int]:
-    """`count` ids from the table's sequence (DRAW_IDS), through SQLAlchemy, which begins the
-    transaction if nothing did yet."""
-    return [ident for (ident,) in await _fetch_all(connection, DRAW_IDS, (table, count))]
-
-
-async def _copy_numbered(
-    connection: AsyncConnection, table: str, columns: Sequence[str], records: Iterator[tuple[Any, ...]]
-) -> bool:
-    """COPY (id, *columns) records straight into `table` under a savepoint; False, with nothing
-    stored, if a unique key another writer took first made it fail."""
-    from asyncpg import UniqueViolationError  # PostgreSQL only: asyncpg is an optional dependency
-
-    raw = (await connection.get_raw_connection()).driver_connection
     await raw.execute(f"SAVEPOINT {_SAVEPOINT}")
     try:
-        await raw.copy_records_to_table(table, records=records, columns=["id", *columns])
+        await raw.copy_records_to_table(table, records=numbered(), columns=["id", *columns])
     except UniqueViolationError:
         await raw.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
         await raw.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
-        return False
+        return None
     await raw.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
-    return True
+    if not positions:
+        return [(ident,) for ident in ids]
+    return [(ident, *[row[i] for i in positions]) for ident, row in zip(ids, kept, strict=True)]
 
 
 async def _copy(
@@ -448,12 +433,6 @@ class BulkWriter:
                 cache[key] = known
             tombstones.update(known)
         return tombstones
-
-    def prepare(self, items: Iterable[FeedbackIn]) -> None:
-        """Work a later batch of these items will need and that needs no database: their customers'
-        tombstones. A caller with the time (the CSV import, while the batch before is written)
-        calls it so that work is not done between the batch's statements."""
-        self._tombstones_of([item.customer.id for item in items if item.customer is not None])
 
     async def stored(self, session: AsyncSession, items: list[FeedbackIn]) -> list[FeedbackIn]:
         """The items whose (source, external id) is already stored: one index probe per source and batch."""
@@ -570,30 +549,6 @@ class BulkWriter:
                     stamp,
                 )
 
-        if driver.postgresql:
-            # The ids are drawn first, so each item's result, negative entry and case row are made
-            # while the server stores the rows before it, not after the last one.
-            ids = await _draw_ids(connection, "feedback", len(fresh))
-            case_row = self._case_row_maker(driver, now)
-            known = len(negatives)
-
-            def numbered() -> Iterator[tuple[Any, ...]]:
-                for ident, p, row in zip(ids, fresh, rows(), strict=True):
-                    p.result.feedback_id = ident
-                    verdict = verdicts[-1]
-                    if verdict.negative and verdict.reason:
-                        negatives.append((p, ident, verdict.reason))
-                        p.case_row = (ident, *case_row(p, verdict.reason, customer_ids))
-                    yield (ident, *row)
-
-            # Keys the probe did not find, each once in the round: only another writer can conflict.
-            if await _copy_numbered(connection, "feedback", FEEDBACK_COLUMNS, numbered()):
-                return []
-            del negatives[known:]  # another writer stored one of the keys: the ON CONFLICT way
-            for p in fresh:
-                p.result.feedback_id = None
-                p.case_row = None
-            verdicts.clear()
         returned = await _insert_returning(
             connection,
             driver,
@@ -602,6 +557,7 @@ class BulkWriter:
             rows=rows(),
             conflict="source, external_id",
             returning="id, source, external_id",
+            count=len(fresh),  # keys the probe did not find, each once in the round
         )
         inserted = {(source, external_id): ident for ident, source, external_id in returned}
         raced = []
@@ -615,40 +571,6 @@ class BulkWriter:
                 negatives.append((p, ident, verdict.reason))
         return raced
 
-    def _case_row_maker(
-        self, driver: _Driver, now: datetime
-    ) -> Callable[[PendingItem, str, dict[str, int]], tuple[Any, ...]]:
-        """A case row builder for cases opened at `now`: all but the feedback id (CASE_COLUMNS[0])."""
-        stamp = driver.when(now)
-        when = driver.when
-        config = self.config
-        due: dict[str, tuple[Any, Any]] = {}
-        defaults = tuple(_CASE_DEFAULTS.values())
-
-        def build(p: PendingItem, why: str, customer_ids: dict[str, int]) -> tuple[Any, ...]:
-            route = p.route
-            team = route.team
-            deadline = due.get(team)
-            if deadline is None:
-                ack_due, resolve_due = deadlines(config, team=team, start=now)
-                deadline = due[team] = (when(ack_due), when(resolve_due))
-            customer = p.item.customer
-            return (
-                customer_ids.get(customer.id) if customer is not None else None,
-                team,
-                route.touchpoint_key,
-                case_title(p.item, route),
-                route.rule,
-                routing_reason(why, route),
-                SYSTEM_ACTOR,
-                stamp,
-                stamp,
-                *deadline,
-                *defaults,
-            )
-
-        return build
-
     async def open_cases(
         self,
         session: AsyncSession,
@@ -661,17 +583,36 @@ class BulkWriter:
         connection = await session.connection()
         driver = self._driver(connection)
         stamp = driver.when(now)
-        case_row = None
+        due: dict[str, tuple[Any, Any]] = {}
+        defaults = tuple(_CASE_DEFAULTS.values())
         rows = []
         team_of: dict[int, str] = {}
         for p, feedback_id, why in negatives:
-            team_of[feedback_id] = p.route.team
-            row = p.case_row
-            if row is None:
-                if case_row is None:
-                    case_row = self._case_row_maker(driver, now)
-                row = (feedback_id, *case_row(p, why, customer_ids))
-            rows.append(row)
+            route = p.route
+            team = route.team
+            if team not in due:
+                ack_due, resolve_due = deadlines(self.config, team=team, start=now)
+                due[team] = (driver.when(ack_due), driver.when(resolve_due))
+            ack_due, resolve_due = due[team]
+            customer = p.item.customer
+            team_of[feedback_id] = team
+            rows.append(
+                (
+                    feedback_id,
+                    customer_ids.get(customer.id) if customer is not None else None,
+                    team,
+                    route.touchpoint_key,
+                    case_title(p.item, route),
+                    route.rule,
+                    routing_reason(why, route),
+                    SYSTEM_ACTOR,
+                    stamp,
+                    stamp,
+                    ack_due,
+                    resolve_due,
+                    *defaults,
+                )
+            )
         # Feedback this transaction inserted can have no case yet; an updated one may.
         inserted = all(p.result.status == "created" for p, _, _ in negatives)
         returned = await _insert_returning(

@@ -210,6 +210,3 @@ class PendingItem:
     item: FeedbackIn
     route: Route
     result: ItemResult
-    #: The bulk writer's case row for this item, built while its feedback was being copied (the
-    #: id was drawn first); None where the row is built when the case opens.
-    case_row: tuple[Any, ...] | None = None

@@ -35,8 +35,8 @@ from typing import Any
 
 from cxbot.db import transaction
 from cxbot.ingest.csv_lean import LeanRows
-from cxbot.ingest.schema import METRICS, FeedbackIn, ItemError, parse_timestamp
-from cxbot.ingest.service import Ingestor, ingest_items, ingestor_for
+from cxbot.ingest.schema import METRICS, ItemError, parse_timestamp
+from cxbot.ingest.service import ingest_items, ingestor_for
 from cxbot.runtime import Runtime
 
 #: Fields a `--map` or `--set` may name.
@@ -74,7 +74,6 @@ _TAG_SPLIT = re.compile(r"[;,]")
 _DATE_CACHE_LIMIT = 100_000
 _YIELD_EVERY = 32
 _TICK_EVERY = 1024  # a multiple of _YIELD_EVERY
-_PREPARE_EVERY = 256
 #: Allocations between collections of the youngest generation during an import (Python's default: 700).
 _GC_YOUNG_THRESHOLD = 20_000
 
@@ -392,8 +391,6 @@ async def import_csv(runtime: Runtime, path: Path | str, options: ImportOptions)
             async with aclosing(batches):
                 async for items, lines in batches:
                     if writing is not None:
-                        if options.bulk:
-                            await _prepare(ingestor_for(runtime.config), items)
                         await writing
                     if bar is not None:
                         bar.update(text.buffer.tell() - bar.n)
@@ -413,15 +410,6 @@ async def import_csv(runtime: Runtime, path: Path | str, options: ImportOptions)
     report.errors.sort()
     report.seconds = time.perf_counter() - started
     return report
-
-
-async def _prepare(ingestor: Ingestor, items: list[Any]) -> None:
-    """Work the batch's store can do without the database, done while the batch before is written,
-    in slices so that batch's statements are never kept waiting long."""
-    lean = [item for item in items if type(item) is FeedbackIn]
-    for start in range(0, len(lean), _PREPARE_EVERY):
-        ingestor.prepare(lean[start : start + _PREPARE_EVERY])
-        await asyncio.sleep(0)
 
 
 async def _batches(

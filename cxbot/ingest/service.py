@@ -137,10 +137,6 @@ class Ingestor:
             self._routes[touchpoint] = route
         return route
 
-    def prepare(self, items: Sequence[FeedbackIn]) -> None:
-        """What a bulk store of these items can work out ahead, without the database (BulkWriter.prepare)."""
-        self._bulk.prepare(items)
-
     def _pending(self, index: int, item: FeedbackIn) -> PendingItem:
         """A routed item, to be created unless its key turns out to be stored."""
         route = self._route(item)
