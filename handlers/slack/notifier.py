@@ -73,14 +73,7 @@ class SlackNotifier:
         if delivery.kind in ESCALATION_KINDS:
             # A user id as the channel opens (or reuses) the bot's direct message with that person.
             message = escalation_message(str(delivery.payload.get("text") or ""))
-            answer = await self._post(
-                delivery,
-                "message",
-                channel=delivery.destination,
-                unfurl_links=False,
-                text=message["text"],
-                blocks=message["blocks"],
-            )
+            answer = await self._post_rendered(delivery, message)
             return {"ts": answer.get("ts"), "channel": answer.get("channel")}
         if delivery.case is None:
             return {"skipped": "the case no longer exists"}
@@ -102,14 +95,7 @@ class SlackNotifier:
             message = text_message(
                 str(delivery.payload.get("text") or ""), cut_note="(cut short; see `/cx digest preview`)"
             )
-        answer = await self._post(
-            delivery,
-            "message",
-            channel=delivery.destination,
-            unfurl_links=False,
-            text=message["text"],
-            blocks=message["blocks"],
-        )
+        answer = await self._post_rendered(delivery, message)
         result: dict[str, Any] = {"ts": answer.get("ts"), "channel": answer.get("channel")}
         if answer.get("found"):  # posted by the attempt that was not recorded; its chart went or not
             result["found"] = True
@@ -171,6 +157,18 @@ class SlackNotifier:
             raise
         result.update(thread_ts=card_ts, ts=answer.get("ts"))
         return result
+
+    async def _post_rendered(self, delivery: Delivery, message: dict[str, Any]) -> dict[str, Any]:
+        """A rendered message (fallback text and blocks) to the delivery's destination, link previews off."""
+        assert delivery.destination is not None
+        return await self._post(
+            delivery,
+            "message",
+            channel=delivery.destination,
+            unfurl_links=False,
+            text=message["text"],
+            blocks=message["blocks"],
+        )
 
     async def _post(self, delivery: Delivery, part: str, *, channel: str, **arguments: Any) -> dict[str, Any]:
         """Post one part of a delivery, marked with its outbox row; an attempt in doubt looks first."""
